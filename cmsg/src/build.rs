@@ -1,0 +1,338 @@
+//! Building control buffers for `sendmsg`.
+
+use crate::decode::{decode_zc_info, ZcOutcome};
+use crate::error::{BuildError, ZcError};
+use crate::layout::{
+    elem_bytes, u32_bytes, write_header, zc_info_bytes, Header, ZC_ELEM_SIZE, ZC_INFO_SIZE,
+};
+use crate::walk::Walker;
+use msgzc_abi::proposal::v8;
+use msgzc_abi::{CmsgLayout, MsgFlags, Target, TimestampingFlags};
+
+/// The byte written over every `zc_info_elem` of a fresh placeholder.
+///
+/// A v8 kernel writes `zerocopy` bytes of 0 or 1 only, so an element whose
+/// `zerocopy` byte is still `ZC_POISON` was never written.
+pub const ZC_POISON: u8 = 0xa5;
+
+/// `CMSG_SPACE` of an `SCM_ZC_NOTIFICATION` placeholder of `capacity`
+/// elements for the native layout: usable in array lengths.
+///
+/// ```
+/// use msgzc_cmsg::{zc_placeholder_space, ControlBuf};
+/// let buf = ControlBuf::<{ zc_placeholder_space(16) }>::new();
+/// # #[cfg(target_pointer_width = "64")]
+/// assert_eq!(buf.as_bytes().len(), 16 + 200); // 196 data bytes, padded to 8
+/// ```
+pub const fn zc_placeholder_space(capacity: usize) -> usize {
+    CmsgLayout::NATIVE.space(v8::zc_info_size(capacity))
+}
+
+/// Control-buffer storage aligned for every layout (8 bytes), so
+/// [`ControlBuilder::new`] never refuses it as misaligned.
+#[derive(Clone, Debug)]
+#[repr(C, align(8))]
+pub struct ControlBuf<const N: usize>([u8; N]);
+
+impl<const N: usize> ControlBuf<N> {
+    /// A zeroed buffer.
+    pub const fn new() -> Self {
+        ControlBuf([0; N])
+    }
+
+    /// The bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The bytes, mutably (what [`ControlBuilder::new`] and `recvmsg` take).
+    pub fn as_mut_bytes(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+impl<const N: usize> Default for ControlBuf<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where the `SCM_ZC_NOTIFICATION` placeholder sits in a built buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZcSlot {
+    /// Byte offset of its header.
+    pub offset: usize,
+    /// Its number of `zc_info_elem`s.
+    pub capacity: usize,
+}
+
+/// Writes control messages for `target` into a caller's buffer.
+///
+/// Each `push` writes one whole message (header, data, zeroed padding) or
+/// nothing: a refused message leaves the buffer as it was. The only way to
+/// get something to hand to `sendmsg` is [`finish`](Self::finish), which
+/// yields a [`Control`] covering exactly the complete messages.
+///
+/// ```
+/// use msgzc_cmsg::{BuildError, ControlBuf, ControlBuilder, TimestampingFlags};
+/// use msgzc_abi::Arch;
+///
+/// let mut buf = ControlBuf::<32>::new();
+/// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+/// b.timestamping(TimestampingFlags::TX_SOFTWARE).unwrap();
+/// // A 16-element placeholder needs 16 + 196 (+ 4 padding) more bytes.
+/// assert_eq!(b.zc_placeholder(16), Err(BuildError::TooSmall { needed: 24 + 216, available: 32 }));
+/// let c = b.finish();
+/// assert_eq!(c.len(), 24);
+/// ```
+#[derive(Debug)]
+pub struct ControlBuilder<'a> {
+    target: Target,
+    buf: &'a mut [u8],
+    len: usize,
+    zc: Option<ZcSlot>,
+}
+
+impl<'a> ControlBuilder<'a> {
+    /// Starts an empty buffer. `buf` must start on the layout's alignment
+    /// (`CMSG_ALIGN`), as the C API requires of `msg_control`.
+    pub fn new(target: Target, buf: &'a mut [u8]) -> Result<Self, BuildError> {
+        let align = target.cmsg().align();
+        // Only the address is inspected; the pointer is never dereferenced.
+        let offset = (buf.as_ptr() as usize) % align;
+        if offset != 0 {
+            return Err(BuildError::Misaligned { align, offset });
+        }
+        Ok(ControlBuilder {
+            target,
+            buf,
+            len: 0,
+            zc: None,
+        })
+    }
+
+    /// The target layout.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// Bytes used so far (the `msg_controllen` [`finish`](Self::finish)
+    /// would give).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no message was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reserves one message of `data_len` bytes: checks everything, then
+    /// writes the header and zeroes the padding, and returns the data area.
+    fn reserve(
+        &mut self,
+        level: i32,
+        ty: i32,
+        data_len: usize,
+    ) -> Result<(usize, &mut [u8]), BuildError> {
+        let layout = self.target.cmsg();
+        let too_long = BuildError::TooLong { data_len };
+        let cmsg_len = layout.checked_len(data_len).ok_or(too_long)?;
+        let space = layout.checked_space(data_len).ok_or(too_long)?;
+        if layout == CmsgLayout::Bits32 && u32::try_from(space).is_err() {
+            return Err(too_long);
+        }
+        let needed = self.len.checked_add(space).ok_or(too_long)?;
+        if needed > self.buf.len() {
+            return Err(BuildError::TooSmall {
+                needed,
+                available: self.buf.len(),
+            });
+        }
+        let start = self.len;
+        let msg = &mut self.buf[start..needed];
+        let header = Header {
+            len: cmsg_len as u64,
+            level,
+            ty,
+        };
+        let wrote = write_header(self.target, msg, header);
+        debug_assert!(wrote, "header size and cmsg_len range were checked above");
+        msg[cmsg_len - data_len..].fill(0);
+        self.len = needed;
+        let hdr = layout.header_size();
+        Ok((start, &mut msg[hdr..hdr + data_len]))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn reserve_for_test(&mut self, data_len: usize) -> Result<(), BuildError> {
+        self.reserve(1, 1, data_len).map(drop)
+    }
+
+    /// Appends a raw message.
+    pub fn push(&mut self, level: i32, ty: i32, data: &[u8]) -> Result<(), BuildError> {
+        let (_, out) = self.reserve(level, ty, data.len())?;
+        out.copy_from_slice(data);
+        Ok(())
+    }
+
+    /// Appends an `SO_TIMESTAMPING` request for this send (`SOL_SOCKET`,
+    /// type `SO_TIMESTAMPING_OLD`, a `u32` of flags), which the kernel
+    /// accepts only with flags inside `SOF_TIMESTAMPING_TX_RECORD_MASK`.
+    pub fn timestamping(&mut self, flags: TimestampingFlags) -> Result<(), BuildError> {
+        let invalid = flags.bits() & !TimestampingFlags::TX_RECORD_MASK.bits();
+        if invalid != 0 {
+            return Err(BuildError::TimestampingFlags { invalid });
+        }
+        let s = self.target.family.socket();
+        let data = u32_bytes(self.target.endian, flags.bits());
+        self.push(s.sol_socket, s.so_timestamping_old, &data)
+    }
+
+    /// Appends an `SCM_ZC_NOTIFICATION` placeholder (proposal v8) for up to
+    /// `capacity` completions, `1..=ZC_NOTIFICATION_MAX`.
+    ///
+    /// The elements are poisoned with [`ZC_POISON`] so that
+    /// [`Control::zc_outcome`] can tell a kernel that wrote nothing from one
+    /// that wrote zero completions.
+    pub fn zc_placeholder(&mut self, capacity: usize) -> Result<ZcSlot, BuildError> {
+        if capacity == 0 || capacity > v8::ZC_NOTIFICATION_MAX as usize {
+            return Err(BuildError::ZcCapacity { capacity });
+        }
+        if self.zc.is_some() {
+            return Err(BuildError::ZcTwice);
+        }
+        let t = self.target;
+        let level = t.family.socket().sol_socket;
+        let ty = v8::scm_zc_notification(t.family);
+        let (offset, out) = self.reserve(level, ty, v8::zc_info_size(capacity))?;
+        let (head, elems) = out.split_at_mut(ZC_INFO_SIZE);
+        // capacity <= 16 was checked above.
+        head.copy_from_slice(&zc_info_bytes(t.endian, capacity as u32));
+        let poison = u32::from_ne_bytes([ZC_POISON; 4]);
+        let elem = elem_bytes(t.endian, poison, poison, ZC_POISON, [ZC_POISON; 3]);
+        for chunk in elems.chunks_exact_mut(ZC_ELEM_SIZE) {
+            chunk.copy_from_slice(&elem);
+        }
+        let slot = ZcSlot { offset, capacity };
+        self.zc = Some(slot);
+        Ok(slot)
+    }
+
+    /// Ends building; the result covers exactly the messages written.
+    pub fn finish(self) -> Control<'a> {
+        Control {
+            target: self.target,
+            buf: self.buf,
+            len: self.len,
+            zc: self.zc,
+        }
+    }
+}
+
+/// A finished control buffer, ready for `sendmsg`.
+///
+/// It keeps the whole buffer borrowed because a kernel implementing
+/// `SCM_ZC_NOTIFICATION` writes its answer back into it.
+#[derive(Debug)]
+pub struct Control<'a> {
+    target: Target,
+    buf: &'a mut [u8],
+    len: usize,
+    zc: Option<ZcSlot>,
+}
+
+impl<'a> Control<'a> {
+    /// The target layout.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// The `msg_controllen` to pass.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no message (pass a null `msg_control`).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The messages, `msg_controllen` bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// The whole underlying buffer, for the socket layer: the kernel may
+    /// write back into it.
+    #[cfg(any(test, feature = "std"))]
+    pub(crate) fn buffer_mut(&mut self) -> &mut [u8] {
+        self.buf
+    }
+
+    /// The placeholder, if one was built.
+    pub fn zc_slot(&self) -> Option<ZcSlot> {
+        self.zc
+    }
+
+    /// Starts over on the same buffer (e.g. to re-arm the placeholder for
+    /// the next `sendmsg`).
+    pub fn into_builder(self) -> ControlBuilder<'a> {
+        ControlBuilder {
+            target: self.target,
+            buf: self.buf,
+            len: 0,
+            zc: None,
+        }
+    }
+
+    /// What the kernel did with the placeholder, given the `msg_controllen`
+    /// and `msg_flags` it left in the `msghdr` after `sendmsg` succeeded.
+    ///
+    /// A v8 kernel copies the filled `zc_info` back to the *start* of the
+    /// buffer and sets `msg_controllen` to the bytes it wrote; a kernel
+    /// without the proposal writes nothing. An unwritten placeholder is
+    /// always [`ZcOutcome::Unwritten`], never completions.
+    ///
+    /// ```
+    /// use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcOutcome};
+    /// use msgzc_abi::Arch;
+    ///
+    /// let mut buf = ControlBuf::<256>::new();
+    /// let mut b = ControlBuilder::new(Arch::Hppa.target(), buf.as_mut_bytes()).unwrap();
+    /// b.zc_placeholder(4).unwrap();
+    /// let c = b.finish();
+    /// // A kernel that ignored it (e.g. parisc >= 6.13 taking it as
+    /// // SCM_TS_OPT_ID) left msg_controllen alone:
+    /// assert_eq!(c.zc_outcome(c.len(), MsgFlags::empty()), Ok(ZcOutcome::Unwritten { capacity: 4 }));
+    /// ```
+    pub fn zc_outcome(&self, controllen: usize, flags: MsgFlags) -> Result<ZcOutcome<'_>, ZcError> {
+        let Some(slot) = self.zc else {
+            return Ok(ZcOutcome::NotRequested);
+        };
+        let t = self.target;
+        let ty = v8::scm_zc_notification(t.family);
+        let level = t.family.socket().sol_socket;
+        let expected = v8::zc_info_size(slot.capacity);
+        if controllen == self.len && !flags.contains(MsgFlags::CTRUNC) {
+            // Untouched length: the placeholder is where we put it (written
+            // back in place when it was the only message, or not at all).
+            let hdr = t.cmsg().header_size();
+            let data = &self.buf[slot.offset + hdr..slot.offset + hdr + expected];
+            return decode_zc_info(t.endian, data, slot.capacity);
+        }
+        for m in Walker::new(t, self.buf, controllen, flags) {
+            let m = m?;
+            if m.level == level && m.ty == ty {
+                if m.data.len() != expected {
+                    return Err(ZcError::SizeChanged {
+                        expected,
+                        found: m.data.len(),
+                    });
+                }
+                return decode_zc_info(t.endian, m.data, slot.capacity);
+            }
+        }
+        Err(ZcError::Missing)
+    }
+}

@@ -1,0 +1,266 @@
+//! Typed errors. Each says what was wrong and, for buffers, at which byte
+//! offset, so a captured buffer can be diagnosed from the error alone.
+
+use core::fmt;
+
+/// Why a [`ControlBuilder`](crate::ControlBuilder) refused a buffer or a
+/// message. Nothing was written when this is returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BuildError {
+    /// The buffer cannot hold the message: `needed` bytes in all (from the
+    /// start of the buffer), `available` in the buffer.
+    TooSmall {
+        /// Bytes the buffer would need from its start.
+        needed: usize,
+        /// Bytes it has.
+        available: usize,
+    },
+    /// The buffer does not start on the layout's `CMSG_ALIGN` boundary, which
+    /// the C API requires of `msg_control` (use [`ControlBuf`](crate::ControlBuf)).
+    Misaligned {
+        /// Required alignment in bytes.
+        align: usize,
+        /// The buffer's start address modulo `align`.
+        offset: usize,
+    },
+    /// The message length does not fit the layout's `cmsg_len` field or the
+    /// host's `usize`.
+    TooLong {
+        /// Data length requested.
+        data_len: usize,
+    },
+    /// An `SO_TIMESTAMPING` request with flags the kernel refuses per send
+    /// (outside `SOF_TIMESTAMPING_TX_RECORD_MASK`).
+    TimestampingFlags {
+        /// The refused bits.
+        invalid: u32,
+    },
+    /// An `SCM_ZC_NOTIFICATION` placeholder capacity outside `1..=16`.
+    /// Zero is refused on purpose: a 4-byte placeholder is accepted by
+    /// mainline parisc kernels as `SCM_TS_OPT_ID` and is indistinguishable
+    /// from "no completions".
+    ZcCapacity {
+        /// The refused capacity.
+        capacity: usize,
+    },
+    /// A second `SCM_ZC_NOTIFICATION` placeholder in one buffer (the kernel
+    /// would copy both back to the same place).
+    ZcTwice,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BuildError::TooSmall { needed, available } => write!(
+                f,
+                "control buffer too small: {needed} bytes needed, {available} available"
+            ),
+            BuildError::Misaligned { align, offset } => write!(
+                f,
+                "control buffer misaligned: starts {offset} bytes past a {align}-byte boundary"
+            ),
+            BuildError::TooLong { data_len } => {
+                write!(
+                    f,
+                    "control message data of {data_len} bytes does not fit cmsg_len"
+                )
+            }
+            BuildError::TimestampingFlags { invalid } => write!(
+                f,
+                "SO_TIMESTAMPING flags {invalid:#x} are not per-send flags (TX_RECORD_MASK)"
+            ),
+            BuildError::ZcCapacity { capacity } => {
+                write!(f, "SCM_ZC_NOTIFICATION capacity {capacity} outside 1..=16")
+            }
+            BuildError::ZcTwice => f.write_str("a second SCM_ZC_NOTIFICATION placeholder"),
+        }
+    }
+}
+
+/// What was malformed in a received control buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalkErrorKind {
+    /// `msg_controllen` is larger than the buffer it describes.
+    ControlLenPastBuffer {
+        /// `msg_controllen`.
+        controllen: usize,
+        /// Buffer length.
+        buffer: usize,
+    },
+    /// `cmsg_len` is smaller than the header itself.
+    LenTooShort {
+        /// The `cmsg_len` read.
+        len: u64,
+    },
+    /// `cmsg_len` runs past `msg_controllen`.
+    LenPastEnd {
+        /// The `cmsg_len` read.
+        len: u64,
+        /// Bytes left from this header to `msg_controllen`.
+        remaining: usize,
+    },
+    /// `cmsg_len` (or it aligned) does not fit this host's `usize`.
+    LenOverflow {
+        /// The `cmsg_len` read.
+        len: u64,
+    },
+    /// Bytes after the last message that are too few to be a header.
+    TrailingBytes {
+        /// How many.
+        len: usize,
+    },
+    /// The kernel set `MSG_CTRUNC`: messages after this offset were dropped
+    /// (and the one before it may be cut short).
+    Truncated,
+}
+
+/// A malformed received control buffer: what, and where.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WalkError {
+    /// What was wrong.
+    pub kind: WalkErrorKind,
+    /// Byte offset of the offending header (or of the end, for
+    /// [`Truncated`](WalkErrorKind::Truncated)).
+    pub offset: usize,
+}
+
+impl fmt::Display for WalkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.offset;
+        match self.kind {
+            WalkErrorKind::ControlLenPastBuffer { controllen, buffer } => write!(
+                f,
+                "msg_controllen {controllen} exceeds the {buffer}-byte buffer"
+            ),
+            WalkErrorKind::LenTooShort { len } => {
+                write!(f, "cmsg_len {len} at offset {o} is shorter than the header")
+            }
+            WalkErrorKind::LenPastEnd { len, remaining } => write!(
+                f,
+                "cmsg_len {len} at offset {o} runs past the end ({remaining} bytes left)"
+            ),
+            WalkErrorKind::LenOverflow { len } => {
+                write!(
+                    f,
+                    "cmsg_len {len} at offset {o} overflows this host's usize"
+                )
+            }
+            WalkErrorKind::TrailingBytes { len } => {
+                write!(
+                    f,
+                    "{len} trailing bytes at offset {o}, too few for a header"
+                )
+            }
+            WalkErrorKind::Truncated => {
+                write!(f, "MSG_CTRUNC: control messages cut at offset {o}")
+            }
+        }
+    }
+}
+
+/// A control message with the right level and type but a payload that does
+/// not match its layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Payload shorter than its structure.
+    Short {
+        /// `(level, type)` of the message.
+        message: (i32, i32),
+        /// Bytes required.
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::Short {
+                message,
+                needed,
+                got,
+            } => write!(
+                f,
+                "control message level {} type {}: {got} data bytes, {needed} needed",
+                message.0, message.1
+            ),
+        }
+    }
+}
+
+/// An `SCM_ZC_NOTIFICATION` result that no correct kernel can produce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZcError {
+    /// The returned buffer could not be walked.
+    Walk(WalkError),
+    /// The kernel reported more elements than the placeholder holds.
+    LengthOverCapacity {
+        /// Reported length.
+        length: u32,
+        /// Placeholder capacity.
+        capacity: usize,
+    },
+    /// An element the kernel claims to have written has a `zerocopy` byte
+    /// other than 0 or 1.
+    BadElement {
+        /// Element index.
+        index: usize,
+        /// The byte found.
+        zerocopy: u8,
+    },
+    /// An element beyond the reported length no longer holds the poison the
+    /// builder wrote: something other than the v8 kernel logic wrote it.
+    PoisonDisturbed {
+        /// Element index.
+        index: usize,
+    },
+    /// The returned buffer holds an `SCM_ZC_NOTIFICATION` message whose size
+    /// differs from the placeholder's.
+    SizeChanged {
+        /// Data bytes of the placeholder.
+        expected: usize,
+        /// Data bytes found.
+        found: usize,
+    },
+    /// The kernel shortened `msg_controllen` but wrote no placeholder back.
+    Missing,
+}
+
+impl fmt::Display for ZcError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            ZcError::Walk(e) => write!(f, "returned control buffer: {e}"),
+            ZcError::LengthOverCapacity { length, capacity } => write!(
+                f,
+                "zc_info length {length} exceeds the placeholder's capacity {capacity}"
+            ),
+            ZcError::BadElement { index, zerocopy } => write!(
+                f,
+                "zc_info element {index} has zerocopy byte {zerocopy:#x} (only 0 or 1 are valid)"
+            ),
+            ZcError::PoisonDisturbed { index } => write!(
+                f,
+                "zc_info element {index} lies past the reported length but was overwritten"
+            ),
+            ZcError::SizeChanged { expected, found } => write!(
+                f,
+                "SCM_ZC_NOTIFICATION came back with {found} data bytes instead of {expected}"
+            ),
+            ZcError::Missing => {
+                f.write_str("msg_controllen changed but no SCM_ZC_NOTIFICATION came back")
+            }
+        }
+    }
+}
+
+impl From<WalkError> for ZcError {
+    fn from(e: WalkError) -> Self {
+        ZcError::Walk(e)
+    }
+}
+
+impl core::error::Error for BuildError {}
+impl core::error::Error for WalkError {}
+impl core::error::Error for DecodeError {}
+impl core::error::Error for ZcError {}

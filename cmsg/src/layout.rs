@@ -1,0 +1,157 @@
+//! Reading and writing the `abi` crate's layouts in a target's byte order.
+//!
+//! Every field offset and width comes from the zerocopy-derived types in
+//! `msgzc-abi`; this module only picks the byte-order parameter at run time,
+//! so the target's byte order is applied in exactly one place.
+
+use msgzc_abi::proposal::v8::{ZcInfo, ZcInfoElem};
+use msgzc_abi::{BigEndian, FromBytes, IntoBytes, LittleEndian};
+use msgzc_abi::{CmsgHdr32, CmsgHdr64, CmsgLayout, Endian, SockExtendedErr, Target};
+use zerocopy::byteorder::U32;
+
+/// Runs `$body` with `$O` bound to the zerocopy byte-order type of `$e`.
+macro_rules! by_order {
+    ($e:expr, $O:ident => $body:expr) => {
+        match $e {
+            Endian::Big => {
+                type $O = BigEndian;
+                $body
+            }
+            Endian::Little => {
+                type $O = LittleEndian;
+                $body
+            }
+        }
+    };
+}
+
+/// A decoded `struct cmsghdr`, with `cmsg_len` widened to `u64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub(crate) len: u64,
+    pub(crate) level: i32,
+    pub(crate) ty: i32,
+}
+
+/// Reads the header at the start of `b`; `None` if `b` is shorter than one.
+pub(crate) fn read_header(t: Target, b: &[u8]) -> Option<Header> {
+    by_order!(t.endian, O => match t.cmsg() {
+        CmsgLayout::Bits64 => CmsgHdr64::<O>::read_from_prefix(b).ok().map(|(h, _)| Header {
+            len: h.cmsg_len.get(),
+            level: h.cmsg_level.get(),
+            ty: h.cmsg_type.get(),
+        }),
+        CmsgLayout::Bits32 => CmsgHdr32::<O>::read_from_prefix(b).ok().map(|(h, _)| Header {
+            len: u64::from(h.cmsg_len.get()),
+            level: h.cmsg_level.get(),
+            ty: h.cmsg_type.get(),
+        }),
+    })
+}
+
+/// Writes a header to the start of `out`, which the caller has sized to at
+/// least `t.cmsg().header_size()` bytes and `len` to fit the layout's field.
+pub(crate) fn write_header(t: Target, out: &mut [u8], h: Header) -> bool {
+    by_order!(t.endian, O => match t.cmsg() {
+        CmsgLayout::Bits64 => CmsgHdr64::<O> {
+            cmsg_len: h.len.into(),
+            cmsg_level: h.level.into(),
+            cmsg_type: h.ty.into(),
+        }
+        .write_to_prefix(out)
+        .is_ok(),
+        CmsgLayout::Bits32 => match u32::try_from(h.len) {
+            Ok(len) => CmsgHdr32::<O> {
+                cmsg_len: len.into(),
+                cmsg_level: h.level.into(),
+                cmsg_type: h.ty.into(),
+            }
+            .write_to_prefix(out)
+            .is_ok(),
+            Err(_) => false,
+        },
+    })
+}
+
+/// A decoded `struct sock_extended_err`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ee {
+    pub(crate) errno: u32,
+    pub(crate) origin: u8,
+    pub(crate) ty: u8,
+    pub(crate) code: u8,
+    pub(crate) info: u32,
+    pub(crate) data: u32,
+}
+
+pub(crate) const EE_SIZE: usize = core::mem::size_of::<SockExtendedErr<LittleEndian>>();
+
+pub(crate) fn read_ee(e: Endian, b: &[u8]) -> Option<Ee> {
+    by_order!(e, O => SockExtendedErr::<O>::read_from_prefix(b).ok().map(|(x, _)| Ee {
+        errno: x.ee_errno.get(),
+        origin: x.ee_origin,
+        ty: x.ee_type,
+        code: x.ee_code,
+        info: x.ee_info.get(),
+        data: x.ee_data.get(),
+    }))
+}
+
+/// Encodes a `sock_extended_err` (used by tests and fuzzers to forge
+/// kernel-shaped buffers).
+#[cfg(test)]
+pub(crate) fn ee_bytes(e: Endian, ee: Ee) -> [u8; EE_SIZE] {
+    let mut out = [0u8; EE_SIZE];
+    by_order!(e, O => SockExtendedErr::<O> {
+        ee_errno: ee.errno.into(),
+        ee_origin: ee.origin,
+        ee_type: ee.ty,
+        ee_code: ee.code,
+        ee_pad: 0,
+        ee_info: ee.info.into(),
+        ee_data: ee.data.into(),
+    }
+    .write_to(&mut out[..])
+    .expect("sizes are equal"));
+    out
+}
+
+pub(crate) const ZC_INFO_SIZE: usize = core::mem::size_of::<ZcInfo<LittleEndian>>();
+pub(crate) const ZC_ELEM_SIZE: usize = core::mem::size_of::<ZcInfoElem<LittleEndian>>();
+
+/// The `length` of a `struct zc_info` at the start of `b`.
+pub(crate) fn read_zc_length(e: Endian, b: &[u8]) -> Option<u32> {
+    by_order!(e, O => ZcInfo::<O>::read_from_prefix(b).ok().map(|(x, _)| x.length.get()))
+}
+
+pub(crate) fn zc_info_bytes(e: Endian, length: u32) -> [u8; ZC_INFO_SIZE] {
+    let mut out = [0u8; ZC_INFO_SIZE];
+    by_order!(e, O => out.copy_from_slice(ZcInfo::<O> { length: length.into() }.as_bytes()));
+    out
+}
+
+/// A plain `u32` in the target's byte order (e.g. `SO_TIMESTAMPING` data).
+pub(crate) fn u32_bytes(e: Endian, v: u32) -> [u8; 4] {
+    by_order!(e, O => U32::<O>::new(v).to_bytes())
+}
+
+/// One `zc_info_elem`: `(lo, hi, zerocopy byte, pad)`.
+pub(crate) fn read_elem(e: Endian, b: &[u8]) -> Option<(u32, u32, u8, [u8; 3])> {
+    by_order!(e, O => ZcInfoElem::<O>::read_from_prefix(b)
+        .ok()
+        .map(|(x, _)| (x.lo.get(), x.hi.get(), x.zerocopy, x.pad)))
+}
+
+pub(crate) fn elem_bytes(
+    e: Endian,
+    lo: u32,
+    hi: u32,
+    zerocopy: u8,
+    pad: [u8; 3],
+) -> [u8; ZC_ELEM_SIZE] {
+    let mut out = [0u8; ZC_ELEM_SIZE];
+    by_order!(e, O => out.copy_from_slice(
+        ZcInfoElem::<O> { lo: lo.into(), hi: hi.into(), zerocopy, pad }.as_bytes()
+    ));
+    out
+}

@@ -1,0 +1,65 @@
+//! Safe building and walking of Linux control messages for `MSG_ZEROCOPY`.
+//!
+//! This crate sits between `sendmsg`/`recvmsg` and a buffer pool:
+//!
+//! - [`ControlBuilder`] writes control messages (raw, `SO_TIMESTAMPING`, the
+//!   `SCM_ZC_NOTIFICATION` placeholder of [`proposal v8`](msgzc_abi::proposal::v8))
+//!   into a caller's buffer for any [`Target`] layout, and only a finished
+//!   [`Control`] can be handed on.
+//! - [`Walker`] walks a received control buffer strictly: every malformed
+//!   header is a [`WalkError`] with its offset; it never reads out of bounds
+//!   and always terminates.
+//! - [`decode_errqueue`] and [`Control::zc_outcome`] turn messages into one
+//!   completion type, [`ZcRange`]; other error-queue messages become typed
+//!   [`ErrqueueItem`]s rather than being dropped.
+//! - [`CompletionTracker`] maps the kernel's `u32` send ids to the caller's
+//!   tokens and hands each token back exactly once.
+//!
+//! With the `std` feature (default), [`sys`] adds the Linux socket calls.
+//!
+//! ```
+//! use msgzc_cmsg::{ControlBuf, ControlBuilder, Walker, MsgFlags, Target};
+//! use msgzc_abi::Arch;
+//!
+//! // Build for big-endian 32-bit mips on any host, then walk it back.
+//! let t = Arch::Mips.target();
+//! let mut buf = ControlBuf::<64>::new();
+//! let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+//! b.push(0xffff, 37, &2u32.to_be_bytes()).unwrap();
+//! let control = b.finish();
+//! let msgs: Vec<_> = Walker::new(t, control.as_bytes(), control.len(), MsgFlags::empty())
+//!     .collect::<Result<_, _>>()
+//!     .unwrap();
+//! assert_eq!((msgs[0].level, msgs[0].ty, msgs[0].data), (0xffff, 37, &[0, 0, 0, 2][..]));
+//! ```
+#![no_std]
+#![cfg_attr(not(feature = "std"), forbid(unsafe_code))]
+#![cfg_attr(feature = "std", deny(unsafe_code))]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(any(test, feature = "std"))]
+extern crate std;
+
+mod build;
+mod decode;
+mod error;
+mod layout;
+mod tracker;
+mod walk;
+
+#[cfg(feature = "std")]
+#[allow(unsafe_code)]
+pub mod sys;
+
+pub use build::{zc_placeholder_space, Control, ControlBuf, ControlBuilder, ZcSlot, ZC_POISON};
+pub use decode::{
+    decode_errqueue, ErrqueueItem, ExtendedErr, Timestamps, ZcCompletions, ZcOutcome, ZcRange,
+};
+pub use error::{BuildError, DecodeError, WalkError, WalkErrorKind, ZcError};
+pub use msgzc_abi::{MsgFlags, Target, TimestampingFlags};
+pub use tracker::{Advice, CompletionError, CompletionStats, CompletionTracker, TrackerFull};
+pub use walk::{Cmsg, Walker};
+
+#[cfg(test)]
+mod tests;

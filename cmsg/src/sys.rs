@@ -1,0 +1,609 @@
+//! The Linux socket layer: `SO_ZEROCOPY`, `MSG_ZEROCOPY` sends registered in
+//! a [`CompletionTracker`], batched error-queue draining, waiting, and
+//! `SCM_ZC_NOTIFICATION` with a per-socket probe.
+//!
+//! This is the only module with `unsafe` code: each call into `libc` has a
+//! `SAFETY:` line. Arch-dependent numbers (`SOL_SOCKET`, `SO_ZEROCOPY`,
+//! errno values) come from `msgzc-abi`, never from `libc`.
+//!
+//! Kernel behaviour worth knowing (Documentation/networking/msg_zerocopy.rst):
+//! the kernel counts only `MSG_ZEROCOPY` sends that succeed with a nonzero
+//! length; completions are coalesced ranges that may arrive out of order;
+//! on loopback and veth every completion is a deferred copy (`copied`).
+
+use crate::decode::{decode_errqueue, ErrqueueItem, ZcOutcome, ZcRange};
+use crate::error::ZcError;
+use crate::tracker::{CompletionError, CompletionTracker};
+use crate::walk::Walker;
+use crate::{ControlBuf, ControlBuilder};
+use core::fmt;
+use msgzc_abi::{MsgFlags, Target};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+/// The running target. Building the socket layer for an architecture that
+/// is not one of the named Linux targets is a compile-time error rather
+/// than a guess at its numbers.
+pub const NATIVE: Target = match Target::native() {
+    Some(t) => t,
+    None => panic!("msgzc-cmsg's `std` feature needs one of the named Linux targets"),
+};
+
+/// A failed system call: which one, and its errno.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SysError {
+    /// The call (`"sendmsg"`, `"recvmmsg"`, ...).
+    pub call: &'static str,
+    /// `errno`.
+    pub errno: i32,
+}
+
+impl fmt::Display for SysError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            self.call,
+            io::Error::from_raw_os_error(self.errno)
+        )
+    }
+}
+
+impl std::error::Error for SysError {}
+
+impl SysError {
+    fn last(call: &'static str) -> SysError {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        SysError { call, errno }
+    }
+
+    /// Whether retrying later can succeed: `ENOBUFS` (optmem or locked-page
+    /// limit: drain completions first), `EAGAIN`, `EINTR`.
+    pub fn is_retryable(&self) -> bool {
+        let e = NATIVE.family.errno();
+        self.errno == e.enobufs || self.errno == e.eagain || self.errno == libc::EINTR
+    }
+}
+
+impl From<SysError> for io::Error {
+    fn from(e: SysError) -> io::Error {
+        let kind = io::Error::from_raw_os_error(e.errno).kind();
+        io::Error::new(kind, e)
+    }
+}
+
+/// The errno of an error from this module (or of a raw OS error).
+pub fn errno_of(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| {
+        e.get_ref()
+            .and_then(|x| x.downcast_ref::<SysError>())
+            .map(|s| s.errno)
+    })
+}
+
+fn check(call: &'static str, ret: libc::c_int) -> Result<libc::c_int, SysError> {
+    if ret < 0 {
+        Err(SysError::last(call))
+    } else {
+        Ok(ret)
+    }
+}
+
+fn set_int_opt(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    name: i32,
+    value: libc::c_int,
+) -> Result<(), SysError> {
+    // SAFETY: `fd` is a live descriptor for the borrow; the option value
+    // points to a c_int that outlives the call, and its size is passed.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check("setsockopt", ret).map(drop)
+}
+
+fn get_int_opt(fd: BorrowedFd<'_>, level: i32, name: i32) -> Result<libc::c_int, SysError> {
+    let mut value: libc::c_int = 0;
+    let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for writes for the call and `len`
+    // holds the size of `value`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    check("getsockopt", ret).map(|_| value)
+}
+
+/// Sets `SO_ZEROCOPY` (required before any `MSG_ZEROCOPY` send; `ENOPROTOOPT`
+/// on kernels before 4.14 and under stock qemu-user).
+pub fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), SysError> {
+    let s = NATIVE.family.socket();
+    set_int_opt(fd, s.sol_socket, s.so_zerocopy, 1)
+}
+
+/// Reads `SO_ZEROCOPY`.
+pub fn zerocopy_enabled(fd: BorrowedFd<'_>) -> Result<bool, SysError> {
+    let s = NATIVE.family.socket();
+    get_int_opt(fd, s.sol_socket, s.so_zerocopy).map(|v| v != 0)
+}
+
+/// One `sendmsg` with an optional control buffer. Returns the bytes sent and
+/// the `(msg_controllen, msg_flags)` the kernel left in the header.
+fn sendmsg_raw(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    control: Option<&mut [u8]>,
+    controllen: usize,
+    flags: MsgFlags,
+) -> Result<(usize, usize, MsgFlags), SysError> {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(buf) = control {
+        debug_assert!(controllen <= buf.len());
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = controllen as _;
+    }
+    // SAFETY: `msg` points to one iovec over `data` (read-only for the
+    // kernel on send) and, if present, to a control buffer of at least
+    // `controllen` bytes that is writable for the call (a kernel with
+    // SCM_ZC_NOTIFICATION writes back into it). All pointers outlive the
+    // call.
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags.bits() as libc::c_int) };
+    if ret < 0 {
+        return Err(SysError::last("sendmsg"));
+    }
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((
+        ret as usize,
+        msg.msg_controllen as usize,
+        MsgFlags::from_bits_retain(msg.msg_flags as u32),
+    ))
+}
+
+/// A token handed back because its send completed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released<T> {
+    /// The send id.
+    pub id: u32,
+    /// The caller's token.
+    pub token: T,
+    /// Whether the kernel copied instead of sending the pages.
+    pub copied: bool,
+}
+
+/// A send that did not take the token.
+#[derive(Debug)]
+pub struct SendError<T> {
+    /// The failed call.
+    pub error: SysError,
+    /// The token, returned unused: the kernel holds no reference to the
+    /// data.
+    pub token: T,
+}
+
+impl<T> fmt::Display for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl<T: fmt::Debug> std::error::Error for SendError<T> {}
+
+/// What a successful `sendmsg` did with the token.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent<T> {
+    /// The kernel counted the send under `id` and holds the data until the
+    /// id completes; the tracker keeps the token.
+    Pending {
+        /// Bytes sent (a TCP send may be partial).
+        bytes: usize,
+        /// The kernel's id for this send.
+        id: u32,
+    },
+    /// Nothing was sent (zero bytes), so the kernel counted nothing: the
+    /// token comes back.
+    NotCounted(T),
+}
+
+/// What [`ZcSocket::send_notify`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SentNotify<T> {
+    /// The send itself.
+    pub sent: Sent<T>,
+    /// Tokens released from completions returned inline.
+    pub inline: usize,
+    /// The first inline completion range the tracker refused (ids never
+    /// sent or completed twice); such ranges release nothing.
+    pub rejected: Option<CompletionError>,
+}
+
+/// Why a socket reads completions from the error queue only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// `sendmsg` with the placeholder failed with `EINVAL` (the kernel does
+    /// not know the type, or, on 6.12+, it means `SCM_DEVMEM_LINEAR`).
+    Rejected,
+    /// `sendmsg` succeeded but left the placeholder unwritten (e.g. parisc
+    /// 6.13+ taking the number as `SCM_TS_OPT_ID`).
+    Unwritten,
+    /// The kernel wrote something no v8 kernel writes.
+    Corrupt(ZcError),
+}
+
+/// How a [`ZcSocket`] receives completions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotifyMode {
+    /// No `SCM_ZC_NOTIFICATION` send yet: support unknown.
+    Unprobed,
+    /// The kernel fills the placeholder: completions come back inside
+    /// `sendmsg` (and whatever is left stays on the error queue).
+    Inline,
+    /// Error queue only, permanently for this socket, and why.
+    ErrorQueue(Fallback),
+}
+
+/// System calls made, for measuring syscalls per send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallCounts {
+    /// `sendmsg` calls.
+    pub sendmsg: u64,
+    /// `recvmmsg` calls on the error queue.
+    pub recvmmsg: u64,
+    /// `poll` calls.
+    pub poll: u64,
+}
+
+/// What one [`ZcSocket::drain`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Error-queue messages read.
+    pub messages: usize,
+    /// Zerocopy ranges applied.
+    pub ranges: usize,
+    /// Tokens released.
+    pub released: usize,
+    /// Non-zerocopy items passed to the caller.
+    pub other: usize,
+}
+
+/// Error-queue messages fetched per `recvmmsg`.
+pub const DRAIN_BATCH: usize = 16;
+/// Control bytes per error-queue message: room for `IP_RECVERR` with an
+/// IPv6 offender and a timestamp report.
+const ERRQUEUE_CONTROL: usize = 256;
+
+/// A socket sending with `MSG_ZEROCOPY`, its [`CompletionTracker`] and its
+/// notification mode.
+///
+/// ```no_run
+/// use msgzc_cmsg::sys::{Sent, ZcSocket};
+/// use std::net::TcpStream;
+///
+/// let stream = TcpStream::connect("127.0.0.1:9000")?;
+/// let mut zc = ZcSocket::<_, Vec<u8>, 64>::new(stream)?;
+/// let buf = vec![7u8; 65536];
+/// let data = buf.clone();
+/// match zc.send(&data, buf) {
+///     Ok(Sent::Pending { bytes, id }) => println!("{bytes} bytes pending as id {id}"),
+///     Ok(Sent::NotCounted(_buf)) => {}
+///     Err(e) => return Err(e.error.into()),
+/// }
+/// while zc.tracker().outstanding() > 0 {
+///     zc.wait(None)?;
+///     zc.drain(|r| drop(r.token), |_other| {})?;
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct ZcSocket<F: AsFd, T, const N: usize> {
+    fd: F,
+    tracker: CompletionTracker<T, N>,
+    mode: NotifyMode,
+    calls: SyscallCounts,
+}
+
+impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
+    /// Enables `SO_ZEROCOPY` on `fd` and starts tracking from id 0 (the
+    /// socket must not have sent with `MSG_ZEROCOPY` before).
+    pub fn new(fd: F) -> io::Result<Self> {
+        enable_zerocopy(fd.as_fd())?;
+        Ok(ZcSocket {
+            fd,
+            tracker: CompletionTracker::new(),
+            mode: NotifyMode::Unprobed,
+            calls: SyscallCounts::default(),
+        })
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &F {
+        &self.fd
+    }
+
+    /// The tracker (outstanding sends, statistics, advice).
+    pub fn tracker(&self) -> &CompletionTracker<T, N> {
+        &self.tracker
+    }
+
+    /// How completions are received.
+    pub fn mode(&self) -> NotifyMode {
+        self.mode
+    }
+
+    /// System calls made so far.
+    pub fn syscalls(&self) -> SyscallCounts {
+        self.calls
+    }
+
+    /// Gives the socket back. Tokens still outstanding are returned too:
+    /// their data may still be referenced by the kernel until their
+    /// completions arrive on the socket's error queue.
+    pub fn into_parts(self) -> (F, CompletionTracker<T, N>) {
+        (self.fd, self.tracker)
+    }
+
+    fn register(&mut self, bytes: usize, token: T) -> Result<Sent<T>, SendError<T>> {
+        if bytes == 0 {
+            return Ok(Sent::NotCounted(token));
+        }
+        match self.tracker.register(token) {
+            Ok(id) => Ok(Sent::Pending { bytes, id }),
+            // Unreachable: the window was checked before sending.
+            Err(full) => Err(SendError {
+                error: SysError {
+                    call: "register",
+                    errno: libc::ENOBUFS,
+                },
+                token: full.0,
+            }),
+        }
+    }
+
+    fn full(&self, token: T) -> Result<Sent<T>, SendError<T>> {
+        // Sending now would hand the kernel data we could not track.
+        Err(SendError {
+            error: SysError {
+                call: "sendmsg",
+                errno: NATIVE.family.errno().enobufs,
+            },
+            token,
+        })
+    }
+
+    /// Sends `data` with `MSG_ZEROCOPY` and keeps `token` (which should own
+    /// or lease `data`'s memory) until the kernel completes the send.
+    ///
+    /// When the tracker is full the send is not attempted and fails with
+    /// `ENOBUFS`, retryable after a [`drain`](Self::drain).
+    pub fn send(&mut self, data: &[u8], token: T) -> Result<Sent<T>, SendError<T>> {
+        self.send_flags(data, MsgFlags::empty(), token)
+    }
+
+    /// [`send`](Self::send) with extra `MSG_*` flags.
+    pub fn send_flags(
+        &mut self,
+        data: &[u8],
+        flags: MsgFlags,
+        token: T,
+    ) -> Result<Sent<T>, SendError<T>> {
+        if self.tracker.is_full() {
+            return self.full(token);
+        }
+        self.calls.sendmsg += 1;
+        match sendmsg_raw(self.fd.as_fd(), data, None, 0, flags | MsgFlags::ZEROCOPY) {
+            Ok((n, _, _)) => self.register(n, token),
+            Err(error) => Err(SendError { error, token }),
+        }
+    }
+
+    /// Sends like [`send`](Self::send) with an `SCM_ZC_NOTIFICATION`
+    /// placeholder for up to `capacity` completions, releasing those the
+    /// kernel returns inline through `release`.
+    ///
+    /// The first such send probes the kernel: on `EINVAL` the data is sent
+    /// again without the placeholder, and on `EINVAL` or an unwritten
+    /// placeholder the socket switches to the error queue for good
+    /// ([`mode`](Self::mode) says why). Either way, call
+    /// [`drain`](Self::drain) too: completions that arrive after the last
+    /// send are only on the error queue.
+    pub fn send_notify(
+        &mut self,
+        data: &[u8],
+        token: T,
+        capacity: usize,
+        mut release: impl FnMut(Released<T>),
+    ) -> Result<SentNotify<T>, SendError<T>> {
+        let plain = |s: Sent<T>| SentNotify {
+            sent: s,
+            inline: 0,
+            rejected: None,
+        };
+        if let NotifyMode::ErrorQueue(_) = self.mode {
+            return self.send(data, token).map(plain);
+        }
+        if self.tracker.is_full() {
+            return self.full(token).map(plain);
+        }
+        let mut buf = ControlBuf::<{ crate::zc_placeholder_space(16) }>::new();
+        let mut b = match ControlBuilder::new(NATIVE, buf.as_mut_bytes()) {
+            Ok(b) => b,
+            Err(_) => unreachable!("ControlBuf is aligned for every layout"),
+        };
+        if b.zc_placeholder(capacity).is_err() {
+            // Capacity outside 1..=ZC_NOTIFICATION_MAX: what the kernel
+            // would answer, without a system call.
+            let error = SysError {
+                call: "sendmsg",
+                errno: NATIVE.family.errno().einval,
+            };
+            return Err(SendError { error, token });
+        }
+        let mut control = b.finish();
+        let len = control.len();
+        self.calls.sendmsg += 1;
+        let res = sendmsg_raw(
+            self.fd.as_fd(),
+            data,
+            Some(control.buffer_mut()),
+            len,
+            MsgFlags::ZEROCOPY,
+        );
+        let (n, controllen, flags) = match res {
+            Ok(r) => r,
+            Err(e)
+                if e.errno == NATIVE.family.errno().einval && self.mode == NotifyMode::Unprobed =>
+            {
+                self.mode = NotifyMode::ErrorQueue(Fallback::Rejected);
+                return self.send(data, token).map(plain);
+            }
+            Err(error) => return Err(SendError { error, token }),
+        };
+        // The kernel handles control messages before queueing data, so the
+        // completions below are for earlier sends; register this one first.
+        let mut out = plain(self.register(n, token)?);
+        match control.zc_outcome(controllen, flags) {
+            Ok(ZcOutcome::Written(done)) => {
+                self.mode = NotifyMode::Inline;
+                for range in done.iter() {
+                    match self.apply(range, &mut release) {
+                        Ok(k) => out.inline += k,
+                        Err(e) => {
+                            out.rejected.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => {
+                self.mode = NotifyMode::ErrorQueue(Fallback::Unwritten);
+            }
+            Err(e) => self.mode = NotifyMode::ErrorQueue(Fallback::Corrupt(e)),
+        }
+        Ok(out)
+    }
+
+    fn apply(
+        &mut self,
+        range: ZcRange,
+        release: &mut impl FnMut(Released<T>),
+    ) -> Result<usize, CompletionError> {
+        self.tracker.complete(range, |id, token, copied| {
+            release(Released { id, token, copied })
+        })
+    }
+
+    /// Waits until the error queue has something (`poll` reporting
+    /// `POLLERR`) or `timeout` passes (`None`: forever). Returns whether it
+    /// is readable.
+    pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        let ms = match timeout {
+            None => -1,
+            Some(d) => libc::c_int::try_from(d.as_millis()).unwrap_or(libc::c_int::MAX),
+        };
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_fd().as_raw_fd(),
+            events: 0,
+            revents: 0,
+        };
+        self.calls.poll += 1;
+        // SAFETY: one valid pollfd, writable for the call.
+        let ret = unsafe { libc::poll(&mut pfd, 1, ms) };
+        check("poll", ret)?;
+        Ok(pfd.revents & libc::POLLERR != 0)
+    }
+
+    /// Reads the error queue without blocking, [`DRAIN_BATCH`] messages per
+    /// `recvmmsg`, until it is empty. Each completed token goes to
+    /// `release`; every other error-queue item (ICMP errors, timestamps) to
+    /// `other`.
+    ///
+    /// A completion the tracker refuses (ids never sent, or completed twice)
+    /// stops the drain with an `InvalidData` error carrying the
+    /// [`CompletionError`]; tokens released before it were already handed
+    /// over.
+    pub fn drain(
+        &mut self,
+        mut release: impl FnMut(Released<T>),
+        mut other: impl FnMut(ErrqueueItem<'_>),
+    ) -> io::Result<DrainReport> {
+        let mut report = DrainReport::default();
+        let mut controls = [(); DRAIN_BATCH].map(|_| ControlBuf::<ERRQUEUE_CONTROL>::new());
+        loop {
+            // SAFETY: mmsghdr is plain old data; all-zero is valid.
+            let mut hdrs: [libc::mmsghdr; DRAIN_BATCH] = unsafe { core::mem::zeroed() };
+            for (h, c) in hdrs.iter_mut().zip(controls.iter_mut()) {
+                h.msg_hdr.msg_control = c.as_mut_bytes().as_mut_ptr().cast();
+                h.msg_hdr.msg_controllen = ERRQUEUE_CONTROL as _;
+            }
+            self.calls.recvmmsg += 1;
+            let flags = (MsgFlags::ERRQUEUE | MsgFlags::DONTWAIT).bits() as libc::c_int;
+            // SAFETY: `hdrs` holds DRAIN_BATCH headers, each pointing to its
+            // own writable control buffer of ERRQUEUE_CONTROL bytes; no data
+            // iovecs (error-queue payloads are not needed and are truncated).
+            // The buffers outlive the call; no timeout pointer.
+            let ret = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_fd().as_raw_fd(),
+                    hdrs.as_mut_ptr(),
+                    DRAIN_BATCH as _,
+                    flags as _,
+                    core::ptr::null_mut(),
+                )
+            };
+            if ret < 0 {
+                let e = SysError::last("recvmmsg");
+                if e.errno == NATIVE.family.errno().eagain {
+                    return Ok(report);
+                }
+                return Err(e.into());
+            }
+            let got = ret as usize;
+            for (h, c) in hdrs.iter().zip(controls.iter()).take(got) {
+                report.messages += 1;
+                let mflags = MsgFlags::from_bits_retain(h.msg_hdr.msg_flags as u32);
+                // msg_controllen is size_t in glibc but socklen_t in musl.
+                #[allow(clippy::unnecessary_cast)]
+                let controllen = h.msg_hdr.msg_controllen as usize;
+                let walker = Walker::new(NATIVE, c.as_bytes(), controllen, mflags);
+                for m in walker {
+                    let m = m.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    match decode_errqueue(NATIVE, &m) {
+                        Ok(ErrqueueItem::Zerocopy(range)) => {
+                            report.ranges += 1;
+                            report.released += self
+                                .apply(range, &mut release)
+                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                        }
+                        Ok(item) => {
+                            report.other += 1;
+                            other(item);
+                        }
+                        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                    }
+                }
+            }
+            if got < DRAIN_BATCH {
+                return Ok(report);
+            }
+        }
+    }
+}

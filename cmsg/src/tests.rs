@@ -1,0 +1,736 @@
+//! Unit tests of the whole no_std core: builder → walker round trips for
+//! every named target, every malformed-input class, typed decoding, the
+//! placeholder states and tracker properties.
+
+use crate::layout::{ee_bytes, elem_bytes, write_header, zc_info_bytes, Ee, Header};
+use crate::*;
+use msgzc_abi::proposal::v8;
+use msgzc_abi::{Arch, CmsgLayout, Endian, ErrOrigin};
+use proptest::prelude::*;
+use std::vec::Vec;
+
+fn all_targets() -> impl Iterator<Item = Target> {
+    Arch::ALL.into_iter().map(Arch::target)
+}
+
+/// A hand-assembled message for `t`: header + data + zero padding.
+fn forge(t: Target, level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
+    let l = t.cmsg();
+    let mut v = std::vec![0u8; l.space(data.len())];
+    assert!(write_header(
+        t,
+        &mut v,
+        Header {
+            len: l.len(data.len()) as u64,
+            level,
+            ty
+        }
+    ));
+    v[l.header_size()..l.header_size() + data.len()].copy_from_slice(data);
+    v
+}
+
+type Walked = (Vec<(i32, i32, Vec<u8>)>, Option<WalkError>);
+
+fn walk(t: Target, buf: &[u8], flags: MsgFlags) -> Walked {
+    let mut ok = Vec::new();
+    let mut err = None;
+    for m in Walker::new(t, buf, buf.len(), flags) {
+        match m {
+            Ok(m) => ok.push((m.level, m.ty, m.data.to_vec())),
+            Err(e) => {
+                assert!(err.is_none(), "at most one error");
+                err = Some(e)
+            }
+        }
+    }
+    (ok, err)
+}
+
+#[test]
+fn round_trip_on_every_named_target() {
+    for t in all_targets() {
+        let mut buf = ControlBuf::<512>::new();
+        let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+        b.push(1, 2, &[]).unwrap();
+        b.push(-7, i32::MAX, &[1, 2, 3, 4, 5]).unwrap();
+        b.timestamping(TimestampingFlags::TX_SOFTWARE | TimestampingFlags::TX_SCHED)
+            .unwrap();
+        let slot = b.zc_placeholder(3).unwrap();
+        let c = b.finish();
+        let l = t.cmsg();
+        let want = l.space(0) + l.space(5) + l.space(4) + l.space(v8::zc_info_size(3));
+        assert_eq!(c.len(), want, "{t:?}");
+        assert_eq!(slot.offset, want - l.space(v8::zc_info_size(3)));
+        let (msgs, err) = walk(t, c.as_bytes(), MsgFlags::empty());
+        assert_eq!(err, None);
+        assert_eq!(msgs.len(), 4);
+        assert_eq!(msgs[0], (1, 2, Vec::new()));
+        assert_eq!(msgs[1], (-7, i32::MAX, std::vec![1, 2, 3, 4, 5]));
+        let s = t.family.socket();
+        let flags = (1u32 << 1) | (1 << 8);
+        let fb = match t.endian {
+            Endian::Big => flags.to_be_bytes(),
+            Endian::Little => flags.to_le_bytes(),
+        };
+        assert_eq!(msgs[2], (s.sol_socket, s.so_timestamping_old, fb.to_vec()));
+        assert_eq!(
+            (msgs[3].0, msgs[3].1),
+            (s.sol_socket, v8::scm_zc_notification(t.family))
+        );
+        assert_eq!(msgs[3].2.len(), 4 + 3 * 12);
+        assert_eq!(
+            c.zc_outcome(c.len(), MsgFlags::empty()),
+            Ok(ZcOutcome::Unwritten { capacity: 3 })
+        );
+    }
+}
+
+#[test]
+fn builder_pads_with_zeros_and_refuses_without_writing() {
+    let t = Arch::X86_64.target();
+    let mut buf = ControlBuf::<40>::new();
+    buf.as_mut_bytes().fill(0xee);
+    let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+    b.push(1, 1, &[9]).unwrap();
+    assert_eq!(
+        b.push(1, 1, &[0; 9]),
+        Err(BuildError::TooSmall {
+            needed: 24 + 32,
+            available: 40
+        })
+    );
+    assert_eq!(b.len(), 24);
+    let _ = b.finish();
+    let bytes = buf.as_bytes();
+    assert_eq!(&bytes[16..24], &[9, 0, 0, 0, 0, 0, 0, 0]);
+    assert!(
+        bytes[24..].iter().all(|&x| x == 0xee),
+        "refused message wrote nothing"
+    );
+}
+
+#[test]
+fn builder_refuses_misaligned_buffers_and_bad_requests() {
+    let mut buf = ControlBuf::<64>::new();
+    let t = Arch::Aarch64.target();
+    assert_eq!(
+        ControlBuilder::new(t, &mut buf.as_mut_bytes()[4..]).err(),
+        Some(BuildError::Misaligned {
+            align: 8,
+            offset: 4
+        })
+    );
+    // 4 is enough for 32-bit layouts.
+    assert!(ControlBuilder::new(Arch::Armv7.target(), &mut buf.as_mut_bytes()[4..]).is_ok());
+    let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+    assert_eq!(
+        b.zc_placeholder(0),
+        Err(BuildError::ZcCapacity { capacity: 0 })
+    );
+    assert_eq!(
+        b.zc_placeholder(17),
+        Err(BuildError::ZcCapacity { capacity: 17 })
+    );
+    assert_eq!(
+        b.timestamping(TimestampingFlags::OPT_ID | TimestampingFlags::TX_ACK),
+        Err(BuildError::TimestampingFlags { invalid: 1 << 7 })
+    );
+    assert_eq!(
+        b.push(1, 1, &[0; 64]),
+        Err(BuildError::TooSmall {
+            needed: 80,
+            available: 64
+        })
+    );
+    b.zc_placeholder(1).unwrap();
+    assert_eq!(b.zc_placeholder(1), Err(BuildError::ZcTwice));
+    assert!(b.finish().into_builder().is_empty());
+}
+
+#[test]
+fn huge_data_is_too_long_not_a_panic() {
+    let mut buf = ControlBuf::<16>::new();
+    let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    assert_eq!(
+        b.reserve_for_test(usize::MAX),
+        Err(BuildError::TooLong {
+            data_len: usize::MAX
+        })
+    );
+    let mut b = ControlBuilder::new(Arch::I686.target(), buf.as_mut_bytes()).unwrap();
+    let big = u32::MAX as usize;
+    assert!(matches!(
+        b.reserve_for_test(big),
+        Err(BuildError::TooLong { .. }) | Err(BuildError::TooSmall { .. })
+    ));
+}
+
+#[test]
+fn native_sizes_are_const() {
+    const N: usize = zc_placeholder_space(16);
+    let l = CmsgLayout::NATIVE;
+    assert_eq!(N, l.header_size() + l.align_up(196));
+}
+
+#[test]
+fn walker_reports_every_malformed_class_with_its_offset() {
+    for t in all_targets() {
+        let l = t.cmsg();
+        let h = l.header_size();
+        let good = forge(t, 1, 2, &[7; 5]);
+        let off = good.len();
+
+        // cmsg_len shorter than the header.
+        let mut b = good.clone();
+        b.extend(forge(t, 1, 2, &[]));
+        write_header(
+            t,
+            &mut b[off..],
+            Header {
+                len: (h - 1) as u64,
+                level: 1,
+                ty: 2,
+            },
+        );
+        let (ok, e) = walk(t, &b, MsgFlags::empty());
+        assert_eq!(ok.len(), 1);
+        assert_eq!(
+            e,
+            Some(WalkError {
+                kind: WalkErrorKind::LenTooShort {
+                    len: (h - 1) as u64
+                },
+                offset: off
+            })
+        );
+
+        // cmsg_len past the end.
+        let mut b = good.clone();
+        b.extend(forge(t, 1, 2, &[1, 2, 3, 4]));
+        write_header(
+            t,
+            &mut b[off..],
+            Header {
+                len: (h + 9) as u64,
+                level: 1,
+                ty: 2,
+            },
+        );
+        let (_, e) = walk(t, &b, MsgFlags::empty());
+        let remaining = h + l.align_up(4);
+        assert_eq!(
+            e,
+            Some(WalkError {
+                kind: WalkErrorKind::LenPastEnd {
+                    len: (h + 9) as u64,
+                    remaining
+                },
+                offset: off
+            })
+        );
+
+        // Trailing garbage too short for a header.
+        let mut b = good.clone();
+        b.extend([0xff; 3]);
+        let (ok, e) = walk(t, &b, MsgFlags::empty());
+        assert_eq!(ok.len(), 1);
+        assert_eq!(
+            e,
+            Some(WalkError {
+                kind: WalkErrorKind::TrailingBytes { len: 3 },
+                offset: off
+            })
+        );
+
+        // MSG_CTRUNC: messages first, then the error at the end.
+        let (ok, e) = walk(t, &good, MsgFlags::CTRUNC);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(
+            e,
+            Some(WalkError {
+                kind: WalkErrorKind::Truncated,
+                offset: off
+            })
+        );
+
+        // msg_controllen beyond the buffer.
+        let mut w = Walker::new(t, &good, good.len() + 1, MsgFlags::empty());
+        assert!(matches!(
+            w.next(),
+            Some(Err(WalkError {
+                kind: WalkErrorKind::ControlLenPastBuffer { .. },
+                offset: 0
+            }))
+        ));
+        assert_eq!(w.next(), None);
+
+        // The last message's padding may be cut (as the kernel's put_cmsg does).
+        let cut = &good[..l.len(5)];
+        let (ok, e) = walk(t, cut, MsgFlags::empty());
+        assert_eq!((ok.len(), e), (1, None));
+    }
+}
+
+#[test]
+fn huge_64_bit_lengths_are_errors() {
+    let t = Arch::X86_64.target();
+    let mut b = forge(t, 1, 2, &[]);
+    write_header(
+        t,
+        &mut b,
+        Header {
+            len: u64::MAX,
+            level: 1,
+            ty: 2,
+        },
+    );
+    let (_, e) = walk(t, &b, MsgFlags::empty());
+    // On a 64-bit host the length fits usize but runs past the end; on a
+    // 32-bit host it does not fit at all.
+    assert!(matches!(
+        e.unwrap().kind,
+        WalkErrorKind::LenPastEnd { len: u64::MAX, .. }
+            | WalkErrorKind::LenOverflow { len: u64::MAX }
+    ));
+}
+
+fn recverr(t: Target, level: i32, ty: i32, ee: Ee, tail: &[u8]) -> Vec<u8> {
+    let mut d = ee_bytes(t.endian, ee).to_vec();
+    d.extend_from_slice(tail);
+    forge(t, level, ty, &d)
+}
+
+#[test]
+fn errqueue_items_are_typed_on_every_target() {
+    for t in all_targets() {
+        let zc = Ee {
+            errno: 0,
+            origin: 5,
+            ty: 0,
+            code: 1,
+            info: u32::MAX,
+            data: 2,
+        };
+        let icmp = Ee {
+            errno: 111,
+            origin: 2,
+            ty: 3,
+            code: 3,
+            info: 0,
+            data: 0,
+        };
+        let mut b = recverr(t, 0, 11, zc, &[]);
+        b.extend(recverr(t, 41, 25, Ee { code: 0, ..zc }, &[]));
+        b.extend(recverr(t, 0, 11, icmp, &[2, 0, 0, 0, 127, 0, 0, 1]));
+        b.extend(forge(t, 0, 8, &[1, 2, 3, 4]));
+        let msgs: Vec<_> = Walker::new(t, &b, b.len(), MsgFlags::ERRQUEUE)
+            .map(|m| m.unwrap())
+            .collect();
+        let items: Vec<_> = msgs
+            .iter()
+            .map(|m| decode_errqueue(t, m).unwrap())
+            .collect();
+        assert_eq!(
+            items[0],
+            ErrqueueItem::Zerocopy(ZcRange {
+                lo: u32::MAX,
+                hi: 2,
+                copied: true
+            })
+        );
+        assert_eq!(
+            items[1],
+            ErrqueueItem::Zerocopy(ZcRange {
+                lo: u32::MAX,
+                hi: 2,
+                copied: false
+            })
+        );
+        match items[2] {
+            ErrqueueItem::Extended(x) => {
+                assert_eq!(
+                    (x.errno, x.origin(), x.ty, x.code),
+                    (111, Some(ErrOrigin::Icmp), 3, 3)
+                );
+                assert_eq!(x.offender, &[2, 0, 0, 0, 127, 0, 0, 1]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            items[3],
+            ErrqueueItem::Other(Cmsg {
+                level: 0,
+                ty: 8,
+                ..
+            })
+        ));
+    }
+}
+
+#[test]
+fn zerocopy_origin_with_an_errno_is_not_a_completion() {
+    let t = Arch::X86_64.target();
+    let b = recverr(
+        t,
+        0,
+        11,
+        Ee {
+            errno: 12,
+            origin: 5,
+            ty: 0,
+            code: 0,
+            info: 1,
+            data: 2,
+        },
+        &[],
+    );
+    let m = Walker::new(t, &b, b.len(), MsgFlags::empty())
+        .next()
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        decode_errqueue(t, &m),
+        Ok(ErrqueueItem::Extended(_))
+    ));
+}
+
+#[test]
+fn short_recverr_is_a_typed_error() {
+    let t = Arch::Mips.target();
+    let b = forge(t, 41, 25, &[0; 15]);
+    let m = Walker::new(t, &b, b.len(), MsgFlags::empty())
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        decode_errqueue(t, &m),
+        Err(DecodeError::Short {
+            message: (41, 25),
+            needed: 16,
+            got: 15
+        })
+    );
+}
+
+#[test]
+fn timestamps_follow_word_size_and_byte_order() {
+    for t in all_targets() {
+        let s = t.family.socket();
+        let old_field = if t.word == msgzc_abi::WordSize::W64 {
+            8
+        } else {
+            4
+        };
+        for (ty, field) in [
+            (s.so_timestamping_old, old_field),
+            (s.so_timestamping_new, 8),
+        ] {
+            let mut d = Vec::new();
+            for v in [1i64, 2, 0, 0, -3, 4] {
+                let b = v.to_be_bytes();
+                let l = v.to_le_bytes();
+                match t.endian {
+                    Endian::Big => d.extend_from_slice(&b[8 - field..]),
+                    Endian::Little => d.extend_from_slice(&l[..field]),
+                }
+            }
+            let b = forge(t, s.sol_socket, ty, &d);
+            let m = Walker::new(t, &b, b.len(), MsgFlags::empty())
+                .next()
+                .unwrap()
+                .unwrap();
+            let ErrqueueItem::Timestamps(ts) = decode_errqueue(t, &m).unwrap() else {
+                panic!()
+            };
+            assert_eq!(ts.ts, [(1, 2), (0, 0), (-3, 4)], "{t:?}");
+            assert_eq!(ts.new, ty == s.so_timestamping_new);
+        }
+    }
+}
+
+/// Simulates a v8 kernel's answer: `ranges` written into the placeholder at
+/// the start of the buffer, `msg_controllen` set to what it wrote.
+fn kernel_writes(c: &mut Control<'_>, ranges: &[(u32, u32, u8)]) -> usize {
+    let t = c.target();
+    let slot = c.zc_slot().unwrap();
+    let l = t.cmsg();
+    let data_len = v8::zc_info_size(slot.capacity);
+    let start = slot.offset + l.header_size();
+    let mut data = c.as_bytes()[start..start + data_len].to_vec();
+    // A misbehaving kernel may write more elements than there is room for.
+    data.resize(data_len.max(4 + ranges.len() * 12), ZC_POISON);
+    data[..4].copy_from_slice(&zc_info_bytes(t.endian, ranges.len() as u32));
+    for (i, &(lo, hi, z)) in ranges.iter().enumerate() {
+        let at = 4 + i * 12;
+        let pad: [u8; 3] = data[at + 9..at + 12].try_into().unwrap();
+        data[at..at + 12].copy_from_slice(&elem_bytes(t.endian, lo, hi, z, pad));
+    }
+    let level = t.family.socket().sol_socket;
+    let msg = forge(t, level, v8::scm_zc_notification(t.family), &data);
+    c.buffer_mut()[..msg.len()].copy_from_slice(&msg);
+    msg.len()
+}
+
+#[test]
+fn placeholder_states_are_told_apart() {
+    type Case<'a> = (&'a [(u32, u32, u8)], Option<Vec<ZcRange>>);
+    let r = |lo, hi, copied| ZcRange { lo, hi, copied };
+    let cases: [Case<'_>; 3] = [
+        // Zero completions written: not "unwritten".
+        (&[], Some(Vec::new())),
+        (
+            &[(3, 9, 0), (u32::MAX, 1, 1)],
+            Some(std::vec![r(3, 9, true), r(u32::MAX, 1, false)]),
+        ),
+        // Capacity fully used.
+        (
+            &[(0, 0, 1), (1, 1, 1), (2, 2, 0), (3, 3, 1)],
+            Some(std::vec![
+                r(0, 0, false),
+                r(1, 1, false),
+                r(2, 2, true),
+                r(3, 3, false)
+            ]),
+        ),
+    ];
+    for t in all_targets() {
+        for first in [true, false] {
+            for (ranges, want) in &cases {
+                let mut buf = ControlBuf::<512>::new();
+                let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+                if !first {
+                    b.timestamping(TimestampingFlags::TX_SOFTWARE).unwrap();
+                }
+                b.zc_placeholder(4).unwrap();
+                let mut c = b.finish();
+                assert_eq!(
+                    c.zc_outcome(c.len(), MsgFlags::empty()),
+                    Ok(ZcOutcome::Unwritten { capacity: 4 })
+                );
+                let n = kernel_writes(&mut c, ranges);
+                let Ok(ZcOutcome::Written(done)) = c.zc_outcome(n, MsgFlags::empty()) else {
+                    panic!("{t:?}")
+                };
+                assert_eq!(
+                    Some(done.iter().collect::<Vec<_>>()),
+                    *want,
+                    "{t:?} first={first}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn corrupt_answers_are_errors_never_completions() {
+    let t = Arch::Powerpc.target();
+    let mut buf = ControlBuf::<256>::new();
+    let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+    b.zc_placeholder(2).unwrap();
+    let mut c = b.finish();
+    let n = kernel_writes(&mut c, &[(1, 2, 7)]);
+    assert_eq!(
+        c.zc_outcome(n, MsgFlags::empty()),
+        Err(ZcError::BadElement {
+            index: 0,
+            zerocopy: 7
+        })
+    );
+    let n = kernel_writes(&mut c, &[(1, 2, 1), (3, 4, 1), (5, 6, 1)]);
+    assert!(matches!(
+        c.zc_outcome(n, MsgFlags::empty()),
+        Err(ZcError::SizeChanged { .. })
+    ));
+    // Length beyond capacity.
+    let hdr = t.cmsg().header_size();
+    c.buffer_mut()[hdr..hdr + 4].copy_from_slice(&zc_info_bytes(t.endian, 3));
+    assert_eq!(
+        c.zc_outcome(c.len(), MsgFlags::empty()),
+        Err(ZcError::LengthOverCapacity {
+            length: 3,
+            capacity: 2
+        })
+    );
+    // Length 1 but element 1 disturbed.
+    c.buffer_mut()[hdr..hdr + 4].copy_from_slice(&zc_info_bytes(t.endian, 1));
+    c.buffer_mut()[hdr + 4 + 8] = 0;
+    c.buffer_mut()[hdr + 4 + 12] = 0;
+    assert_eq!(
+        c.zc_outcome(c.len(), MsgFlags::empty()),
+        Err(ZcError::PoisonDisturbed { index: 1 })
+    );
+    // msg_controllen changed but nothing recognisable came back.
+    c.buffer_mut()[..hdr].fill(0);
+    let bad = forge(t, 1, 1, &[]);
+    c.buffer_mut()[..bad.len()].copy_from_slice(&bad);
+    assert_eq!(
+        c.zc_outcome(bad.len(), MsgFlags::empty()),
+        Err(ZcError::Missing)
+    );
+}
+
+#[test]
+fn a_four_byte_ts_opt_id_lookalike_can_never_be_built() {
+    // A mainline parisc kernel accepts exactly 4 data bytes of type 0x404C.
+    let mut buf = ControlBuf::<64>::new();
+    let mut b = ControlBuilder::new(Arch::Hppa.target(), buf.as_mut_bytes()).unwrap();
+    assert!(b.zc_placeholder(0).is_err());
+    let slot = b.zc_placeholder(1).unwrap();
+    let c = b.finish();
+    let data_len = c.as_bytes().len() - 12;
+    assert_ne!(data_len, 4);
+    assert_eq!(slot.capacity, 1);
+}
+
+#[test]
+fn tracker_handles_wrapping_out_of_order_and_bogus_ranges() {
+    let mut t = CompletionTracker::<u32, 8>::starting_at(u32::MAX - 2);
+    let ids: Vec<u32> = (0..6).map(|k| t.register(k).unwrap()).collect();
+    assert_eq!(ids, [u32::MAX - 2, u32::MAX - 1, u32::MAX, 0, 1, 2]);
+    let mut got = Vec::new();
+    let r = |lo, hi| ZcRange {
+        lo,
+        hi,
+        copied: true,
+    };
+    // Ids never sent: refused, nothing released.
+    assert_eq!(
+        t.complete(r(2, 3), |_, k, _| got.push(k)),
+        Err(CompletionError::NotOutstanding {
+            range: r(2, 3),
+            id: 3
+        })
+    );
+    assert!(got.is_empty());
+    t.complete(r(u32::MAX, 0), |_, k, _| got.push(k)).unwrap();
+    assert_eq!(
+        t.complete(r(0, 1), |_, k, _| got.push(k)),
+        Err(CompletionError::AlreadyCompleted {
+            range: r(0, 1),
+            id: 0
+        })
+    );
+    t.complete(r(u32::MAX - 2, u32::MAX - 1), |_, k, _| got.push(k))
+        .unwrap();
+    assert_eq!(t.outstanding(), 2);
+    t.complete(
+        ZcRange {
+            lo: 1,
+            hi: 2,
+            copied: false,
+        },
+        |_, k, _| got.push(k),
+    )
+    .unwrap();
+    assert_eq!(got, [2, 3, 0, 1, 4, 5]);
+    assert_eq!(t.outstanding(), 0);
+    let s = t.stats();
+    assert_eq!(
+        (s.sent, s.copied, s.zerocopy, s.ranges, s.copied_streak),
+        (6, 4, 2, 3, 0)
+    );
+    // A range of 2^32 ids is refused quickly.
+    assert!(t
+        .complete(
+            ZcRange {
+                lo: 0,
+                hi: u32::MAX,
+                copied: true
+            },
+            |_, _, _| ()
+        )
+        .is_err());
+}
+
+#[test]
+fn tracker_full_returns_the_token() {
+    let mut t = CompletionTracker::<&str, 1>::new();
+    t.register("a").unwrap();
+    assert_eq!(t.register("b"), Err(TrackerFull("b")));
+    let mut z = CompletionTracker::<&str, 0>::new();
+    assert_eq!(z.register("c"), Err(TrackerFull("c")));
+    assert!(z
+        .complete(
+            ZcRange {
+                lo: 0,
+                hi: 0,
+                copied: true
+            },
+            |_, _, _| ()
+        )
+        .is_err());
+}
+
+#[test]
+fn advice_turns_after_a_streak_of_copies() {
+    let mut t = CompletionTracker::<(), 128>::new();
+    for _ in 0..64 {
+        t.register(()).unwrap();
+    }
+    assert_eq!(t.advice(), Advice::KeepZerocopy);
+    t.complete(
+        ZcRange {
+            lo: 0,
+            hi: 63,
+            copied: true,
+        },
+        |_, _, _| (),
+    )
+    .unwrap();
+    assert_eq!(t.advice(), Advice::PreferCopy);
+}
+
+proptest! {
+    /// Any sequence of sends and (possibly bogus) ranges releases each token
+    /// at most once, and exactly once when every id's range arrives.
+    #[test]
+    fn tracker_releases_each_token_at_most_once(
+        start in any::<u32>(),
+        ops in proptest::collection::vec((0u8..3, any::<u8>(), 0u8..6, any::<bool>()), 0..200),
+    ) {
+        let mut t = CompletionTracker::<u64, 16>::starting_at(start);
+        let mut next_token = 0u64;
+        let mut released = std::collections::BTreeSet::new();
+        let mut sent = std::collections::BTreeMap::new();
+        for (op, a, len, copied) in ops {
+            match op {
+                0 => {
+                    if let Ok(id) = t.register(next_token) {
+                        sent.insert(id, next_token);
+                    }
+                    next_token += 1;
+                }
+                _ => {
+                    let lo = start.wrapping_add(u32::from(a) % 24);
+                    let range = ZcRange { lo, hi: lo.wrapping_add(u32::from(len)), copied };
+                    let before = released.len();
+                    let res = t.complete(range, |id, tok, c| {
+                        assert_eq!(c, copied);
+                        assert_eq!(sent.get(&id), Some(&tok));
+                        assert!(released.insert(tok), "token released twice");
+                    });
+                    match res {
+                        Ok(n) => prop_assert_eq!(n as u64, range.count()),
+                        Err(_) => prop_assert_eq!(released.len(), before),
+                    }
+                }
+            }
+            prop_assert_eq!(t.outstanding(), sent.len() - released.len());
+        }
+        // Complete everything still outstanding, one id at a time.
+        for (&id, _) in sent.iter() {
+            let _ = t.complete(ZcRange { lo: id, hi: id, copied: false }, |_, tok, _| { released.insert(tok); });
+        }
+        prop_assert_eq!(released.len(), sent.len());
+        prop_assert_eq!(t.outstanding(), 0);
+    }
+
+    /// The walker never panics and always terminates on arbitrary input.
+    #[test]
+    fn walker_total_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..300), cut in any::<u16>(), arch in 0usize..15, flags in any::<u32>()) {
+        let t = Arch::ALL[arch].target();
+        let n = Walker::new(t, &bytes, usize::from(cut) % (bytes.len() + 2), MsgFlags::from_bits_retain(flags)).take(1000).count();
+        prop_assert!(n <= bytes.len() / t.cmsg().header_size() + 1);
+    }
+}

@@ -1,0 +1,175 @@
+//! Walking a received control buffer.
+//!
+//! # Which `CMSG_NXTHDR` rules this follows
+//!
+//! The three implementations a Linux program meets disagree at the edges:
+//!
+//! - **The kernel** (`for_each_cmsghdr`, `CMSG_OK` in `sendmsg`): a header
+//!   must fit, and `cmsg_len` must be at least the header and at most what
+//!   remains; otherwise `sendmsg` fails with `EINVAL`. When it *writes*
+//!   messages (`put_cmsg`) it advances by `CMSG_SPACE` but clamps to the
+//!   buffer, so the last message's padding may be missing from
+//!   `msg_controllen`; on overflow it sets `MSG_CTRUNC` and may write a
+//!   message whose `cmsg_len` covers only the bytes that fit.
+//! - **glibc** (`__cmsg_nxthdr`): silently stops at a `cmsg_len` shorter
+//!   than the header, and stops when the *next* header plus its aligned
+//!   length would pass the end; `CMSG_FIRSTHDR` does not check the first
+//!   message's `cmsg_len` at all.
+//! - **musl** (`__CMSG_NEXT`/`CMSG_NXTHDR`): stops when the next header
+//!   would reach (`>=`) the end, so a final zero-data message that ends
+//!   exactly at `msg_controllen` is skipped; it does not check `cmsg_len`
+//!   against the end either.
+//!
+//! This walker follows the kernel, strictly, and never stops silently:
+//! every header must fit and carry a `cmsg_len` between the header size and
+//! the remaining length, or iteration ends with a [`WalkError`] naming the
+//! offset. The last message's padding may be cut (as `put_cmsg` does), a
+//! remainder too small for a header is [`TrailingBytes`](WalkErrorKind::TrailingBytes),
+//! and `MSG_CTRUNC` yields every complete message and then
+//! [`Truncated`](WalkErrorKind::Truncated). After an error the walker is
+//! fused.
+
+use crate::error::{WalkError, WalkErrorKind};
+use crate::layout::read_header;
+use msgzc_abi::{MsgFlags, Target};
+
+/// One control message: `(level, type, data)` and where it sat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cmsg<'a> {
+    /// `cmsg_level`.
+    pub level: i32,
+    /// `cmsg_type`.
+    pub ty: i32,
+    /// The data: `cmsg_len` minus the header.
+    pub data: &'a [u8],
+    /// Byte offset of the header in the buffer.
+    pub offset: usize,
+}
+
+/// Iterator over the control messages of a received buffer, for any
+/// [`Target`] layout.
+///
+/// Yields `Ok(Cmsg)` for each well-formed message, then at most one
+/// `Err(WalkError)`, then `None` forever. It reads only inside
+/// `buf[..controllen]` and does at most one step per header, so it always
+/// terminates.
+///
+/// ```
+/// use msgzc_cmsg::{Walker, WalkErrorKind, MsgFlags};
+/// use msgzc_abi::Arch;
+///
+/// // A 32-bit little-endian header claiming 200 bytes in a 16-byte buffer.
+/// let buf = [200, 0, 0, 0, 0, 0, 0, 0, 11, 0, 0, 0, 0, 0, 0, 0];
+/// let mut w = Walker::new(Arch::I686.target(), &buf, buf.len(), MsgFlags::empty());
+/// let e = w.next().unwrap().unwrap_err();
+/// assert_eq!(e.offset, 0);
+/// assert!(matches!(e.kind, WalkErrorKind::LenPastEnd { len: 200, remaining: 16 }));
+/// assert!(w.next().is_none());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Walker<'a> {
+    target: Target,
+    buf: &'a [u8],
+    offset: usize,
+    truncated: bool,
+    state: State,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Walking,
+    /// A `ControlLenPastBuffer` error is pending.
+    BadControlLen(usize, usize),
+    Done,
+}
+
+impl<'a> Walker<'a> {
+    /// Walks `buf[..controllen]` (`controllen` is the `msg_controllen` the
+    /// kernel returned; `flags` its `msg_flags`) with `target`'s layout.
+    pub fn new(target: Target, buf: &'a [u8], controllen: usize, flags: MsgFlags) -> Self {
+        let (buf, state) = match buf.get(..controllen) {
+            Some(b) => (b, State::Walking),
+            None => (&buf[..0], State::BadControlLen(controllen, buf.len())),
+        };
+        Walker {
+            target,
+            buf,
+            offset: 0,
+            truncated: flags.contains(MsgFlags::CTRUNC),
+            state,
+        }
+    }
+
+    /// The target layout being walked.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    fn fail(&mut self, kind: WalkErrorKind) -> Option<Result<Cmsg<'a>, WalkError>> {
+        self.state = State::Done;
+        Some(Err(WalkError {
+            kind,
+            offset: self.offset,
+        }))
+    }
+
+    fn step(&mut self) -> Option<Result<Cmsg<'a>, WalkError>> {
+        let layout = self.target.cmsg();
+        let hdr_size = layout.header_size();
+        let rest = &self.buf[self.offset..];
+        if rest.is_empty() {
+            self.state = State::Done;
+            return if self.truncated {
+                Some(Err(WalkError {
+                    kind: WalkErrorKind::Truncated,
+                    offset: self.offset,
+                }))
+            } else {
+                None
+            };
+        }
+        let Some(h) = read_header(self.target, rest) else {
+            return self.fail(WalkErrorKind::TrailingBytes { len: rest.len() });
+        };
+        let Ok(len) = usize::try_from(h.len) else {
+            return self.fail(WalkErrorKind::LenOverflow { len: h.len });
+        };
+        if len < hdr_size {
+            return self.fail(WalkErrorKind::LenTooShort { len: h.len });
+        }
+        if len > rest.len() {
+            return self.fail(WalkErrorKind::LenPastEnd {
+                len: h.len,
+                remaining: rest.len(),
+            });
+        }
+        let Some(space) = layout.checked_align(len) else {
+            return self.fail(WalkErrorKind::LenOverflow { len: h.len });
+        };
+        let msg = Cmsg {
+            level: h.level,
+            ty: h.ty,
+            data: &rest[hdr_size..len],
+            offset: self.offset,
+        };
+        // The last message's padding may lie beyond msg_controllen.
+        self.offset += space.min(rest.len());
+        Some(Ok(msg))
+    }
+}
+
+impl<'a> Iterator for Walker<'a> {
+    type Item = Result<Cmsg<'a>, WalkError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.state {
+            State::Done => None,
+            State::BadControlLen(controllen, buffer) => {
+                self.fail(WalkErrorKind::ControlLenPastBuffer { controllen, buffer })
+            }
+            State::Walking => self.step(),
+        }
+    }
+}
+
+impl core::iter::FusedIterator for Walker<'_> {}
