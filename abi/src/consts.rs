@@ -34,7 +34,7 @@ pub struct SocketNumbers {
 ///   `SO_ZEROCOPY 60`, `SO_TIMESTAMPING_OLD 37`, `SO_TIMESTAMPING_NEW 65`.
 /// - parisc: `arch/parisc/include/uapi/asm/socket.h`: `SOL_SOCKET 0xffff`,
 ///   `SO_ZEROCOPY 0x4035`, `SO_TIMESTAMPING_OLD 0x4020`,
-///   `SO_TIMESTAMPING_NEW 0x4039`.
+///   `SO_TIMESTAMPING_NEW 0x403A`.
 /// - sparc: `arch/sparc/include/uapi/asm/socket.h`: `SOL_SOCKET 0xffff`,
 ///   `SO_ZEROCOPY 0x003e`, `SO_TIMESTAMPING_OLD 0x0023`,
 ///   `SO_TIMESTAMPING_NEW 0x0043`.
@@ -68,7 +68,7 @@ const SOCKET: [SocketNumbers; 5] = [
         sol_socket: 0xffff,
         so_zerocopy: 0x4035,
         so_timestamping_old: 0x4020,
-        so_timestamping_new: 0x4039,
+        so_timestamping_new: 0x403a,
     },
     // sparc
     SocketNumbers {
@@ -383,7 +383,7 @@ mod tests {
                 (1, 60, 37, 65),
                 (0xffff, 60, 37, 65),
                 (0xffff, 60, 37, 65),
-                (0xffff, 0x4035, 0x4020, 0x4039),
+                (0xffff, 0x4035, 0x4020, 0x403a),
                 (0xffff, 0x3e, 0x23, 0x43),
             ]
         );
