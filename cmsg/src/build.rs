@@ -96,6 +96,7 @@ pub struct ControlBuilder<'a> {
 impl<'a> ControlBuilder<'a> {
     /// Starts an empty buffer. `buf` must start on the layout's alignment
     /// (`CMSG_ALIGN`), as the C API requires of `msg_control`.
+    #[inline]
     pub fn new(target: Target, buf: &'a mut [u8]) -> Result<Self, BuildError> {
         let align = target.cmsg().align();
         // Only the address is inspected; the pointer is never dereferenced.
@@ -129,6 +130,7 @@ impl<'a> ControlBuilder<'a> {
 
     /// Reserves one message of `data_len` bytes: checks everything, then
     /// writes the header and zeroes the padding, and returns the data area.
+    #[inline]
     fn reserve(
         &mut self,
         level: i32,
@@ -170,6 +172,7 @@ impl<'a> ControlBuilder<'a> {
     }
 
     /// Appends a raw message.
+    #[inline]
     pub fn push(&mut self, level: i32, ty: i32, data: &[u8]) -> Result<(), BuildError> {
         let (_, out) = self.reserve(level, ty, data.len())?;
         out.copy_from_slice(data);
@@ -195,6 +198,7 @@ impl<'a> ControlBuilder<'a> {
     /// The elements are poisoned with [`ZC_POISON`] so that
     /// [`Control::zc_outcome`] can tell a kernel that wrote nothing from one
     /// that wrote zero completions.
+    #[inline]
     pub fn zc_placeholder(&mut self, capacity: usize) -> Result<ZcSlot, BuildError> {
         if capacity == 0 || capacity > v8::ZC_NOTIFICATION_MAX as usize {
             return Err(BuildError::ZcCapacity { capacity });
@@ -220,6 +224,7 @@ impl<'a> ControlBuilder<'a> {
     }
 
     /// Ends building; the result covers exactly the messages written.
+    #[inline]
     pub fn finish(self) -> Control<'a> {
         Control {
             target: self.target,
@@ -261,6 +266,16 @@ impl<'a> Control<'a> {
     /// The messages, `msg_controllen` bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// A pointer for `msghdr.msg_control` when the caller makes the
+    /// system call itself (e.g. through io_uring). The kernel reads
+    /// [`len`](Self::len) bytes and, if it implements `SCM_ZC_NOTIFICATION`,
+    /// writes back at most as many; afterwards pass the returned
+    /// `msg_controllen` and `msg_flags` to [`zc_outcome`](Self::zc_outcome).
+    /// The pointer is valid while this `Control` lives.
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.buf.as_mut_ptr()
     }
 
     /// The whole underlying buffer, for the socket layer: the kernel may

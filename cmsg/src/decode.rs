@@ -121,6 +121,7 @@ pub enum ErrqueueItem<'a> {
 ///     Ok(ErrqueueItem::Zerocopy(ZcRange { lo: 7, hi: 9, copied: true }))
 /// );
 /// ```
+#[inline]
 pub fn decode_errqueue<'a>(target: Target, m: &Cmsg<'a>) -> Result<ErrqueueItem<'a>, DecodeError> {
     let short = |needed: usize| DecodeError::Short {
         message: (m.level, m.ty),
@@ -228,6 +229,7 @@ impl<'a> ZcCompletions<'a> {
     }
 
     /// The ranges, in the order the kernel wrote them.
+    #[inline]
     pub fn iter(&self) -> impl Iterator<Item = ZcRange> + 'a {
         let e = self.endian;
         self.elems.chunks_exact(ZC_ELEM_SIZE).filter_map(move |c| {
@@ -241,6 +243,7 @@ impl<'a> ZcCompletions<'a> {
 }
 
 /// Validates and decodes the data of a returned placeholder.
+#[inline]
 pub(crate) fn decode_zc_info(
     e: Endian,
     data: &[u8],

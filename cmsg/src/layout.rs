@@ -34,6 +34,7 @@ pub(crate) struct Header {
 }
 
 /// Reads the header at the start of `b`; `None` if `b` is shorter than one.
+#[inline]
 pub(crate) fn read_header(t: Target, b: &[u8]) -> Option<Header> {
     by_order!(t.endian, O => match t.cmsg() {
         CmsgLayout::Bits64 => CmsgHdr64::<O>::read_from_prefix(b).ok().map(|(h, _)| Header {
@@ -51,6 +52,7 @@ pub(crate) fn read_header(t: Target, b: &[u8]) -> Option<Header> {
 
 /// Writes a header to the start of `out`, which the caller has sized to at
 /// least `t.cmsg().header_size()` bytes and `len` to fit the layout's field.
+#[inline]
 pub(crate) fn write_header(t: Target, out: &mut [u8], h: Header) -> bool {
     by_order!(t.endian, O => match t.cmsg() {
         CmsgLayout::Bits64 => CmsgHdr64::<O> {
@@ -86,6 +88,7 @@ pub(crate) struct Ee {
 
 pub(crate) const EE_SIZE: usize = core::mem::size_of::<SockExtendedErr<LittleEndian>>();
 
+#[inline]
 pub(crate) fn read_ee(e: Endian, b: &[u8]) -> Option<Ee> {
     by_order!(e, O => SockExtendedErr::<O>::read_from_prefix(b).ok().map(|(x, _)| Ee {
         errno: x.ee_errno.get(),
@@ -120,10 +123,12 @@ pub(crate) const ZC_INFO_SIZE: usize = core::mem::size_of::<ZcInfo<LittleEndian>
 pub(crate) const ZC_ELEM_SIZE: usize = core::mem::size_of::<ZcInfoElem<LittleEndian>>();
 
 /// The `length` of a `struct zc_info` at the start of `b`.
+#[inline]
 pub(crate) fn read_zc_length(e: Endian, b: &[u8]) -> Option<u32> {
     by_order!(e, O => ZcInfo::<O>::read_from_prefix(b).ok().map(|(x, _)| x.length.get()))
 }
 
+#[inline]
 pub(crate) fn zc_info_bytes(e: Endian, length: u32) -> [u8; ZC_INFO_SIZE] {
     let mut out = [0u8; ZC_INFO_SIZE];
     by_order!(e, O => out.copy_from_slice(ZcInfo::<O> { length: length.into() }.as_bytes()));
@@ -131,17 +136,20 @@ pub(crate) fn zc_info_bytes(e: Endian, length: u32) -> [u8; ZC_INFO_SIZE] {
 }
 
 /// A plain `u32` in the target's byte order (e.g. `SO_TIMESTAMPING` data).
+#[inline]
 pub(crate) fn u32_bytes(e: Endian, v: u32) -> [u8; 4] {
     by_order!(e, O => U32::<O>::new(v).to_bytes())
 }
 
 /// One `zc_info_elem`: `(lo, hi, zerocopy byte, pad)`.
+#[inline]
 pub(crate) fn read_elem(e: Endian, b: &[u8]) -> Option<(u32, u32, u8, [u8; 3])> {
     by_order!(e, O => ZcInfoElem::<O>::read_from_prefix(b)
         .ok()
         .map(|(x, _)| (x.lo.get(), x.hi.get(), x.zerocopy, x.pad)))
 }
 
+#[inline]
 pub(crate) fn elem_bytes(
     e: Endian,
     lo: u32,

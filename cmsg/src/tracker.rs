@@ -183,6 +183,7 @@ impl<T, const N: usize> CompletionTracker<T, N> {
     ///
     /// The window of ids from the oldest unreleased one holds at most `N`;
     /// when it is full the token comes back in [`TrackerFull`].
+    #[inline]
     pub fn register(&mut self, token: T) -> Result<u32, TrackerFull<T>> {
         if self.len == N {
             return Err(TrackerFull(token));
@@ -197,6 +198,7 @@ impl<T, const N: usize> CompletionTracker<T, N> {
     }
 
     /// Slot index of an id inside the window.
+    #[inline]
     fn slot(&self, id: u32) -> Option<usize> {
         let off = id.wrapping_sub(self.base) as usize;
         (off < self.len).then(|| (self.head + off) % N)
@@ -206,6 +208,7 @@ impl<T, const N: usize> CompletionTracker<T, N> {
     /// not yet completed, or nothing happens and the error names the first
     /// bad id. Otherwise `release(id, token, copied)` is called once per id,
     /// in id order, and the number released is returned.
+    #[inline]
     pub fn complete(
         &mut self,
         range: ZcRange,

@@ -86,6 +86,7 @@ enum State {
 impl<'a> Walker<'a> {
     /// Walks `buf[..controllen]` (`controllen` is the `msg_controllen` the
     /// kernel returned; `flags` its `msg_flags`) with `target`'s layout.
+    #[inline]
     pub fn new(target: Target, buf: &'a [u8], controllen: usize, flags: MsgFlags) -> Self {
         let (buf, state) = match buf.get(..controllen) {
             Some(b) => (b, State::Walking),
@@ -105,6 +106,7 @@ impl<'a> Walker<'a> {
         self.target
     }
 
+    #[inline]
     fn fail(&mut self, kind: WalkErrorKind) -> Option<Result<Cmsg<'a>, WalkError>> {
         self.state = State::Done;
         Some(Err(WalkError {
@@ -113,6 +115,7 @@ impl<'a> Walker<'a> {
         }))
     }
 
+    #[inline]
     fn step(&mut self) -> Option<Result<Cmsg<'a>, WalkError>> {
         let layout = self.target.cmsg();
         let hdr_size = layout.header_size();
@@ -161,6 +164,7 @@ impl<'a> Walker<'a> {
 impl<'a> Iterator for Walker<'a> {
     type Item = Result<Cmsg<'a>, WalkError>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         match self.state {
             State::Done => None,

@@ -1,0 +1,274 @@
+//! Control-buffer costs of the safe API against the same work written the C
+//! way (libc's `CMSG_*` macros and raw pointer reads), measured in the same
+//! run. Report ratios (msgzc / libc) from criterion's output.
+#![allow(missing_docs)] // criterion's macros generate undocumented items
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use msgzc_abi::proposal::v8;
+use msgzc_cmsg::sys::NATIVE;
+use msgzc_cmsg::{
+    decode_errqueue, CompletionTracker, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Walker,
+    ZcOutcome, ZcRange,
+};
+
+/// A native-layout error-queue buffer with `n` zerocopy notifications.
+fn errqueue_buffer(n: usize) -> (ControlBuf<1024>, usize) {
+    let mut buf = ControlBuf::<1024>::new();
+    let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).unwrap();
+    for i in 0..n as u32 {
+        let mut ee = [0u8; 16];
+        ee[4] = 5; // SO_EE_ORIGIN_ZEROCOPY
+        ee[6] = 1; // copied
+        ee[8..12].copy_from_slice(&(i * 10).to_ne_bytes());
+        ee[12..16].copy_from_slice(&(i * 10 + 9).to_ne_bytes());
+        b.push(0, 11, &ee).unwrap();
+    }
+    let len = b.finish().len();
+    (buf, len)
+}
+
+fn msgzc_walk(buf: &[u8], len: usize) -> u64 {
+    let mut acc = 0u64;
+    for m in Walker::new(NATIVE, buf, len, MsgFlags::ERRQUEUE) {
+        let Ok(m) = m else { break };
+        if let Ok(ErrqueueItem::Zerocopy(r)) = decode_errqueue(NATIVE, &m) {
+            acc += r.count() + u64::from(r.copied);
+        }
+    }
+    acc
+}
+
+fn libc_walk(buf: &mut [u8], len: usize) -> u64 {
+    // SAFETY: msghdr is plain old data.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = len as _;
+    let mut acc = 0u64;
+    // SAFETY: the C idiom: the buffer is aligned and well formed (built
+    // above), and CMSG_NXTHDR bounds each step by msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_IP && (*c).cmsg_type == libc::IP_RECVERR {
+                let ee =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::sock_extended_err>());
+                if ee.ee_errno == 0 && ee.ee_origin == 5 {
+                    let count = u64::from(ee.ee_data.wrapping_sub(ee.ee_info)) + 1;
+                    acc += count + u64::from(ee.ee_code & 1);
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    acc
+}
+
+fn bench_walk(c: &mut Criterion) {
+    let mut g = c.benchmark_group("errqueue_walk_decode");
+    for n in [1usize, 8] {
+        let (mut buf, len) = errqueue_buffer(n);
+        assert_eq!(
+            msgzc_walk(buf.as_bytes(), len),
+            libc_walk(buf.as_mut_bytes(), len)
+        );
+        g.bench_with_input(BenchmarkId::new("msgzc", n), &n, |b, _| {
+            b.iter(|| msgzc_walk(black_box(buf.as_bytes()), len))
+        });
+        g.bench_with_input(BenchmarkId::new("libc", n), &n, |b, _| {
+            b.iter(|| libc_walk(black_box(buf.as_mut_bytes()), len))
+        });
+    }
+    g.finish();
+}
+
+const FULL: usize = v8::ZC_NOTIFICATION_MAX as usize;
+
+/// Writes a kernel-style answer with 16 ranges over a built placeholder.
+fn fill_answer(ptr: *mut u8) {
+    let hdr = NATIVE.cmsg().header_size();
+    // SAFETY: the placeholder (capacity 16) starts at offset 0 and spans
+    // hdr + 4 + 16 * 12 bytes of the caller's buffer.
+    unsafe {
+        let info = ptr.add(hdr);
+        std::ptr::write_unaligned(info.cast::<u32>(), FULL as u32);
+        for i in 0..FULL {
+            let e = info.add(4 + i * 12);
+            std::ptr::write_unaligned(e.cast::<u32>(), i as u32 * 4);
+            std::ptr::write_unaligned(e.add(4).cast::<u32>(), i as u32 * 4 + 3);
+            *e.add(8) = 0;
+        }
+    }
+}
+
+fn libc_zc_decode(buf: &mut [u8], len: usize) -> u64 {
+    // SAFETY: msghdr is plain old data.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = len as _;
+    let mut acc = 0u64;
+    // SAFETY: one well-formed message built above; zc_info's count is
+    // trusted, as C code would.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        let d = libc::CMSG_DATA(c);
+        let n = std::ptr::read_unaligned(d.cast::<u32>()) as usize;
+        for i in 0..n {
+            let e = d.add(4 + i * 12);
+            let lo = std::ptr::read_unaligned(e.cast::<u32>());
+            let hi = std::ptr::read_unaligned(e.add(4).cast::<u32>());
+            acc += u64::from(hi.wrapping_sub(lo)) + 1 + u64::from(*e.add(8) == 0);
+        }
+    }
+    acc
+}
+
+fn bench_zc_info(c: &mut Criterion) {
+    let mut g = c.benchmark_group("zc_info_decode_16");
+    let mut buf = ControlBuf::<512>::new();
+    let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).unwrap();
+    b.zc_placeholder(FULL).unwrap();
+    let mut control = b.finish();
+    let len = control.len();
+    fill_answer(control.as_mut_ptr());
+    let msgzc = |c: &msgzc_cmsg::Control<'_>| -> u64 {
+        match c.zc_outcome(len, MsgFlags::empty()) {
+            Ok(ZcOutcome::Written(done)) => {
+                done.iter().map(|r| r.count() + u64::from(r.copied)).sum()
+            }
+            _ => 0,
+        }
+    };
+    let expect = msgzc(&control);
+    assert_eq!(expect, 16 * 5);
+    g.bench_function("msgzc", |b| b.iter(|| msgzc(black_box(&control))));
+    let _ = control;
+    assert_eq!(libc_zc_decode(buf.as_mut_bytes(), len), expect);
+    g.bench_function("libc", |b| {
+        b.iter(|| libc_zc_decode(black_box(buf.as_mut_bytes()), len))
+    });
+    g.finish();
+}
+
+fn libc_build(buf: &mut [u8]) -> usize {
+    let data_len = v8::zc_info_size(FULL);
+    // SAFETY: msghdr is plain old data.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = buf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is arithmetic.
+    let space = unsafe { libc::CMSG_SPACE(data_len as u32) } as usize;
+    assert!(space <= buf.len());
+    msg.msg_controllen = space as _;
+    // SAFETY: the buffer is aligned and holds `space` bytes, checked above.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_len = libc::CMSG_LEN(data_len as u32) as _;
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = 78;
+        let d = libc::CMSG_DATA(c);
+        std::ptr::write_unaligned(d.cast::<u32>(), FULL as u32);
+        std::ptr::write_bytes(d.add(4), 0xa5, data_len - 4);
+    }
+    space
+}
+
+fn bench_build(c: &mut Criterion) {
+    let mut g = c.benchmark_group("build_placeholder_16");
+    let mut buf = ControlBuf::<512>::new();
+    g.bench_function("msgzc", |b| {
+        b.iter(|| {
+            let mut bld = ControlBuilder::new(NATIVE, black_box(buf.as_mut_bytes())).unwrap();
+            bld.zc_placeholder(FULL).unwrap();
+            bld.finish().len()
+        })
+    });
+    let mut buf2 = ControlBuf::<512>::new();
+    g.bench_function("libc", |b| {
+        b.iter(|| libc_build(black_box(buf2.as_mut_bytes())))
+    });
+    g.finish();
+}
+
+const RANGES: usize = 1_000_000;
+const WINDOW: usize = 256;
+
+/// A fixed permutation of 0..WINDOW (xorshift-driven Fisher-Yates).
+fn shuffled() -> Vec<u32> {
+    let mut v: Vec<u32> = (0..WINDOW as u32).collect();
+    let mut x = 0x9e37_79b9u32;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.swap(i, x as usize % (i + 1));
+    }
+    v
+}
+
+fn msgzc_tracker(order: &[u32]) -> u64 {
+    let mut t = CompletionTracker::<u64, WINDOW>::new();
+    let mut acc = 0u64;
+    for round in 0..RANGES / WINDOW {
+        let base = t.next_id();
+        for k in 0..WINDOW as u64 {
+            t.register(round as u64 * WINDOW as u64 + k).unwrap();
+        }
+        for &o in order {
+            let id = base.wrapping_add(o);
+            t.complete(
+                ZcRange {
+                    lo: id,
+                    hi: id,
+                    copied: true,
+                },
+                |_, tok, _| acc += tok,
+            )
+            .unwrap();
+        }
+    }
+    acc
+}
+
+/// The C way: a ring of tokens indexed by id, no validation.
+fn c_style_tracker(order: &[u32]) -> u64 {
+    let mut slots = [0u64; WINDOW];
+    let mut next: u32 = 0;
+    let mut acc = 0u64;
+    for round in 0..RANGES / WINDOW {
+        let base = next;
+        for k in 0..WINDOW as u64 {
+            slots[next as usize % WINDOW] = round as u64 * WINDOW as u64 + k;
+            next = next.wrapping_add(1);
+        }
+        for &o in order {
+            let id = base.wrapping_add(o);
+            acc += slots[id as usize % WINDOW];
+        }
+    }
+    acc
+}
+
+fn bench_tracker(c: &mut Criterion) {
+    let mut g = c.benchmark_group("tracker_1M_ranges");
+    g.sample_size(10);
+    let in_order: Vec<u32> = (0..WINDOW as u32).collect();
+    let shuffled = shuffled();
+    for (name, order) in [("in_order", &in_order), ("shuffled", &shuffled)] {
+        assert_eq!(msgzc_tracker(order), c_style_tracker(order));
+        g.bench_function(BenchmarkId::new("msgzc", name), |b| {
+            b.iter(|| msgzc_tracker(black_box(order)))
+        });
+        g.bench_function(BenchmarkId::new("c_style", name), |b| {
+            b.iter(|| c_style_tracker(black_box(order)))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_walk,
+    bench_zc_info,
+    bench_build,
+    bench_tracker
+);
+criterion_main!(benches);
