@@ -21,6 +21,12 @@ pub struct SocketNumbers {
     pub so_timestamping_old: i32,
     /// `SO_TIMESTAMPING_NEW`: the y2038-safe variant (Linux 5.1).
     pub so_timestamping_new: i32,
+    /// `SO_TYPE`: read-only option giving the socket type.
+    pub so_type: i32,
+    /// `SOCK_STREAM` (mips swaps it with `SOCK_DGRAM`).
+    pub sock_stream: i32,
+    /// `SOCK_DGRAM`.
+    pub sock_dgram: i32,
 }
 
 /// `arch/*/include/uapi/asm/socket.h` (and `asm-generic/socket.h`) numbers.
@@ -39,6 +45,12 @@ pub struct SocketNumbers {
 ///   `SO_ZEROCOPY 0x003e`, `SO_TIMESTAMPING_OLD 0x0023`,
 ///   `SO_TIMESTAMPING_NEW 0x0043`.
 ///
+/// `SO_TYPE` is 3 in `asm-generic/socket.h` and 0x1008 in the alpha, mips,
+/// parisc and sparc headers. `SOCK_STREAM 1`/`SOCK_DGRAM 2` come from
+/// `include/linux/net.h` (`enum sock_type`), except mips
+/// (`arch/mips/include/asm/socket.h`: `SOCK_DGRAM 1`, `SOCK_STREAM 2`,
+/// mirrored by glibc's mips `bits/socket_type.h`).
+///
 /// Checked against the Debian cross toolchains' `linux-libc-dev` (6.1)
 /// headers by `msgzc-conformance`'s ABI-facts case on every named target.
 const SOCKET: [SocketNumbers; 5] = [
@@ -48,6 +60,9 @@ const SOCKET: [SocketNumbers; 5] = [
         so_zerocopy: 60,
         so_timestamping_old: 37,
         so_timestamping_new: 65,
+        so_type: 3,
+        sock_stream: 1,
+        sock_dgram: 2,
     },
     // alpha
     SocketNumbers {
@@ -55,6 +70,9 @@ const SOCKET: [SocketNumbers; 5] = [
         so_zerocopy: 60,
         so_timestamping_old: 37,
         so_timestamping_new: 65,
+        so_type: 0x1008,
+        sock_stream: 1,
+        sock_dgram: 2,
     },
     // mips
     SocketNumbers {
@@ -62,6 +80,9 @@ const SOCKET: [SocketNumbers; 5] = [
         so_zerocopy: 60,
         so_timestamping_old: 37,
         so_timestamping_new: 65,
+        so_type: 0x1008,
+        sock_stream: 2,
+        sock_dgram: 1,
     },
     // parisc
     SocketNumbers {
@@ -69,6 +90,9 @@ const SOCKET: [SocketNumbers; 5] = [
         so_zerocopy: 0x4035,
         so_timestamping_old: 0x4020,
         so_timestamping_new: 0x403a,
+        so_type: 0x1008,
+        sock_stream: 1,
+        sock_dgram: 2,
     },
     // sparc
     SocketNumbers {
@@ -76,6 +100,9 @@ const SOCKET: [SocketNumbers; 5] = [
         so_zerocopy: 0x003e,
         so_timestamping_old: 0x0023,
         so_timestamping_new: 0x0043,
+        so_type: 0x1008,
+        sock_stream: 1,
+        sock_dgram: 2,
     },
 ];
 
@@ -385,6 +412,20 @@ mod tests {
                 (0xffff, 60, 37, 65),
                 (0xffff, 0x4035, 0x4020, 0x403a),
                 (0xffff, 0x3e, 0x23, 0x43),
+            ]
+        );
+        let types = Family::ALL.map(|f| {
+            let s = f.socket();
+            (s.so_type, s.sock_stream, s.sock_dgram)
+        });
+        assert_eq!(
+            types,
+            [
+                (3, 1, 2),
+                (0x1008, 1, 2),
+                (0x1008, 2, 1),
+                (0x1008, 1, 2),
+                (0x1008, 1, 2)
             ]
         );
     }

@@ -140,6 +140,45 @@ pub fn zerocopy_enabled(fd: BorrowedFd<'_>) -> Result<bool, SysError> {
     get_int_opt(fd, s.sol_socket, s.so_zerocopy).map(|v| v != 0)
 }
 
+/// Sets `IP_RECVERR` (or `IPV6_RECVERR` when `ipv6`), so ICMP errors are
+/// queued on the error queue as extended errors. Zerocopy completions need
+/// no option.
+pub fn enable_recverr(fd: BorrowedFd<'_>, ipv6: bool) -> Result<(), SysError> {
+    let n = NATIVE.numbers();
+    if ipv6 {
+        set_int_opt(fd, n.sol_ipv6, n.ipv6_recverr, 1)
+    } else {
+        set_int_opt(fd, n.sol_ip, n.ip_recverr, 1)
+    }
+}
+
+/// Reads one message from the error queue without blocking into `control`
+/// (no payload), returning the `msg_controllen` and `msg_flags` the kernel
+/// set: feed them to a [`Walker`]. For callers that want raw buffers (and
+/// to see `MSG_CTRUNC` with a small `control`).
+pub fn recv_errqueue(
+    fd: BorrowedFd<'_>,
+    control: &mut [u8],
+) -> Result<(usize, MsgFlags), SysError> {
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    let flags = (MsgFlags::ERRQUEUE | MsgFlags::DONTWAIT).bits() as libc::c_int;
+    // SAFETY: `msg` points to `control`, writable for `control.len()` bytes
+    // for the call; no iovecs.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    if ret < 0 {
+        return Err(SysError::last("recvmsg"));
+    }
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((
+        msg.msg_controllen as usize,
+        MsgFlags::from_bits_retain(msg.msg_flags as u32),
+    ))
+}
+
 /// One `sendmsg` with an optional control buffer. Returns the bytes sent and
 /// the `(msg_controllen, msg_flags)` the kernel left in the header.
 fn sendmsg_raw(
@@ -220,8 +259,8 @@ pub enum Sent<T> {
         /// The kernel's id for this send.
         id: u32,
     },
-    /// Nothing was sent (zero bytes), so the kernel counted nothing: the
-    /// token comes back.
+    /// Nothing was sent (zero bytes on a stream socket), so the kernel
+    /// counted nothing: the token comes back.
     NotCounted(T),
 }
 
@@ -317,6 +356,8 @@ const ERRQUEUE_CONTROL: usize = 256;
 #[derive(Debug)]
 pub struct ZcSocket<F: AsFd, T, const N: usize> {
     fd: F,
+    /// Whether a send of zero bytes still takes an id (datagram sockets).
+    counts_empty: bool,
     tracker: CompletionTracker<T, N>,
     mode: NotifyMode,
     calls: SyscallCounts,
@@ -327,8 +368,11 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// socket must not have sent with `MSG_ZEROCOPY` before).
     pub fn new(fd: F) -> io::Result<Self> {
         enable_zerocopy(fd.as_fd())?;
+        let s = NATIVE.family.socket();
+        let counts_empty = get_int_opt(fd.as_fd(), s.sol_socket, s.so_type)? != s.sock_stream;
         Ok(ZcSocket {
             fd,
+            counts_empty,
             tracker: CompletionTracker::new(),
             mode: NotifyMode::Unprobed,
             calls: SyscallCounts::default(),
@@ -363,7 +407,7 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     }
 
     fn register(&mut self, bytes: usize, token: T) -> Result<Sent<T>, SendError<T>> {
-        if bytes == 0 {
+        if bytes == 0 && !self.counts_empty {
             return Ok(Sent::NotCounted(token));
         }
         match self.tracker.register(token) {

@@ -66,6 +66,9 @@ int main(void)
 	num("CMSG_SPACE_16", (long long)CMSG_SPACE(16));
 	num("sock_extended_err_size", (long long)sizeof(struct sock_extended_err));
 	NUM(SOL_SOCKET);
+	NUM(SO_TYPE);
+	NUM(SOCK_STREAM);
+	NUM(SOCK_DGRAM);
 #ifdef SO_ZEROCOPY
 	NUM(SO_ZEROCOPY);
 #else
