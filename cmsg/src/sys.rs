@@ -179,6 +179,35 @@ pub fn recv_errqueue(
     ))
 }
 
+/// Brings the loopback interface `lo` up in the caller's network namespace
+/// (a fresh namespace, or an init process on a bare kernel, starts with it
+/// down; the kernel adds 127.0.0.1 and ::1 itself once it is up).
+pub fn loopback_up() -> Result<(), SysError> {
+    // SAFETY: plain socket(2) call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check("socket", fd)?;
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: `req` names a NUL-terminated interface and is writable; the
+    // ioctls read and write only `req`.
+    let r = unsafe {
+        let got = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if got == 0 {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req)
+        } else {
+            got
+        }
+    };
+    let r = check("ioctl(SIOCSIFFLAGS)", r);
+    // SAFETY: `fd` is ours and not used after this.
+    unsafe { libc::close(fd) };
+    r.map(drop)
+}
+
 /// One `sendmsg` with an optional control buffer. Returns the bytes sent and
 /// the `(msg_controllen, msg_flags)` the kernel left in the header.
 fn sendmsg_raw(
@@ -545,7 +574,10 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
         Ok(out)
     }
 
-    fn apply(
+    /// Applies a completion range the caller read itself (e.g. with
+    /// [`recv_errqueue`] or through io_uring), releasing tokens as
+    /// [`drain`](Self::drain) would.
+    pub fn apply(
         &mut self,
         range: ZcRange,
         release: &mut impl FnMut(Released<T>),

@@ -288,7 +288,7 @@ fn enobufs_real_kernel_returns_the_token_and_is_retryable() {
                 std::io::Error::last_os_error()
             ));
         }
-        bring_lo_up();
+        sys::loopback_up().map_err(|e| e.to_string())?;
         let optmem = "/proc/sys/net/core/optmem_max";
         let old = std::fs::read_to_string(optmem).map_err(|e| format!("{optmem}: {e}"))?;
         let (tx, _rx) = udp_pair(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
@@ -327,28 +327,5 @@ fn drain_all_small<F: AsFd>(
         zc.wait(Some(Duration::from_millis(100))).unwrap();
         zc.drain(|r| record(released, r), |i| panic!("{i:?}"))
             .unwrap();
-    }
-}
-
-/// Sets IFF_UP on `lo` in the current network namespace.
-fn bring_lo_up() {
-    let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0));
-    // A fresh namespace has lo down, so binding still works (no address
-    // needed for the ioctl socket).
-    let sock = sock.unwrap();
-    use std::os::fd::AsRawFd;
-    // SAFETY: ifreq is plain old data; the name is NUL-terminated within
-    // IFNAMSIZ; the ioctl writes only into `req`.
-    unsafe {
-        let mut req: libc::ifreq = std::mem::zeroed();
-        for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-            *d = *s as libc::c_char;
-        }
-        assert_eq!(
-            libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req),
-            0
-        );
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        assert_eq!(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req), 0);
     }
 }

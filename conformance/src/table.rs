@@ -1,0 +1,302 @@
+//! `abi-table`, `abi-check` and `decode`: the `abi` tables as JSON, their
+//! comparison with facts printed by C programs built against each cross
+//! toolchain's headers, and a decoder for captured buffers.
+
+use crate::report::{jobj, jstr, unhex};
+use msgzc_abi::proposal::v8;
+use msgzc_abi::{Arch, ErrOrigin, MsgFlags, Target, TimestampingFlags, SO_EE_CODE_ZEROCOPY_COPIED};
+use msgzc_cmsg::{decode_errqueue, ErrqueueItem, Walker};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::ExitCode;
+
+/// Key → value (as JSON text) for one target, from the `abi` crate only.
+pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
+    let t = arch.target();
+    let n = t.numbers();
+    let s = n.socket;
+    let e = n.errno;
+    let l = t.cmsg();
+    let num = |v: i64| v.to_string();
+    vec![
+        ("target", jstr(arch.name())),
+        ("big_endian", t.is_big_endian().to_string()),
+        ("long_bytes", num(t.word.bytes() as i64)),
+        ("cmsghdr_size", num(l.header_size() as i64)),
+        ("cmsghdr_align", num(l.align() as i64)),
+        ("CMSG_LEN_0", num(l.len(0) as i64)),
+        ("CMSG_SPACE_1", num(l.space(1) as i64)),
+        ("CMSG_SPACE_16", num(l.space(16) as i64)),
+        ("SOL_SOCKET", num(s.sol_socket.into())),
+        ("SO_TYPE", num(s.so_type.into())),
+        ("SOCK_STREAM", num(s.sock_stream.into())),
+        ("SOCK_DGRAM", num(s.sock_dgram.into())),
+        ("SO_ZEROCOPY", num(s.so_zerocopy.into())),
+        ("SO_TIMESTAMPING_OLD", num(s.so_timestamping_old.into())),
+        ("SO_TIMESTAMPING_NEW", num(s.so_timestamping_new.into())),
+        (
+            "SCM_ZC_NOTIFICATION",
+            num(v8::scm_zc_notification(t.family).into()),
+        ),
+        ("MSG_ZEROCOPY", num(MsgFlags::ZEROCOPY.bits().into())),
+        ("MSG_ERRQUEUE", num(MsgFlags::ERRQUEUE.bits().into())),
+        ("MSG_CTRUNC", num(MsgFlags::CTRUNC.bits().into())),
+        ("MSG_DONTWAIT", num(MsgFlags::DONTWAIT.bits().into())),
+        ("MSG_TRUNC", num(MsgFlags::TRUNC.bits().into())),
+        ("SOL_IP", num(n.sol_ip.into())),
+        ("SOL_IPV6", num(n.sol_ipv6.into())),
+        ("IP_RECVERR", num(n.ip_recverr.into())),
+        ("IPV6_RECVERR", num(n.ipv6_recverr.into())),
+        ("SO_EE_ORIGIN_NONE", num(ErrOrigin::None.raw().into())),
+        ("SO_EE_ORIGIN_LOCAL", num(ErrOrigin::Local.raw().into())),
+        ("SO_EE_ORIGIN_ICMP", num(ErrOrigin::Icmp.raw().into())),
+        ("SO_EE_ORIGIN_ICMP6", num(ErrOrigin::Icmp6.raw().into())),
+        (
+            "SO_EE_ORIGIN_TXSTATUS",
+            num(ErrOrigin::Timestamping.raw().into()),
+        ),
+        (
+            "SO_EE_ORIGIN_ZEROCOPY",
+            num(ErrOrigin::Zerocopy.raw().into()),
+        ),
+        ("SO_EE_ORIGIN_TXTIME", num(ErrOrigin::Txtime.raw().into())),
+        (
+            "SO_EE_CODE_ZEROCOPY_COPIED",
+            num(SO_EE_CODE_ZEROCOPY_COPIED.into()),
+        ),
+        ("ENOBUFS", num(e.enobufs.into())),
+        ("EINVAL", num(e.einval.into())),
+        ("EAGAIN", num(e.eagain.into())),
+        ("ENOPROTOOPT", num(e.enoprotoopt.into())),
+        ("sock_extended_err_size", num(16)),
+        (
+            "SOF_TIMESTAMPING_TX_RECORD_MASK",
+            num(TimestampingFlags::TX_RECORD_MASK.bits().into()),
+        ),
+    ]
+}
+
+pub fn abi_table(args: &[String]) -> ExitCode {
+    if args.iter().any(|a| a != "--json") {
+        eprintln!("abi-table: only --json is accepted (the output is always JSON lines)");
+        return ExitCode::from(2);
+    }
+    for arch in Arch::ALL {
+        println!("{}", jobj(&table_row(arch)));
+    }
+    ExitCode::SUCCESS
+}
+
+/// Parses one flat JSON object of strings, numbers, booleans and nulls.
+pub fn parse_flat(line: &str) -> Result<BTreeMap<String, String>, String> {
+    let body = line
+        .trim()
+        .strip_prefix('{')
+        .and_then(|b| b.strip_suffix('}'))
+        .ok_or("not an object")?;
+    let mut out = BTreeMap::new();
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let r = rest.strip_prefix('"').ok_or("key must be a string")?;
+        let end = r.find('"').ok_or("unterminated key")?;
+        let key = r[..end].to_string();
+        let r = r[end + 1..]
+            .trim_start()
+            .strip_prefix(':')
+            .ok_or("missing ':'")?
+            .trim_start();
+        let (val, r) = if let Some(s) = r.strip_prefix('"') {
+            let end = s.find('"').ok_or("unterminated string")?;
+            (format!("\"{}\"", &s[..end]), &s[end + 1..])
+        } else {
+            let end = r.find(',').unwrap_or(r.len());
+            (r[..end].trim().to_string(), &r[end..])
+        };
+        out.insert(key, val);
+        rest = r.trim_start().strip_prefix(',').unwrap_or(r).trim_start();
+    }
+    Ok(out)
+}
+
+/// `abi-check FILE`: compares header facts (JSON lines from
+/// `guest-c/abi_facts.c`) with the tables, key by key.
+pub fn abi_check(args: &[String]) -> ExitCode {
+    let Some(path) = args.first() else {
+        eprintln!("usage: msgzc-conformance abi-check FACTS.jsonl");
+        return ExitCode::from(2);
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut targets, mut compared, mut diffs) = (0, 0, 0);
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let facts = match parse_flat(line) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{path}:{}: {e}", i + 1);
+                return ExitCode::FAILURE;
+            }
+        };
+        let name = facts
+            .get("target")
+            .map(|s| s.trim_matches('"').to_string())
+            .unwrap_or_default();
+        let Some(arch) = Arch::from_name(&name) else {
+            eprintln!("{path}:{}: unknown target {name:?}", i + 1);
+            return ExitCode::FAILURE;
+        };
+        targets += 1;
+        for (key, ours) in table_row(arch) {
+            match facts.get(key) {
+                Some(theirs) if *theirs == ours => compared += 1,
+                Some(theirs) => {
+                    diffs += 1;
+                    println!("MISMATCH {name} {key}: headers {theirs}, msgzc-abi {ours}");
+                }
+                None if key == "SCM_ZC_NOTIFICATION" => {} // never in headers: unmerged
+                None => {
+                    diffs += 1;
+                    println!("MISSING {name} {key}: not printed by the header program");
+                }
+            }
+        }
+    }
+    println!("abi-check: {targets} targets, {compared} values agree, {diffs} differ");
+    if diffs == 0 && targets == Arch::ALL.len() {
+        ExitCode::SUCCESS
+    } else {
+        if targets != Arch::ALL.len() {
+            println!("abi-check: expected {} targets", Arch::ALL.len());
+        }
+        ExitCode::FAILURE
+    }
+}
+
+/// One decoded message as a JSON line.
+pub fn message_json(t: Target, m: &msgzc_cmsg::Cmsg<'_>) -> String {
+    let mut f = vec![
+        ("offset", m.offset.to_string()),
+        ("level", m.level.to_string()),
+        ("type", m.ty.to_string()),
+        ("len", (t.cmsg().header_size() + m.data.len()).to_string()),
+    ];
+    match decode_errqueue(t, m) {
+        Ok(ErrqueueItem::Zerocopy(r)) => {
+            f.push(("kind", jstr("zerocopy")));
+            f.push(("errno", "0".into()));
+            f.push(("origin", ErrOrigin::Zerocopy.raw().to_string()));
+            f.push(("lo", r.lo.to_string()));
+            f.push(("hi", r.hi.to_string()));
+            f.push(("copied", r.copied.to_string()));
+        }
+        Ok(ErrqueueItem::Extended(e)) => {
+            f.push(("kind", jstr("extended")));
+            f.push(("errno", e.errno.to_string()));
+            f.push(("origin", e.origin_raw.to_string()));
+            f.push(("ee_type", e.ty.to_string()));
+            f.push(("code", e.code.to_string()));
+            f.push(("info", e.info.to_string()));
+            f.push(("data", e.data.to_string()));
+        }
+        Ok(ErrqueueItem::Timestamps(ts)) => {
+            f.push(("kind", jstr("timestamps")));
+            f.push(("new", ts.new.to_string()));
+        }
+        Ok(ErrqueueItem::Other(_)) => f.push(("kind", jstr("other"))),
+        Err(e) => f.push(("decode_error", jstr(&e.to_string()))),
+    }
+    jobj(&f)
+}
+
+pub fn decode(args: &[String]) -> ExitCode {
+    let mut target = None;
+    let mut flags = 0u32;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match (a.as_str(), it.next()) {
+            ("--target", Some(v)) => {
+                target = Target::by_name(v).or_else(|| {
+                    eprintln!("unknown target {v:?}");
+                    None
+                })
+            }
+            ("--flags", Some(v)) => match parse_int(v) {
+                Some(x) => flags = x,
+                None => {
+                    eprintln!("--flags: not a number: {v:?}");
+                    return ExitCode::from(2);
+                }
+            },
+            _ => {
+                eprintln!("usage: msgzc-conformance decode --target NAME [--flags N] < hex");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let Some(t) = target else {
+        eprintln!("decode: --target NAME is required");
+        return ExitCode::from(2);
+    };
+    let mut input = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
+        eprintln!("stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let buf = match unhex(&input) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("{}", jobj(&[("error", jstr("hex")), ("detail", jstr(&e))]));
+            return ExitCode::FAILURE;
+        }
+    };
+    for m in Walker::new(t, &buf, buf.len(), MsgFlags::from_bits_retain(flags)) {
+        match m {
+            Ok(m) => println!("{}", message_json(t, &m)),
+            Err(e) => {
+                println!(
+                    "{}",
+                    jobj(&[
+                        ("error", jstr(&format!("{:?}", e.kind))),
+                        ("offset", e.offset.to_string()),
+                        ("detail", jstr(&e.to_string())),
+                    ])
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn parse_int(v: &str) -> Option<u32> {
+    match v.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_json_parses_what_abi_table_prints() {
+        for arch in Arch::ALL {
+            let row = table_row(arch);
+            let parsed = parse_flat(&jobj(&row)).unwrap();
+            assert_eq!(parsed.len(), row.len());
+            for (k, v) in row {
+                assert_eq!(parsed[k], v);
+            }
+        }
+        assert!(parse_flat("[1]").is_err());
+    }
+}
