@@ -8,8 +8,8 @@
 /// one posted; it was never merged.
 ///
 /// A `sendmsg` carrying an `SCM_ZC_NOTIFICATION` control message (level
-/// `SOL_SOCKET`) whose data is a [`ZcInfo`] header followed by `length`
-/// [`ZcInfoElem`]s asks the kernel to move up to `length` pending zerocopy
+/// `SOL_SOCKET`) whose data is a [`ZcInfo`](v8::ZcInfo) header followed by `length`
+/// [`ZcInfoElem`](v8::ZcInfoElem)s asks the kernel to move up to `length` pending zerocopy
 /// notifications off the socket's error queue into those elements, set
 /// `length` to how many it wrote, and copy the control buffer back to user
 /// space when `sendmsg` returns. Anything else on the error queue stays
