@@ -1,36 +1,48 @@
-//! The guest agent: performs each case with real system calls on the
-//! target and prints one line per step. Lines are `KIND key=value ...`
-//! with no spaces inside values; raw buffers are hex. The host judges.
+//! The Rust guest agent: performs each case with real system calls on the
+//! target it was compiled for and prints one line per step. The host
+//! judges; nothing here decides a case on its own.
 //!
 //! It assumes nothing about its environment (it may be PID 1 on a bare
 //! kernel): it brings `lo` up itself.
+//!
+//! # Protocol
+//!
+//! Shared with the C guest (`guest-c/guest.c`). One line per step,
+//! `KIND key=value ...`, values without spaces; numbers are decimal and
+//! errno values are the target's own.
+//!
+//! ```text
+//! GUEST target=NAME lang=rust|c pid=N
+//! CASE name=CASE
+//! FACTS view=msgzc|libc|headers json={...}     numbers as the guest sees them
+//! CALL name=WHAT ret=N errno=E                 a system call's result
+//! RAW dir=send|after|recv controllen=N flags=N hex=HEX msgs=.. ranges=.. items=.. trunc=0|1
+//! VALUE name=NAME v=N                          a value the guest read
+//! PROBE outcome=rejected|unwritten|written|corrupt [n=N]
+//! MODE NOTIFY-MODE                             hybrid: how completions came
+//! INLINE n=N                                   hybrid: tokens released inline
+//! NOTE ...
+//! END case=CASE status=ok|unsupported|skip|fail detail=WORDS
+//! DONE
+//! ```
+//!
+//! `RAW dir=send` is a buffer as passed to `sendmsg`, `dir=after` the same
+//! buffer after `sendmsg` returned (with the `msg_controllen` and
+//! `msg_flags` the kernel left), `dir=recv` a received one; the last four
+//! fields are the guest's own decoding (see [`crate::view`]).
 
-use crate::report::hex;
-use msgzc_abi::proposal::v8;
-use msgzc_cmsg::sys::{self, Released, SysError, ZcSocket, NATIVE};
-use msgzc_cmsg::{
-    decode_errqueue, ControlBuf, ControlBuilder, ErrqueueItem, WalkErrorKind, Walker,
-};
+use crate::cases::{guest_cases, PAYLOAD, PROBE_CAPACITY, SENDS};
+use crate::report::{hex, jobj, jstr};
+use crate::table::table_row;
+use crate::view;
+use msgzc_abi::{Arch, IP_RECVERR, SOL_IP};
+use msgzc_cmsg::sys::{self, Released, ZcSocket, NATIVE};
+use msgzc_cmsg::{ControlBuf, ControlBuilder, ZcOutcome};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixDatagram;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
-
-/// Sends per zerocopy case.
-pub const SENDS: u32 = 16;
-
-/// The cases, in order.
-pub const CASES: [&str; 9] = [
-    "libc_numbers",
-    "zc_tcp4",
-    "zc_tcp6",
-    "zc_udp4",
-    "zc_udp6",
-    "probe",
-    "ctrunc",
-    "icmp",
-    "enobufs",
-];
 
 enum End {
     Ok(String),
@@ -40,25 +52,62 @@ enum End {
 }
 
 fn word(s: &str) -> String {
-    s.replace(' ', "_")
+    s.replace(char::is_whitespace, "_")
 }
 
-pub fn main() -> ExitCode {
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn call(name: &str, ret: isize, errno: i32) {
+    let e = if ret < 0 { errno } else { 0 };
+    println!("CALL name={name} ret={ret} errno={e}");
+}
+
+fn raw(dir: &str, bytes: &[u8], controllen: usize, flags: u32) -> view::View {
+    let v = view::decode(NATIVE, bytes, controllen, flags);
+    let shown = &bytes[..controllen.min(bytes.len())];
+    print!(
+        "RAW dir={dir} controllen={controllen} flags={flags} hex={} {}",
+        hex(shown),
+        v.fields()
+    );
+    match &v.error {
+        Some(e) => println!(" error={}", word(e)),
+        None => println!(),
+    }
+    v
+}
+
+/// Runs the named cases (all when `args` is empty).
+pub fn main(args: &[String]) -> ExitCode {
+    let arch = Arch::native().expect("msgzc-cmsg's sys layer only builds for named targets");
     if let Err(e) = sys::loopback_up() {
         println!("NOTE loopback_up={}", word(&e.to_string()));
     }
-    println!("GUEST target={:?} pid={}", NATIVE, std::process::id());
-    for case in CASES {
+    println!(
+        "GUEST target={} lang=rust pid={}",
+        arch.name(),
+        std::process::id()
+    );
+    let cases: Vec<String> = if args.is_empty() {
+        guest_cases().map(String::from).collect()
+    } else {
+        args.to_vec()
+    };
+    for case in &cases {
         println!("CASE name={case}");
-        let end = match case {
-            "libc_numbers" => libc_numbers(),
+        let end = match case.as_str() {
+            "native_facts" => native_facts(arch),
             "zc_tcp4" => zc_stream(false),
             "zc_tcp6" => zc_stream(true),
-            "zc_udp4" => zc_dgram(false, false),
-            "zc_udp6" => zc_dgram(true, false),
-            "probe" => zc_dgram(false, true),
-            "ctrunc" => ctrunc(),
-            "icmp" => icmp(),
+            "zc_udp4" => zc_dgram(false),
+            "zc_udp6" => zc_dgram(true),
+            "probe" => probe(),
+            "hybrid" => hybrid(),
+            "cmsg_roundtrip" => roundtrip(),
+            "ctrunc" => icmp_case(true),
+            "icmp" => icmp_case(false),
             "enobufs" => enobufs(),
             _ => End::Fail("unknown case".into()),
         };
@@ -70,54 +119,89 @@ pub fn main() -> ExitCode {
         };
         println!("END case={case} status={status} detail={}", word(&detail));
     }
+    println!("DONE");
     ExitCode::SUCCESS
 }
 
-/// The `libc` crate's numbers for this target against msgzc-abi's.
-fn libc_numbers() -> End {
-    let s = NATIVE.family.socket();
-    let e = NATIVE.family.errno();
-    let pairs: [(&str, i64, i64); 12] = [
-        ("SOL_SOCKET", libc::SOL_SOCKET.into(), s.sol_socket.into()),
-        (
-            "SO_ZEROCOPY",
-            libc::SO_ZEROCOPY.into(),
-            s.so_zerocopy.into(),
-        ),
-        (
-            "SO_TIMESTAMPING",
-            libc::SO_TIMESTAMPING.into(),
-            s.so_timestamping_old.into(),
-        ),
-        ("SO_TYPE", libc::SO_TYPE.into(), s.so_type.into()),
-        (
-            "SOCK_STREAM",
-            libc::SOCK_STREAM.into(),
-            s.sock_stream.into(),
-        ),
-        ("SOCK_DGRAM", libc::SOCK_DGRAM.into(), s.sock_dgram.into()),
-        ("MSG_ZEROCOPY", libc::MSG_ZEROCOPY.into(), 0x400_0000),
-        ("MSG_ERRQUEUE", libc::MSG_ERRQUEUE.into(), 0x2000),
-        ("ENOBUFS", libc::ENOBUFS.into(), e.enobufs.into()),
-        ("EINVAL", libc::EINVAL.into(), e.einval.into()),
-        ("EAGAIN", libc::EAGAIN.into(), e.eagain.into()),
-        (
-            "ENOPROTOOPT",
-            libc::ENOPROTOOPT.into(),
-            e.enoprotoopt.into(),
-        ),
-    ];
-    let mut findings = 0;
-    for (name, theirs, ours) in pairs {
-        if theirs != ours {
-            findings += 1;
-            println!("FINDING libc_crate {name} libc={theirs} msgzc={ours}");
-        }
+/// The numbers as this guest sees them: msgzc-abi's tables for the target
+/// it was compiled for, and the `libc` crate's for the same target (the
+/// host reports every difference as a finding).
+fn native_facts(arch: Arch) -> End {
+    let mut ours = table_row(arch);
+    for (k, v) in crate::cases::extra_row(arch) {
+        ours.push((k, v.to_string()));
     }
-    End::Ok(format!(
-        "{} compared, {findings} libc findings",
-        pairs.len()
-    ))
+    println!("FACTS view=msgzc json={}", jobj(&ours));
+    println!("FACTS view=libc json={}", jobj(&libc_row(arch)));
+    End::Ok("msgzc-abi and libc views printed".into())
+}
+
+/// The `libc` crate's values under the table's keys; `null` where the
+/// crate has no such item.
+fn libc_row(arch: Arch) -> Vec<(&'static str, String)> {
+    let n = |v: i64| v.to_string();
+    // SAFETY: the CMSG_* size macros are pure arithmetic (the crate marks
+    // them unsafe because they are `f!` items).
+    let (len0, space1, space16) =
+        unsafe { (libc::CMSG_LEN(0), libc::CMSG_SPACE(1), libc::CMSG_SPACE(16)) };
+    let null = || "null".to_string();
+    vec![
+        ("target", jstr(arch.name())),
+        ("big_endian", cfg!(target_endian = "big").to_string()),
+        ("long_bytes", n(core::mem::size_of::<libc::c_long>() as i64)),
+        (
+            "cmsghdr_size",
+            n(core::mem::size_of::<libc::cmsghdr>() as i64),
+        ),
+        (
+            "cmsghdr_align",
+            n(core::mem::align_of::<libc::cmsghdr>() as i64),
+        ),
+        ("CMSG_LEN_0", n(len0.into())),
+        ("CMSG_SPACE_1", n(space1.into())),
+        ("CMSG_SPACE_16", n(space16.into())),
+        ("SOL_SOCKET", n(libc::SOL_SOCKET.into())),
+        ("SO_TYPE", n(libc::SO_TYPE.into())),
+        ("SOCK_STREAM", n(libc::SOCK_STREAM.into())),
+        ("SOCK_DGRAM", n(libc::SOCK_DGRAM.into())),
+        ("SO_ZEROCOPY", n(libc::SO_ZEROCOPY.into())),
+        // The crate exports only SO_TIMESTAMPING (OLD unless built for
+        // 64-bit time on a 32-bit target).
+        ("SO_TIMESTAMPING_OLD", n(libc::SO_TIMESTAMPING.into())),
+        ("MSG_ZEROCOPY", n(libc::MSG_ZEROCOPY.into())),
+        ("MSG_ERRQUEUE", n(libc::MSG_ERRQUEUE.into())),
+        ("MSG_CTRUNC", n(libc::MSG_CTRUNC.into())),
+        ("MSG_DONTWAIT", n(libc::MSG_DONTWAIT.into())),
+        ("MSG_TRUNC", n(libc::MSG_TRUNC.into())),
+        ("SOL_IP", n(libc::SOL_IP.into())),
+        ("SOL_IPV6", n(libc::SOL_IPV6.into())),
+        ("IP_RECVERR", n(libc::IP_RECVERR.into())),
+        ("IPV6_RECVERR", n(libc::IPV6_RECVERR.into())),
+        ("SO_EE_ORIGIN_NONE", n(libc::SO_EE_ORIGIN_NONE.into())),
+        ("SO_EE_ORIGIN_LOCAL", n(libc::SO_EE_ORIGIN_LOCAL.into())),
+        ("SO_EE_ORIGIN_ICMP", n(libc::SO_EE_ORIGIN_ICMP.into())),
+        ("SO_EE_ORIGIN_ICMP6", n(libc::SO_EE_ORIGIN_ICMP6.into())),
+        (
+            "SO_EE_ORIGIN_TXSTATUS",
+            n(libc::SO_EE_ORIGIN_TXSTATUS.into()),
+        ),
+        ("SO_EE_ORIGIN_ZEROCOPY", null()),
+        ("SO_EE_ORIGIN_TXTIME", null()),
+        ("SO_EE_CODE_ZEROCOPY_COPIED", null()),
+        ("ENOBUFS", n(libc::ENOBUFS.into())),
+        ("EINVAL", n(libc::EINVAL.into())),
+        ("EAGAIN", n(libc::EAGAIN.into())),
+        ("ENOPROTOOPT", n(libc::ENOPROTOOPT.into())),
+        (
+            "sock_extended_err_size",
+            n(core::mem::size_of::<libc::sock_extended_err>() as i64),
+        ),
+        ("SOF_TIMESTAMPING_TX_RECORD_MASK", null()),
+        ("ECONNREFUSED", n(libc::ECONNREFUSED.into())),
+        ("SCM_RIGHTS", n(libc::SCM_RIGHTS.into())),
+        ("IP_TTL", n(libc::IP_TTL.into())),
+        ("IP_RECVTTL", n(libc::IP_RECVTTL.into())),
+    ]
 }
 
 fn addr(v6: bool) -> SocketAddr {
@@ -128,77 +212,93 @@ fn addr(v6: bool) -> SocketAddr {
     }
 }
 
-fn unsupported_or_fail(e: &std::io::Error) -> End {
-    if sys::errno_of(e) == Some(NATIVE.family.errno().enoprotoopt) {
-        End::Unsupported(format!("SO_ZEROCOPY: {e}"))
-    } else {
-        End::Fail(format!("SO_ZEROCOPY: {e}"))
+/// `ZcSocket::new` (which sets `SO_ZEROCOPY`), reporting the call.
+fn zc_socket<F: AsFd, const N: usize>(sock: F) -> Result<ZcSocket<F, u32, N>, End> {
+    match ZcSocket::new(sock) {
+        Ok(z) => {
+            call("setsockopt_SO_ZEROCOPY", 0, 0);
+            Ok(z)
+        }
+        Err(e) => {
+            let errno = sys::errno_of(&e).unwrap_or(-1);
+            call("setsockopt_SO_ZEROCOPY", -1, errno);
+            let d = format!("SO_ZEROCOPY: {e}");
+            Err(if errno == NATIVE.family.errno().enoprotoopt {
+                End::Unsupported(d)
+            } else {
+                End::Fail(d)
+            })
+        }
     }
 }
 
-/// Reads the error queue one message at a time, printing each raw buffer
-/// with the guest's own decoding, until `done` or 5 s pass.
-fn read_errqueue<F: AsFd>(
-    zc: &mut ZcSocket<F, u32, 64>,
+/// One non-blocking error-queue read. A one-byte data iovec is passed:
+/// qemu-user (7.2) returns 0 without calling the kernel for a `recvmsg`
+/// with no iovecs.
+fn recv_errq(fd: BorrowedFd<'_>, control: &mut [u8]) -> Result<(usize, u32), i32> {
+    let mut dummy = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: dummy.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
+    // SAFETY: `msg` points to one writable iovec and a writable control
+    // buffer of `control.len()` bytes, both alive for the call.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    if ret < 0 {
+        return Err(errno());
+    }
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((msg.msg_controllen as usize, msg.msg_flags as u32))
+}
+
+fn poll_err(fd: BorrowedFd<'_>, ms: i32) {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, writable for the call.
+    unsafe { libc::poll(&mut p, 1, ms) };
+}
+
+/// Reads the error queue until every send is released or 5 s pass,
+/// printing each raw buffer and applying its ranges to the tracker.
+fn drain<F: AsFd, const N: usize>(
+    zc: &mut ZcSocket<F, u32, N>,
     released: &mut Vec<u32>,
-    case_done: impl Fn(&ZcSocket<F, u32, 64>) -> bool,
 ) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !case_done(zc) {
+    while zc.tracker().outstanding() > 0 {
         if Instant::now() > deadline {
             return Err(format!(
                 "timeout with {} outstanding",
                 zc.tracker().outstanding()
             ));
         }
-        zc.wait(Some(Duration::from_millis(50)))
-            .map_err(|e| e.to_string())?;
-        loop {
-            let mut control = ControlBuf::<256>::new();
-            let fd: BorrowedFd<'_> = zc.get_ref().as_fd();
-            let (len, flags) = match sys::recv_errqueue(fd, control.as_mut_bytes()) {
-                Ok(r) => r,
-                Err(SysError { errno, .. }) if errno == NATIVE.family.errno().eagain => break,
-                Err(e) => return Err(e.to_string()),
-            };
-            let bytes = &control.as_bytes()[..len];
-            let mut ranges = Vec::new();
-            let mut other = Vec::new();
-            for m in Walker::new(NATIVE, bytes, len, flags) {
-                let m = m.map_err(|e| e.to_string())?;
-                match decode_errqueue(NATIVE, &m) {
-                    Ok(ErrqueueItem::Zerocopy(r)) => ranges.push(r),
-                    Ok(ErrqueueItem::Extended(x)) => other.push(format!(
-                        "ext:{}:{}:{}:{}",
-                        x.errno, x.origin_raw, x.ty, x.code
-                    )),
-                    Ok(_) => other.push("other".into()),
-                    Err(e) => return Err(e.to_string()),
-                }
+        let mut control = ControlBuf::<256>::new();
+        let (len, flags) = match recv_errq(zc.get_ref().as_fd(), control.as_mut_bytes()) {
+            Ok(r) => r,
+            Err(e) if e == NATIVE.family.errno().eagain => {
+                poll_err(zc.get_ref().as_fd(), 50);
+                continue;
             }
-            let rs: Vec<String> = ranges
-                .iter()
-                .map(|r| format!("{}-{}-{}", r.lo, r.hi, u8::from(r.copied)))
-                .collect();
-            println!(
-                "RAW dir=recv controllen={len} flags={} hex={} ranges={} items={}",
-                flags.bits(),
-                hex(bytes),
-                if rs.is_empty() {
-                    "none".into()
-                } else {
-                    rs.join(",")
-                },
-                if other.is_empty() {
-                    "none".into()
-                } else {
-                    other.join(",")
-                }
-            );
-            for r in ranges {
-                zc.apply(r, &mut |x: Released<u32>| released.push(x.token))
-                    .map_err(|e| e.to_string())?;
+            Err(e) => {
+                call("recvmsg_errqueue", -1, e);
+                return Err(format!("recvmsg: errno {e}"));
             }
+        };
+        let v = raw("recv", control.as_bytes(), len, flags);
+        for r in v.ranges {
+            zc.apply(r, &mut |x: Released<u32>| released.push(x.token))
+                .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -214,15 +314,15 @@ fn finish(released: &mut [u32]) -> End {
     }
 }
 
+fn no_loopback(v6: bool, e: std::io::Error) -> End {
+    let fam = if v6 { "IPv6" } else { "IPv4" };
+    End::Skip(format!("no {fam} loopback: {e}"))
+}
+
 fn zc_stream(v6: bool) -> End {
     let l = match TcpListener::bind(addr(v6)) {
         Ok(l) => l,
-        Err(e) => {
-            return End::Skip(format!(
-                "no {} loopback: {e}",
-                if v6 { "IPv6" } else { "IPv4" }
-            ))
-        }
+        Err(e) => return no_loopback(v6, e),
     };
     let c = match TcpStream::connect(l.local_addr().unwrap()) {
         Ok(c) => c,
@@ -231,107 +331,311 @@ fn zc_stream(v6: bool) -> End {
     let (mut s, _) = l.accept().unwrap();
     let reader =
         std::thread::spawn(move || std::io::copy(&mut s, &mut std::io::sink()).unwrap_or(0));
-    let end = zc_sends(c.try_clone().unwrap(), false);
+    let end = zc_sends(c.try_clone().unwrap());
+    let _ = c.shutdown(std::net::Shutdown::Both);
     drop(c);
     let _ = reader.join();
     end
 }
 
-fn zc_dgram(v6: bool, probe: bool) -> End {
-    let rx = match UdpSocket::bind(addr(v6)) {
-        Ok(s) => s,
-        Err(e) => {
-            return End::Skip(format!(
-                "no {} loopback: {e}",
-                if v6 { "IPv6" } else { "IPv4" }
-            ))
-        }
-    };
-    let tx = UdpSocket::bind(addr(v6)).unwrap();
-    tx.connect(rx.local_addr().unwrap()).unwrap();
-    zc_sends(tx, probe)
+fn udp_pair(v6: bool) -> Result<(UdpSocket, UdpSocket), std::io::Error> {
+    let rx = UdpSocket::bind(addr(v6))?;
+    let tx = UdpSocket::bind(addr(v6))?;
+    tx.connect(rx.local_addr()?)?;
+    Ok((tx, rx))
 }
 
-fn zc_sends<F: AsFd>(sock: F, probe: bool) -> End {
-    let mut zc = match ZcSocket::<_, u32, 64>::new(sock) {
-        Ok(z) => z,
-        Err(e) => return unsupported_or_fail(&e),
-    };
-    let data = [0x42u8; 1000];
-    let mut released = Vec::new();
-    if probe {
-        // The exact placeholder send_notify passes, for the host to check.
-        let mut buf = ControlBuf::<256>::new();
-        let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).unwrap();
-        b.zc_placeholder(v8::ZC_NOTIFICATION_MAX as usize).unwrap();
-        let c = b.finish();
-        println!(
-            "RAW dir=send controllen={} flags=0 hex={} ranges=none items=none",
-            c.len(),
-            hex(c.as_bytes())
-        );
+fn zc_dgram(v6: bool) -> End {
+    match udp_pair(v6) {
+        Ok((tx, _rx)) => zc_sends(tx),
+        Err(e) => no_loopback(v6, e),
     }
+}
+
+fn zc_sends<F: AsFd>(sock: F) -> End {
+    let mut zc = match zc_socket::<_, 64>(sock) {
+        Ok(z) => z,
+        Err(end) => return end,
+    };
+    let data = [0x42u8; PAYLOAD];
     for token in 0..SENDS {
-        let res = if probe {
-            zc.send_notify(&data, token, v8::ZC_NOTIFICATION_MAX as usize, |r| {
-                released.push(r.token)
-            })
-            .map(|s| {
-                if s.inline > 0 || s.rejected.is_some() {
-                    println!("NOTE inline={} rejected={:?}", s.inline, s.rejected);
-                }
-                s.sent
-            })
-        } else {
-            zc.send(&data, token)
-        };
-        if let Err(e) = res {
+        if let Err(e) = zc.send(&data, token) {
+            call("send_MSG_ZEROCOPY", -1, e.error.errno);
             return End::Fail(format!("send {token}: {e}"));
         }
     }
-    if probe {
-        println!("MODE {:?}", zc.mode());
-    }
-    if let Err(e) = read_errqueue(&mut zc, &mut released, |z| z.tracker().outstanding() == 0) {
+    let mut released = Vec::new();
+    if let Err(e) = drain(&mut zc, &mut released) {
         return End::Fail(e);
     }
     finish(&mut released)
 }
 
-fn ctrunc() -> End {
-    let rx = UdpSocket::bind(addr(false)).unwrap();
-    let tx = UdpSocket::bind(addr(false)).unwrap();
-    tx.connect(rx.local_addr().unwrap()).unwrap();
-    let mut zc = match ZcSocket::<_, u32, 4>::new(tx) {
-        Ok(z) => z,
-        Err(e) => return unsupported_or_fail(&e),
+/// A poisoned placeholder of [`PROBE_CAPACITY`] elements, printed.
+fn placeholder(buf: &mut ControlBuf<256>) -> usize {
+    let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).expect("aligned");
+    b.zc_placeholder(PROBE_CAPACITY).expect("fits");
+    let c = b.finish();
+    raw("send", c.as_bytes(), c.len(), 0);
+    c.len()
+}
+
+/// `sendmsg` of `data` with `control[..controllen]`; returns the result
+/// and the `(msg_controllen, msg_flags)` the kernel left.
+fn sendmsg_ctl(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    control: &mut [u8],
+    controllen: usize,
+    flags: i32,
+) -> (isize, i32, usize, u32) {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
     };
-    if let Err(e) = zc.send(&[1u8; 64], 0) {
-        return End::Fail(e.to_string());
-    }
-    let _ = zc.wait(Some(Duration::from_secs(2)));
-    let mut control = ControlBuf::<64>::new();
-    let small = &mut control.as_mut_bytes()[..NATIVE.cmsg().header_size() + 4];
-    match sys::recv_errqueue(zc.get_ref().as_fd(), small) {
-        Ok((len, flags)) => {
-            println!(
-                "RAW dir=recv controllen={len} flags={} hex={} ranges=none items=none",
-                flags.bits(),
-                hex(&small[..len])
-            );
-            let last = Walker::new(NATIVE, small, len, flags).last();
-            match last {
-                Some(Err(e)) if e.kind == WalkErrorKind::Truncated => {
-                    End::Ok("MSG_CTRUNC seen".into())
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = controllen as _;
+    // SAFETY: one iovec over `data` (only read by the kernel) and a control
+    // buffer of at least `controllen` writable bytes; all alive for the
+    // call.
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
+    let e = errno();
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    (
+        ret as isize,
+        e,
+        msg.msg_controllen as usize,
+        msg.msg_flags as u32,
+    )
+}
+
+/// The `SCM_ZC_NOTIFICATION` probe on a plain socket (no `SO_ZEROCOPY`
+/// needed): a kernel without the proposal refuses the placeholder or
+/// leaves it unwritten, and the error queue stays empty.
+fn probe() -> End {
+    let (tx, _rx) = match udp_pair(false) {
+        Ok(p) => p,
+        Err(e) => return End::Fail(format!("udp pair: {e}")),
+    };
+    let mut sent = ControlBuf::<256>::new();
+    let len = placeholder(&mut sent);
+    let mut buf = sent.clone();
+    let (ret, e, controllen, flags) =
+        sendmsg_ctl(tx.as_fd(), &[7u8; 100], buf.as_mut_bytes(), len, 0);
+    call("sendmsg_placeholder", ret, e);
+    let outcome = if ret < 0 && e == NATIVE.family.errno().einval {
+        println!("PROBE outcome=rejected");
+        "unsupported: placeholder rejected with EINVAL"
+    } else if ret < 0 {
+        return End::Fail(format!("sendmsg: errno {e}"));
+    } else {
+        raw("after", buf.as_bytes(), controllen, flags);
+        // Rebuild the same placeholder to ask the library what happened.
+        let mut again = buf.clone();
+        let mut b = ControlBuilder::new(NATIVE, again.as_mut_bytes()).expect("aligned");
+        b.zc_placeholder(PROBE_CAPACITY).expect("fits");
+        let mut c = b.finish();
+        // SAFETY: the Control's buffer holds 256 bytes; we copy back
+        // exactly what the kernel left in ours, as a kernel would.
+        unsafe {
+            core::ptr::copy_nonoverlapping(buf.as_bytes().as_ptr(), c.as_mut_ptr(), 256);
+        }
+        let o = c.zc_outcome(controllen, msgzc_cmsg::MsgFlags::from_bits_retain(flags));
+        match o {
+            Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => {
+                println!("PROBE outcome=unwritten");
+                "unsupported: placeholder left unwritten"
+            }
+            Ok(ZcOutcome::Written(done)) => {
+                println!("PROBE outcome=written n={}", done.len());
+                if !done.is_empty() {
+                    return End::Fail("bogus completions written into the placeholder".into());
                 }
-                other => End::Fail(format!("expected Truncated, got {other:?}")),
+                "supported: zero completions written"
+            }
+            Err(err) => {
+                println!("PROBE outcome=corrupt");
+                return End::Fail(format!("placeholder came back corrupt: {err}"));
             }
         }
-        Err(e) => End::Fail(e.to_string()),
+    };
+    poll_err(tx.as_fd(), 100);
+    let mut control = ControlBuf::<256>::new();
+    match recv_errq(tx.as_fd(), control.as_mut_bytes()) {
+        Ok((len, flags)) => {
+            call("recvmsg_errqueue", 0, 0);
+            raw("recv", control.as_bytes(), len, flags);
+            End::Fail("an error-queue item after a probe without MSG_ZEROCOPY".into())
+        }
+        Err(e) => {
+            call("recvmsg_errqueue", -1, e);
+            if e == NATIVE.family.errno().eagain {
+                End::Ok(outcome.into())
+            } else {
+                End::Fail(format!("error-queue read: errno {e}"))
+            }
+        }
     }
 }
 
-fn icmp() -> End {
+/// Both mechanisms through the library: `send_notify` (placeholder, with
+/// its fallback) for every send, then the error queue.
+fn hybrid() -> End {
+    let (tx, _rx) = match udp_pair(false) {
+        Ok(p) => p,
+        Err(e) => return End::Fail(format!("udp pair: {e}")),
+    };
+    let mut zc = match zc_socket::<_, 64>(tx) {
+        Ok(z) => z,
+        Err(end) => return end,
+    };
+    // The placeholder send_notify builds, for the host to check.
+    placeholder(&mut ControlBuf::<256>::new());
+    let data = [0x42u8; PAYLOAD];
+    let mut released = Vec::new();
+    let mut inline = 0;
+    for token in 0..SENDS {
+        match zc.send_notify(&data, token, PROBE_CAPACITY, |r| released.push(r.token)) {
+            Ok(s) => {
+                inline += s.inline;
+                if let Some(r) = s.rejected {
+                    return End::Fail(format!("inline completion refused: {r}"));
+                }
+            }
+            Err(e) => {
+                call("send_MSG_ZEROCOPY", -1, e.error.errno);
+                return End::Fail(format!("send {token}: {e}"));
+            }
+        }
+    }
+    println!("MODE {:?}", zc.mode());
+    println!("INLINE n={inline}");
+    if let Err(e) = drain(&mut zc, &mut released) {
+        return End::Fail(e);
+    }
+    finish(&mut released)
+}
+
+/// Control messages through real `sendmsg`/`recvmsg`: `SCM_RIGHTS` (built
+/// with the library) over a Unix socket, and `IP_TTL` received on UDP.
+fn roundtrip() -> End {
+    let s = NATIVE.family.socket();
+    let (a, b) = match (UnixDatagram::pair(), UnixDatagram::pair()) {
+        (Ok(a), Ok(b)) => (a, b),
+        _ => return End::Fail("socketpair".into()),
+    };
+    // Pass b.0; the receiver checks the descriptor it gets reaches b.1.
+    let fd: RawFd = b.0.as_raw_fd();
+    let mut sendbuf = ControlBuf::<64>::new();
+    let mut builder = ControlBuilder::new(NATIVE, sendbuf.as_mut_bytes()).expect("aligned");
+    builder
+        .push(s.sol_socket, libc::SCM_RIGHTS, &fd.to_ne_bytes())
+        .expect("fits");
+    let c = builder.finish();
+    let len = c.len();
+    raw("send", c.as_bytes(), len, 0);
+    let (ret, e, _, _) = sendmsg_ctl(a.0.as_fd(), b"x", sendbuf.as_mut_bytes(), len, 0);
+    call("sendmsg_SCM_RIGHTS", ret, e);
+    let mut control = ControlBuf::<64>::new();
+    let (ret, e, controllen, flags) = recvmsg_ctl(a.1.as_fd(), control.as_mut_bytes());
+    call("recvmsg_SCM_RIGHTS", ret, e);
+    let mut works = false;
+    if ret >= 0 {
+        let v = raw("recv", control.as_bytes(), controllen, flags);
+        let hdr = NATIVE.cmsg().header_size();
+        if v.msgs == [(s.sol_socket, libc::SCM_RIGHTS, 4)] {
+            let d = &control.as_bytes()[hdr..hdr + 4];
+            let got = i32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
+            // SAFETY: the kernel just installed `got` in this process for
+            // us; we own it from here on.
+            let got = unsafe { OwnedFd::from_raw_fd(got) };
+            let passed = UnixDatagram::from(got);
+            let mut byte = [0u8; 1];
+            works = passed.send(b"k").is_ok() && b.1.recv(&mut byte).is_ok() && byte == *b"k";
+        }
+    }
+    println!("VALUE name=fd_works v={}", u8::from(works));
+    // IP_TTL: the kernel reports each received datagram's TTL.
+    let (tx, rx) = match udp_pair(false) {
+        Ok(p) => p,
+        Err(e) => return End::Fail(format!("udp pair: {e}")),
+    };
+    let one: libc::c_int = 1;
+    // SAFETY: a valid socket and a c_int option value alive for the call.
+    let r = unsafe {
+        libc::setsockopt(
+            rx.as_raw_fd(),
+            SOL_IP,
+            libc::IP_RECVTTL,
+            (&one as *const libc::c_int).cast(),
+            core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        return End::Fail(format!("IP_RECVTTL: errno {}", errno()));
+    }
+    let _ = tx.send(b"ttl?");
+    let (ret, e, controllen, flags) = recvmsg_ctl(rx.as_fd(), control.as_mut_bytes());
+    call("recvmsg_IP_TTL", ret, e);
+    let mut ttl = -1;
+    if ret >= 0 {
+        let v = raw("recv", control.as_bytes(), controllen, flags);
+        let hdr = NATIVE.cmsg().header_size();
+        if v.msgs == [(SOL_IP, libc::IP_TTL, 4)] {
+            let d = &control.as_bytes()[hdr..hdr + 4];
+            ttl = i32::from_ne_bytes([d[0], d[1], d[2], d[3]]);
+        }
+    }
+    println!("VALUE name=ttl v={ttl}");
+    let detail = format!(
+        "SCM_RIGHTS fd {}, IP_TTL {ttl}",
+        if works { "works" } else { "missing" }
+    );
+    if works && (1..256).contains(&ttl) {
+        End::Ok(detail)
+    } else {
+        End::Fail(detail)
+    }
+}
+
+/// A blocking `recvmsg` of one datagram with a control buffer.
+fn recvmsg_ctl(fd: BorrowedFd<'_>, control: &mut [u8]) -> (isize, i32, usize, u32) {
+    let mut data = [0u8; 16];
+    let mut iov = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    control.fill(0);
+    // SAFETY: `msg` points to one writable iovec and a writable control
+    // buffer, both alive for the call.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
+    let e = errno();
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    (
+        ret as isize,
+        e,
+        msg.msg_controllen as usize,
+        msg.msg_flags as u32,
+    )
+}
+
+/// `icmp`: a UDP datagram to a closed port puts an ICMP port-unreachable
+/// error on the sender's error queue (with `IP_RECVERR`); no `SO_ZEROCOPY`
+/// needed. `ctrunc`: the same read into a buffer with room for a header
+/// and 4 bytes, so the kernel cuts the message and sets `MSG_CTRUNC`.
+fn icmp_case(truncate: bool) -> End {
     let closed = UdpSocket::bind(addr(false)).unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
@@ -340,48 +644,46 @@ fn icmp() -> End {
     if let Err(e) = sys::enable_recverr(tx.as_fd(), false) {
         return End::Fail(e.to_string());
     }
-    // Plain send: this case does not need SO_ZEROCOPY.
     if let Err(e) = tx.send(&[9u8; 32]) {
         return End::Fail(format!("send: {e}"));
     }
+    let cap = if truncate { NATIVE.cmsg().len(4) } else { 256 };
     let deadline = Instant::now() + Duration::from_secs(5);
+    let mut control = ControlBuf::<256>::new();
     loop {
-        let mut control = ControlBuf::<256>::new();
-        match sys::recv_errqueue(tx.as_fd(), control.as_mut_bytes()) {
+        match recv_errq(tx.as_fd(), &mut control.as_mut_bytes()[..cap]) {
             Ok((len, flags)) => {
-                let bytes = &control.as_bytes()[..len];
-                let mut items = Vec::new();
-                for m in Walker::new(NATIVE, bytes, len, flags).flatten() {
-                    if let Ok(ErrqueueItem::Extended(x)) = decode_errqueue(NATIVE, &m) {
-                        items.push(format!(
-                            "ext:{}:{}:{}:{}",
-                            x.errno, x.origin_raw, x.ty, x.code
-                        ));
+                call("recvmsg_errqueue", 1, 0);
+                let v = raw("recv", control.as_bytes(), len, flags);
+                return match (truncate, v.trunc) {
+                    (true, true) => End::Ok("MSG_CTRUNC seen".into()),
+                    (true, false) => End::Fail("no MSG_CTRUNC".into()),
+                    (false, _) => {
+                        let want = format!("{}:{}", SOL_IP, IP_RECVERR);
+                        if v.msgs_field().starts_with(&want) {
+                            End::Ok("ICMP error read from the error queue".into())
+                        } else {
+                            End::Fail(format!("unexpected messages {}", v.msgs_field()))
+                        }
                     }
-                }
-                println!(
-                    "RAW dir=recv controllen={len} flags={} hex={} ranges=none items={}",
-                    flags.bits(),
-                    hex(bytes),
-                    if items.is_empty() {
-                        "none".into()
-                    } else {
-                        items.join(",")
-                    }
-                );
-                return End::Ok("ICMP error read from the error queue".into());
+                };
             }
-            Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(10))
+            Err(e) if e == NATIVE.family.errno().eagain && Instant::now() < deadline => {
+                poll_err(tx.as_fd(), 50)
             }
-            Err(e) => return End::Fail(e.to_string()),
+            Err(e) => {
+                call("recvmsg_errqueue", -1, e);
+                return End::Fail("no error-queue item".into());
+            }
         }
     }
 }
 
+/// `ENOBUFS` from an exhausted optmem budget, in a private network
+/// namespace (on a thread of its own, so the other cases keep theirs).
 fn enobufs() -> End {
     let h = std::thread::spawn(|| {
-        // SAFETY: only this thread changes namespace.
+        // SAFETY: unshare affects only this thread, which owns no sockets.
         if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
             return End::Skip(format!(
                 "unshare(CLONE_NEWNET): {}",
@@ -395,12 +697,13 @@ fn enobufs() -> End {
         let Ok(old) = std::fs::read_to_string(optmem) else {
             return End::Skip(format!("{optmem} unreadable"));
         };
-        let rx = UdpSocket::bind(addr(false)).unwrap();
-        let tx = UdpSocket::bind(addr(false)).unwrap();
-        tx.connect(rx.local_addr().unwrap()).unwrap();
-        let mut zc = match ZcSocket::<_, u32, 4>::new(tx) {
+        let (tx, _rx) = match udp_pair(false) {
+            Ok(p) => p,
+            Err(e) => return End::Fail(format!("udp pair: {e}")),
+        };
+        let mut zc = match zc_socket::<_, 4>(tx) {
             Ok(z) => z,
-            Err(e) => return unsupported_or_fail(&e),
+            Err(end) => return end,
         };
         if std::fs::write(optmem, "0").is_err() {
             return End::Skip(format!("{optmem} not writable"));
@@ -408,16 +711,23 @@ fn enobufs() -> End {
         let r = zc.send(&[1u8; 128], 7);
         let _ = std::fs::write(optmem, old.trim());
         match r {
-            Err(e)
+            Err(e) => {
+                call("send_MSG_ZEROCOPY", -1, e.error.errno);
                 if e.error.errno == NATIVE.family.errno().enobufs
                     && e.error.is_retryable()
-                    && e.token == 7 =>
-            {
-                println!("ERRNO call=sendmsg errno={}", e.error.errno);
-                End::Ok("ENOBUFS, token returned, retryable".into())
+                    && e.token == 7
+                {
+                    End::Ok("ENOBUFS, token returned, retryable".into())
+                } else {
+                    End::Fail(format!("expected ENOBUFS, got {e}"))
+                }
             }
-            other => End::Fail(format!("expected ENOBUFS, got {other:?}")),
+            Ok(s) => {
+                call("send_MSG_ZEROCOPY", 128, 0);
+                End::Fail(format!("expected ENOBUFS, sent: {s:?}"))
+            }
         }
     });
-    h.join().unwrap_or_else(|_| End::Fail("panicked".into()))
+    h.join()
+        .unwrap_or_else(|_| End::Fail("enobufs thread panicked".into()))
 }

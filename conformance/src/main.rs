@@ -2,10 +2,12 @@
 //! every raw control buffer on the host.
 //!
 //! ```text
-//! msgzc-conformance run [--json PATH]       host-native target
+//! msgzc-conformance run [--all | --target A,B] [--guest auto|rust|c|both]
+//!                       [--json PATH] [--require-all] [--install] [-v]
 //! msgzc-conformance abi-table [--json]      msgzc-abi's numbers per target
+//! msgzc-conformance abi-check FACTS.jsonl   header facts against the tables
 //! msgzc-conformance decode --target NAME [--flags N] < hex
-//! msgzc-conformance guest                   the guest agent (used by run)
+//! msgzc-conformance guest [CASE..]          the Rust guest agent (used by run)
 //! ```
 //!
 //! The guest agent performs real system calls and prints one line per
@@ -13,19 +15,24 @@
 //! each buffer with the target's layout and requires the guest's own
 //! answer, so a guest's "ok" is never trusted alone.
 
+mod cases;
 mod guest;
 mod judge;
 mod report;
+mod runner;
 mod table;
+mod view;
 
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  msgzc-conformance run [--target NAME[,NAME..] | --all] [--json PATH]\n  \
+        "usage:\n  msgzc-conformance run [--all | --target NAME[,NAME..]] [--guest auto|rust|c|both] \
+         [--json PATH] [--require-all] [--install] [-v]\n  \
          msgzc-conformance abi-table [--json]\n  \
          msgzc-conformance decode --target NAME [--flags N]   (hex on stdin)\n  \
-         msgzc-conformance guest"
+         msgzc-conformance abi-check FACTS.jsonl\n  \
+         msgzc-conformance guest [CASE..]"
     );
     ExitCode::from(2)
 }
@@ -37,11 +44,11 @@ fn main() -> ExitCode {
     };
     let rest = &args[1..];
     match cmd.as_str() {
-        "run" => judge::run(rest),
+        "run" => runner::run(rest),
         "abi-table" => table::abi_table(rest),
         "abi-check" => table::abi_check(rest),
         "decode" => table::decode(rest),
-        "guest" => guest::main(),
+        "guest" => guest::main(rest),
         _ => usage(),
     }
 }

@@ -53,6 +53,11 @@ pub fn jobj(fields: &[(&str, String)]) -> String {
     format!("{{{}}}", body.join(","))
 }
 
+/// A JSON array from already-encoded values.
+pub fn jarr(items: &[String]) -> String {
+    format!("[{}]", items.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

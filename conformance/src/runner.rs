@@ -1,0 +1,962 @@
+//! `run`: builds the guest agents, runs them natively, through the 32-bit
+//! compat layer or under qemu-user, judges every case on the host and
+//! prints a matrix.
+//!
+//! Tiers, per target:
+//! - `native`: the host's own target; the guest is this very binary.
+//! - `compat`: the host kernel's 32-bit compat target (i686 on x86_64),
+//!   built with Debian's Rust and run directly on the real kernel.
+//! - `qemu-user`: everything else, under `qemu-<arch>-static`.
+//!
+//! Rust guests are built with Debian's `/usr/bin/cargo` and
+//! `/usr/bin/rustc` (`RUSTC_BOOTSTRAP=1`, `-Zbuild-std=std,panic_abort`,
+//! static, the cross gcc as linker) into a target directory under
+//! `$MSGZC_CACHE` (default `~/.cache/msgzc`), keyed by the compiler version
+//! and not by the checkout, so fresh clones reuse the expensive std builds.
+//! C guests (alpha, hppa, and any target with `--guest c`) and the
+//! `abi_facts.c` program are built with the target's cross gcc.
+
+use crate::cases::CASES;
+use crate::judge::{judge_abi_facts, judge_guest, CaseResult, Ctx, GuestLog, Outcome};
+use crate::report::{jarr, jobj, jstr};
+use msgzc_abi::Arch;
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How long one guest or facts program may run.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The command that installs every tool the runner uses.
+const BOOTSTRAP: &str = "ci/bootstrap --cross";
+
+/// Cross tools of one target.
+struct Toolchain {
+    /// The cross gcc (C guests, `abi_facts.c`, and the Rust linker).
+    gcc: &'static str,
+    /// The qemu-user binary.
+    qemu: &'static str,
+    /// Extra gcc flags.
+    cflags: &'static [&'static str],
+}
+
+fn toolchain(arch: Arch) -> Toolchain {
+    let (gcc, qemu, cflags): (_, _, &'static [&'static str]) = match arch {
+        Arch::X86_64 => ("x86_64-linux-gnu-gcc", "qemu-x86_64-static", &[]),
+        Arch::I686 => ("i686-linux-gnu-gcc", "qemu-i386-static", &[]),
+        Arch::Aarch64 => ("aarch64-linux-gnu-gcc", "qemu-aarch64-static", &[]),
+        Arch::Armv7 => ("arm-linux-gnueabihf-gcc", "qemu-arm-static", &[]),
+        Arch::Riscv64 => ("riscv64-linux-gnu-gcc", "qemu-riscv64-static", &[]),
+        Arch::Powerpc => ("powerpc-linux-gnu-gcc", "qemu-ppc-static", &[]),
+        Arch::Powerpc64le => ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le-static", &[]),
+        Arch::S390x => ("s390x-linux-gnu-gcc", "qemu-s390x-static", &[]),
+        Arch::Mips => ("mips-linux-gnu-gcc", "qemu-mips-static", &[]),
+        Arch::Mipsel => ("mipsel-linux-gnu-gcc", "qemu-mipsel-static", &[]),
+        Arch::Mips64 => ("mips64-linux-gnuabi64-gcc", "qemu-mips64-static", &[]),
+        Arch::Mips64el => ("mips64el-linux-gnuabi64-gcc", "qemu-mips64el-static", &[]),
+        Arch::Sparc64 => ("sparc64-linux-gnu-gcc", "qemu-sparc64-static", &[]),
+        // Static alpha binaries crash at start (TLS setup) unless linked
+        // without relaxation.
+        Arch::Alpha => (
+            "alpha-linux-gnu-gcc",
+            "qemu-alpha-static",
+            &["-Wl,--no-relax"],
+        ),
+        Arch::Hppa => ("hppa-linux-gnu-gcc", "qemu-hppa-static", &[]),
+    };
+    Toolchain { gcc, qemu, cflags }
+}
+
+/// Debian's Rust (`rustc-web`, `cargo-web`, `rust-web-src`).
+const DEBIAN_CARGO: &str = "/usr/bin/cargo";
+const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Lang {
+    Rust,
+    C,
+}
+
+impl Lang {
+    fn name(self) -> &'static str {
+        match self {
+            Lang::Rust => "rust",
+            Lang::C => "c",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    Native,
+    Compat,
+    QemuUser,
+}
+
+impl Tier {
+    fn name(self) -> &'static str {
+        match self {
+            Tier::Native => "native",
+            Tier::Compat => "compat",
+            Tier::QemuUser => "qemu-user",
+        }
+    }
+}
+
+/// One row of the matrix: a target and the guest that runs on it.
+#[derive(Clone, Copy, Debug)]
+struct Row {
+    arch: Arch,
+    lang: Lang,
+    tier: Tier,
+}
+
+impl Row {
+    fn label(&self) -> String {
+        match self.lang {
+            Lang::C if self.arch.rust_triple().is_some() => format!("{}/c", self.arch),
+            _ => self.arch.name().to_string(),
+        }
+    }
+}
+
+struct RowResult {
+    row: Row,
+    cases: Vec<CaseResult>,
+    build_secs: f64,
+    run_secs: f64,
+    status: String,
+    output: String,
+}
+
+struct Opts {
+    archs: Vec<Arch>,
+    guest: String,
+    json: Option<String>,
+    require_all: bool,
+    install: bool,
+    verbose: bool,
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: msgzc-conformance run [--all | --target NAME[,NAME..]] [--guest auto|rust|c|both]\n\
+         \x20                            [--json PATH] [--require-all] [--install] [-v]\n\
+         \n\
+         Without --all/--target only the host's own target runs (nothing to install).\n\
+         --guest      auto: Rust where Rust can build (C for alpha, hppa); both: two rows\n\
+         --require-all  a missing tool fails instead of skipping (also MSGZC_REQUIRE_ALL=1)\n\
+         --install    run `{BOOTSTRAP}` first when tools are missing (needs root)\n\
+         targets: {}",
+        Arch::ALL.map(Arch::name).join(" ")
+    );
+    ExitCode::from(2)
+}
+
+fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
+    let mut o = Opts {
+        archs: vec![host],
+        guest: "auto".into(),
+        json: None,
+        require_all: std::env::var("MSGZC_REQUIRE_ALL").is_ok_and(|v| v == "1"),
+        install: false,
+        verbose: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--all" => o.archs = Arch::ALL.to_vec(),
+            "--target" => {
+                o.archs = val()?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|n| Arch::from_name(n).ok_or(format!("unknown target {n:?}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--guest" => {
+                o.guest = val()?;
+                if !["auto", "rust", "c", "both"].contains(&o.guest.as_str()) {
+                    return Err(format!("--guest {}: auto, rust, c or both", o.guest));
+                }
+            }
+            "--json" => o.json = Some(val()?),
+            "--require-all" => o.require_all = true,
+            "--install" => o.install = true,
+            "-v" | "--verbose" => o.verbose = true,
+            _ => return Err(format!("unknown argument {a:?}")),
+        }
+    }
+    Ok(o)
+}
+
+fn plan(o: &Opts, host: Arch) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for &arch in &o.archs {
+        let tier = if arch == host {
+            Tier::Native
+        } else if host.compat_guest() == Some(arch) {
+            Tier::Compat
+        } else {
+            Tier::QemuUser
+        };
+        let has_rust = arch.rust_triple().is_some();
+        let langs: &[Lang] = match (o.guest.as_str(), has_rust) {
+            ("c", _) | (_, false) => &[Lang::C],
+            ("both", true) => &[Lang::Rust, Lang::C],
+            _ => &[Lang::Rust],
+        };
+        rows.extend(langs.iter().map(|&lang| Row { arch, lang, tier }));
+    }
+    rows
+}
+
+/// `$PATH` lookup (or the path itself, if it has a slash).
+fn which(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// The C compiler for `arch`: its cross gcc, or for the host also `gcc`/`cc`.
+fn c_compiler(arch: Arch, host: Arch) -> Option<PathBuf> {
+    let tc = toolchain(arch);
+    which(tc.gcc).or_else(|| {
+        if arch == host {
+            which("gcc").or_else(|| which("cc"))
+        } else {
+            None
+        }
+    })
+}
+
+/// Tools a row needs that are missing.
+fn missing_tools(row: Row, host: Arch) -> Vec<String> {
+    let tc = toolchain(row.arch);
+    let mut m = Vec::new();
+    if c_compiler(row.arch, host).is_none() {
+        m.push(tc.gcc.to_string());
+    }
+    if row.tier == Tier::QemuUser && which(tc.qemu).is_none() {
+        m.push(tc.qemu.to_string());
+    }
+    if row.lang == Lang::Rust && row.tier != Tier::Native {
+        for (path, what) in [
+            (DEBIAN_CARGO, "/usr/bin/cargo (cargo-web)"),
+            (DEBIAN_RUSTC, "/usr/bin/rustc (rustc-web)"),
+            (DEBIAN_RUST_SRC, "the std sources (rust-web-src)"),
+        ] {
+            if !Path::new(path).exists() {
+                m.push(what.to_string());
+            }
+        }
+    }
+    m
+}
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("MSGZC_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/msgzc")))
+        .unwrap_or_else(|| PathBuf::from("/tmp/msgzc-cache"))
+        .join("conformance")
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("conformance/ sits in the workspace")
+        .to_path_buf()
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .map(|s| s.trim().to_string())
+}
+
+/// `rustc 1.96.0 (ac68faa20 2026-05-25)` → `rustc-1.96.0-ac68faa20`.
+fn rustc_key() -> String {
+    let v = first_line(DEBIAN_RUSTC, &["-V"]).unwrap_or_default();
+    let parts: Vec<&str> = v
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|s| !s.is_empty())
+        .collect();
+    match parts.as_slice() {
+        [_, ver, hash, ..] => format!("rustc-{ver}-{hash}"),
+        [_, ver] => format!("rustc-{ver}"),
+        _ => "rustc-unknown".into(),
+    }
+}
+
+struct RunOut {
+    stdout: String,
+    stderr: String,
+    status: Option<ExitStatus>,
+    timed_out: bool,
+}
+
+/// Runs `cmd` with a time limit, collecting its output.
+fn run_limited(mut cmd: Command, limit: Duration) -> std::io::Result<RunOut> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut so = child.stdout.take().expect("piped");
+    let mut se = child.stderr.take().expect("piped");
+    let t1 = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = so.read_to_end(&mut s);
+        s
+    });
+    let t2 = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = se.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break Some(st);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            timed_out = true;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let stdout = String::from_utf8_lossy(&t1.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&t2.join().unwrap_or_default()).into_owned();
+    Ok(RunOut {
+        stdout,
+        stderr,
+        status,
+        timed_out,
+    })
+}
+
+/// A command that runs `exe` on `row`'s tier.
+fn launcher(row: Row, exe: &Path) -> Command {
+    match row.tier {
+        Tier::QemuUser => {
+            let mut c = Command::new(toolchain(row.arch).qemu);
+            c.arg(exe);
+            c
+        }
+        Tier::Native | Tier::Compat => Command::new(exe),
+    }
+}
+
+/// Builds a C program for `arch` into `out`.
+fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<(), String> {
+    let cc = c_compiler(arch, host).ok_or("no C compiler")?;
+    if let Some(d) = out.parent() {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+    }
+    let res = Command::new(&cc)
+        .args(["-O1", "-Wall", "-Werror", "-static"])
+        .args(toolchain(arch).cflags)
+        .arg(format!("-DTARGET_NAME=\"{}\"", arch.name()))
+        .arg("-o")
+        .arg(out)
+        .arg(src)
+        .output()
+        .map_err(|e| format!("{}: {e}", cc.display()))?;
+    if res.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: {}",
+            cc.display(),
+            String::from_utf8_lossy(&res.stderr)
+                .lines()
+                .find(|l| l.contains("error"))
+                .unwrap_or("")
+        ))
+    }
+}
+
+/// Cross-builds the Rust guest for `arch`; returns the binary.
+fn build_rust(arch: Arch, cache: &Path) -> Result<PathBuf, String> {
+    let triple = arch.rust_triple().ok_or("no Rust target")?;
+    let target_dir = cache.join(rustc_key());
+    let logs = cache.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    let log = logs.join(format!("build-{triple}.log"));
+    let up = triple.to_uppercase().replace('-', "_");
+    let mut cmd = Command::new(DEBIAN_CARGO);
+    cmd.current_dir(workspace_root())
+        .args(["build", "--locked", "--release", "-p", "msgzc-conformance"])
+        .args(["--bin", "msgzc-conformance", "--target", triple])
+        .arg("-Zbuild-std=std,panic_abort")
+        .env("RUSTC_BOOTSTRAP", "1")
+        .env("RUSTC", DEBIAN_RUSTC)
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
+        .env(
+            format!("CARGO_TARGET_{up}_RUSTFLAGS"),
+            "-C target-feature=+crt-static",
+        );
+    for v in [
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_TARGET_DIR",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTUP_TOOLCHAIN",
+    ] {
+        cmd.env_remove(v);
+    }
+    let out =
+        run_limited(cmd, Duration::from_secs(3600)).map_err(|e| format!("{DEBIAN_CARGO}: {e}"))?;
+    let _ = std::fs::write(&log, format!("{}{}", out.stdout, out.stderr));
+    if out.status.is_some_and(|s| s.success()) {
+        Ok(target_dir
+            .join(triple)
+            .join("release")
+            .join("msgzc-conformance"))
+    } else {
+        let why = out
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error"))
+            .unwrap_or("cargo failed");
+        Err(format!("build failed: {why} (log: {})", log.display()))
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10.0).round() / 10.0
+}
+
+/// Builds and runs one row's guest and judges it.
+fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome) -> RowResult {
+    let fail_all = |why: String, build_secs| RowResult {
+        row,
+        cases: crate::cases::guest_cases()
+            .map(|case| CaseResult {
+                case,
+                outcome: Outcome::Fail(why.clone()),
+                findings: Vec::new(),
+            })
+            .collect(),
+        build_secs,
+        run_secs: 0.0,
+        status: "not run".into(),
+        output: String::new(),
+    };
+    let start = Instant::now();
+    let built = match (row.lang, row.tier) {
+        (Lang::Rust, Tier::Native) => std::env::current_exe().map_err(|e| e.to_string()),
+        (Lang::Rust, _) => build_rust(row.arch, cache),
+        (Lang::C, _) => {
+            let out = cache.join("c").join(row.arch.name()).join("guest");
+            let src = workspace_root().join("conformance/guest-c/guest.c");
+            build_c(row.arch, host, &src, &out).map(|()| out)
+        }
+    };
+    let build_secs = secs(start.elapsed());
+    let exe = match built {
+        Ok(e) => e,
+        Err(why) => return with_facts(fail_all(why, build_secs), facts),
+    };
+    let start = Instant::now();
+    let mut row = row;
+    let mut cmd = launcher(row, &exe);
+    if row.lang == Lang::Rust {
+        cmd.arg("guest");
+    }
+    let mut out = run_limited(cmd, RUN_TIMEOUT);
+    // A kernel without 32-bit compat cannot exec the guest: emulate it.
+    if row.tier == Tier::Compat && out.is_err() && which(toolchain(row.arch).qemu).is_some() {
+        row.tier = Tier::QemuUser;
+        let mut cmd = launcher(row, &exe);
+        if row.lang == Lang::Rust {
+            cmd.arg("guest");
+        }
+        out = run_limited(cmd, RUN_TIMEOUT);
+    }
+    let run_secs = secs(start.elapsed());
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            return with_facts(
+                fail_all(format!("cannot run guest: {e}"), build_secs),
+                facts,
+            )
+        }
+    };
+    let ctx = Ctx {
+        arch: row.arch,
+        host,
+        emulated: row.tier == Tier::QemuUser,
+    };
+    let log = GuestLog::parse(&out.stdout);
+    let mut cases = judge_guest(ctx, row.lang.name(), &log);
+    let status = if out.timed_out {
+        format!("killed after {}s", RUN_TIMEOUT.as_secs())
+    } else {
+        match out.status {
+            Some(s) if s.success() && log.done => "ok".to_string(),
+            Some(s) => format!("{s}{}", if log.done { "" } else { ", no DONE" }),
+            None => "unknown".into(),
+        }
+    };
+    if status != "ok" {
+        let tail = out.stderr.lines().last().unwrap_or("").to_string();
+        for c in &mut cases {
+            if let Outcome::Fail(w) = &mut c.outcome {
+                w.push_str(&format!(" [guest {status}: {tail}]"));
+            }
+        }
+    }
+    with_facts(
+        RowResult {
+            row,
+            cases,
+            build_secs,
+            run_secs,
+            status,
+            output: out.stdout,
+        },
+        facts,
+    )
+}
+
+fn with_facts(mut r: RowResult, facts: &Outcome) -> RowResult {
+    r.cases.insert(
+        0,
+        CaseResult {
+            case: CASES[0],
+            outcome: facts.clone(),
+            findings: Vec::new(),
+        },
+    );
+    r
+}
+
+/// `abi_facts`: `abi_facts.c` built with `arch`'s toolchain, run on its
+/// tier, compared with the tables.
+fn abi_facts(arch: Arch, tier: Tier, host: Arch, cache: &Path) -> Outcome {
+    let out = cache.join("c").join(arch.name()).join("abi_facts");
+    let src = workspace_root().join("conformance/guest-c/abi_facts.c");
+    if let Err(e) = build_c(arch, host, &src, &out) {
+        return Outcome::Fail(e);
+    }
+    let row = Row {
+        arch,
+        lang: Lang::C,
+        tier,
+    };
+    match run_limited(launcher(row, &out), RUN_TIMEOUT) {
+        Ok(o) if o.status.is_some_and(|s| s.success()) => judge_abi_facts(arch, &o.stdout),
+        Ok(o) => Outcome::Fail(format!(
+            "abi_facts exited {:?}: {}",
+            o.status,
+            o.stderr.trim()
+        )),
+        // No compat layer: under the emulator instead.
+        Err(_) if tier == Tier::Compat => abi_facts(arch, Tier::QemuUser, host, cache),
+        Err(e) => Outcome::Fail(format!("cannot run abi_facts: {e}")),
+    }
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn now_utc() -> String {
+    let s = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (y, m, d) = civil(s.div_euclid(86_400));
+    let t = s.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        t / 60 % 60,
+        t % 60
+    )
+}
+
+/// The `run` subcommand.
+pub fn run(args: &[String]) -> ExitCode {
+    let Some(host) = Arch::native() else {
+        eprintln!("run: this host is not one of the named targets");
+        return ExitCode::FAILURE;
+    };
+    let o = match parse_opts(args, host) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("run: {e}");
+            return usage();
+        }
+    };
+    let wall = Instant::now();
+    let rows = plan(&o, host);
+    let cache = cache_dir();
+    let needs = |r: &Row| !missing_tools(*r, host).is_empty();
+    if o.install && rows.iter().any(needs) {
+        let script = workspace_root().join("ci/bootstrap");
+        println!("installing missing tools: {} --cross", script.display());
+        let ok = Command::new(&script)
+            .arg("--cross")
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("run: {BOOTSTRAP} failed");
+        }
+    }
+    let qemu_version = rows
+        .iter()
+        .find(|r| r.tier == Tier::QemuUser)
+        .and_then(|r| first_line(toolchain(r.arch).qemu, &["--version"]));
+    let rustc = rows
+        .iter()
+        .any(|r| r.lang == Lang::Rust && r.tier != Tier::Native)
+        .then(|| first_line(DEBIAN_RUSTC, &["-V"]))
+        .flatten();
+    println!(
+        "msgzc conformance: {} row(s); host {host}, Linux {}",
+        rows.len(),
+        kernel_release()
+    );
+    if let Some(q) = &qemu_version {
+        println!("emulator: {q}");
+    }
+    if let Some(r) = &rustc {
+        println!("guest compiler: {r}; cache: {}", cache.display());
+    }
+    let mut results = Vec::new();
+    let mut facts_cache: BTreeMap<Arch, Outcome> = BTreeMap::new();
+    let mut any_missing = false;
+    let mut shown_missing = false;
+    for (i, &row) in rows.iter().enumerate() {
+        print!(
+            "[{:>2}/{}] {:<12} {:<9} {:<4} ",
+            i + 1,
+            rows.len(),
+            row.label(),
+            row.tier.name(),
+            row.lang.name()
+        );
+        let _ = std::io::stdout().flush();
+        let missing = missing_tools(row, host);
+        let r = if missing.is_empty() {
+            let facts = facts_cache
+                .entry(row.arch)
+                .or_insert_with(|| abi_facts(row.arch, row.tier, host, &cache))
+                .clone();
+            run_row(row, host, &cache, &facts)
+        } else {
+            any_missing = true;
+            let why = format!(
+                "missing {}; install: {BOOTSTRAP} (root)",
+                missing.join(", ")
+            );
+            let outcome = if o.require_all {
+                Outcome::Fail(why)
+            } else {
+                Outcome::Skip(why)
+            };
+            RowResult {
+                row,
+                cases: CASES
+                    .iter()
+                    .map(|&case| CaseResult {
+                        case,
+                        outcome: outcome.clone(),
+                        findings: Vec::new(),
+                    })
+                    .collect(),
+                build_secs: 0.0,
+                run_secs: 0.0,
+                status: "not run".into(),
+                output: String::new(),
+            }
+        };
+        let count = |l: &str| r.cases.iter().filter(|c| c.outcome.label() == l).count();
+        let missing_line = r.cases.iter().find_map(|c| match &c.outcome {
+            Outcome::Skip(w) | Outcome::Fail(w) if w.starts_with("missing") => Some(w.clone()),
+            _ => None,
+        });
+        println!(
+            "build {:>5.1}s run {:>4.1}s  {} pass, {} FAIL, {} emu-unsup, {} skip",
+            r.build_secs,
+            r.run_secs,
+            count("pass"),
+            count("FAIL"),
+            count("emu-unsup"),
+            count("skip")
+        );
+        for c in &r.cases {
+            match &c.outcome {
+                Outcome::Fail(w) if !w.starts_with("missing") => {
+                    println!("      FAIL {}: {w}", c.case);
+                    let log = GuestLog::parse(&r.output);
+                    for l in log.case_text(c.case).iter().take(12) {
+                        let l: String = l.chars().take(160).collect();
+                        println!("        | {l}");
+                    }
+                }
+                Outcome::Skip(w) if !w.starts_with("missing") => {
+                    println!("      skip {}: {w}", c.case)
+                }
+                _ => {}
+            }
+        }
+        if let Some(w) = missing_line {
+            if o.verbose || !shown_missing {
+                println!("      {w}");
+            }
+            shown_missing = true;
+        }
+        if o.verbose {
+            for l in r.output.lines() {
+                let l: String = l.chars().take(200).collect();
+                println!("      > {l}");
+            }
+        }
+        results.push(r);
+    }
+    print_matrix(&results);
+    print_findings(&results);
+    let total = |l: &str| {
+        results
+            .iter()
+            .flat_map(|r| &r.cases)
+            .filter(|c| c.outcome.label() == l)
+            .count()
+    };
+    let (pass, fail, emu, skip) = (
+        total("pass"),
+        total("FAIL"),
+        total("emu-unsup"),
+        total("skip"),
+    );
+    let wall_secs = secs(wall.elapsed());
+    println!(
+        "\n{pass} pass, {fail} fail, {emu} emulator-unsupported, {skip} skipped \
+         ({} rows × {} cases) in {wall_secs:.1}s",
+        results.len(),
+        CASES.len()
+    );
+    if any_missing {
+        println!("some tools are missing; install them with: sudo {BOOTSTRAP}");
+    }
+    if let Some(path) = &o.json {
+        let doc = json_doc(
+            &results,
+            host,
+            qemu_version,
+            rustc,
+            wall_secs,
+            [pass, fail, emu, skip],
+        );
+        if let Err(e) = std::fs::write(path, doc + "\n") {
+            eprintln!("{path}: {e}");
+            return ExitCode::FAILURE;
+        }
+        println!("results: {path}");
+    }
+    if fail > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_matrix(results: &[RowResult]) {
+    let w = |c: &str| c.len().max(9);
+    println!("\nmatrix ({} rows × {} cases)", results.len(), CASES.len());
+    let head: Vec<String> = CASES.iter().map(|c| format!("{c:<0$}", w(c))).collect();
+    println!(
+        "  {:<12} {:<9} {:<5} {}",
+        "target",
+        "tier",
+        "guest",
+        head.join(" ").trim_end()
+    );
+    for r in results {
+        let cells: Vec<String> = CASES
+            .iter()
+            .map(|c| {
+                let label = r
+                    .cases
+                    .iter()
+                    .find(|x| x.case == *c)
+                    .map_or("-", |x| x.outcome.label());
+                format!("{label:<0$}", w(c))
+            })
+            .collect();
+        println!(
+            "  {:<12} {:<9} {:<5} {}",
+            r.row.label(),
+            r.row.tier.name(),
+            r.row.lang.name(),
+            cells.join(" ").trim_end()
+        );
+    }
+}
+
+fn print_findings(results: &[RowResult]) {
+    let mut by_text: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for r in results {
+        for c in &r.cases {
+            for f in &c.findings {
+                let who = by_text.entry(f).or_default();
+                let label = r.row.label();
+                if !who.contains(&label) {
+                    who.push(label);
+                }
+            }
+        }
+    }
+    if by_text.is_empty() {
+        return;
+    }
+    println!("\nfindings (not failures):");
+    for (text, who) in by_text {
+        println!("  - {text} [{}]", who.join(", "));
+    }
+}
+
+fn json_doc(
+    results: &[RowResult],
+    host: Arch,
+    qemu: Option<String>,
+    rustc: Option<String>,
+    wall_secs: f64,
+    [pass, fail, emu, skip]: [usize; 4],
+) -> String {
+    let opt = |s: Option<String>| s.map_or("null".into(), |s| jstr(&s));
+    let rows: Vec<String> = results
+        .iter()
+        .map(|r| {
+            let cases: Vec<String> = r
+                .cases
+                .iter()
+                .map(|c| {
+                    jobj(&[
+                        ("case", jstr(c.case)),
+                        ("outcome", jstr(c.outcome.name())),
+                        ("detail", jstr(c.outcome.detail())),
+                        (
+                            "findings",
+                            jarr(&c.findings.iter().map(|f| jstr(f)).collect::<Vec<_>>()),
+                        ),
+                    ])
+                })
+                .collect();
+            let output: Vec<String> = r.output.lines().map(jstr).collect();
+            jobj(&[
+                ("target", jstr(r.row.arch.name())),
+                ("guest", jstr(r.row.lang.name())),
+                ("tier", jstr(r.row.tier.name())),
+                (
+                    "emulator",
+                    if r.row.tier == Tier::QemuUser {
+                        jstr(toolchain(r.row.arch).qemu)
+                    } else {
+                        "null".into()
+                    },
+                ),
+                ("build_seconds", r.build_secs.to_string()),
+                ("run_seconds", r.run_secs.to_string()),
+                ("guest_status", jstr(&r.status)),
+                ("cases", jarr(&cases)),
+                ("guest_output", jarr(&output)),
+            ])
+        })
+        .collect();
+    jobj(&[
+        ("date", jstr(&now_utc())),
+        (
+            "host",
+            jobj(&[
+                ("arch", jstr(host.name())),
+                ("kernel", jstr(&kernel_release())),
+            ]),
+        ),
+        ("qemu", opt(qemu)),
+        ("guest_rustc", opt(rustc)),
+        ("wall_seconds", wall_secs.to_string()),
+        (
+            "totals",
+            jobj(&[
+                ("pass", pass.to_string()),
+                ("fail", fail.to_string()),
+                ("emulator_unsupported", emu.to_string()),
+                ("skip", skip.to_string()),
+            ]),
+        ),
+        ("cases", jarr(&CASES.map(jstr))),
+        ("rows", jarr(&rows)),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(19_723), (2024, 1, 1));
+        assert_eq!(civil(20_416), (2025, 11, 24));
+    }
+
+    #[test]
+    fn plan_picks_tiers_and_guests() {
+        let o = parse_opts(
+            &["--all".into(), "--guest".into(), "both".into()],
+            Arch::X86_64,
+        )
+        .unwrap();
+        let rows = plan(&o, Arch::X86_64);
+        assert_eq!(rows.len(), 13 * 2 + 2);
+        assert_eq!(rows[0].tier, Tier::Native);
+        assert!(rows
+            .iter()
+            .any(|r| r.arch == Arch::I686 && r.tier == Tier::Compat));
+        assert!(rows
+            .iter()
+            .filter(|r| r.arch == Arch::Hppa)
+            .all(|r| r.lang == Lang::C && r.tier == Tier::QemuUser));
+        let o = parse_opts(&[], Arch::X86_64).unwrap();
+        assert_eq!(plan(&o, Arch::X86_64).len(), 1);
+        assert!(parse_opts(&["--target".into(), "vax".into()], Arch::X86_64).is_err());
+    }
+}
