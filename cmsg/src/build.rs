@@ -13,6 +13,19 @@ use msgzc_abi::{CmsgLayout, MsgFlags, Target, TimestampingFlags};
 ///
 /// A v8 kernel writes `zerocopy` bytes of 0 or 1 only, so an element whose
 /// `zerocopy` byte is still `ZC_POISON` was never written.
+///
+/// ```
+/// use msgzc_cmsg::{ControlBuf, ControlBuilder, ZC_POISON};
+/// use msgzc_abi::Arch;
+///
+/// let mut buf = ControlBuf::<64>::new();
+/// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+/// b.zc_placeholder(1).unwrap();
+/// let c = b.finish();
+/// // Header (16), zc_info.length (4), then one poisoned 12-byte element.
+/// assert_eq!(&c.as_bytes()[16..20], &1u32.to_le_bytes());
+/// assert!(c.as_bytes()[20..32].iter().all(|&b| b == ZC_POISON));
+/// ```
 pub const ZC_POISON: u8 = 0xa5;
 
 /// `CMSG_SPACE` of an `SCM_ZC_NOTIFICATION` placeholder of `capacity`
@@ -30,22 +43,49 @@ pub const fn zc_placeholder_space(capacity: usize) -> usize {
 
 /// Control-buffer storage aligned for every layout (8 bytes), so
 /// [`ControlBuilder::new`] never refuses it as misaligned.
+///
+/// ```
+/// use msgzc_cmsg::ControlBuf;
+///
+/// let buf = ControlBuf::<48>::new();
+/// assert_eq!(buf.as_bytes().as_ptr() as usize % 8, 0);
+/// assert_eq!(buf.as_bytes(), &[0u8; 48][..]);
+/// ```
 #[derive(Clone, Debug)]
 #[repr(C, align(8))]
 pub struct ControlBuf<const N: usize>([u8; N]);
 
 impl<const N: usize> ControlBuf<N> {
-    /// A zeroed buffer.
+    /// A zeroed buffer; `const`, so it can live in a `static` or on the
+    /// stack without initialisation code.
+    ///
+    /// ```
+    /// use msgzc_cmsg::ControlBuf;
+    /// static EMPTY: ControlBuf<16> = ControlBuf::new();
+    /// assert_eq!(EMPTY.as_bytes().len(), 16);
+    /// ```
     pub const fn new() -> Self {
         ControlBuf([0; N])
     }
 
     /// The bytes.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::ControlBuf;
+    /// assert_eq!(ControlBuf::<8>::new().as_bytes(), &[0; 8]);
+    /// ```
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
     /// The bytes, mutably (what [`ControlBuilder::new`] and `recvmsg` take).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::ControlBuf;
+    /// let mut buf = ControlBuf::<8>::new();
+    /// buf.as_mut_bytes()[0] = 1;
+    /// assert_eq!(buf.as_bytes()[0], 1);
+    /// ```
     pub fn as_mut_bytes(&mut self) -> &mut [u8] {
         &mut self.0
     }
@@ -58,6 +98,17 @@ impl<const N: usize> Default for ControlBuf<N> {
 }
 
 /// Where the `SCM_ZC_NOTIFICATION` placeholder sits in a built buffer.
+///
+/// ```
+/// use msgzc_cmsg::{ControlBuf, ControlBuilder, TimestampingFlags, ZcSlot};
+/// use msgzc_abi::Arch;
+///
+/// let mut buf = ControlBuf::<256>::new();
+/// let mut b = ControlBuilder::new(Arch::Armv7.target(), buf.as_mut_bytes()).unwrap();
+/// b.timestamping(TimestampingFlags::TX_SOFTWARE).unwrap();
+/// // 32-bit layout: a 12-byte header and 4 data bytes before it.
+/// assert_eq!(b.zc_placeholder(2), Ok(ZcSlot { offset: 16, capacity: 2 }));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZcSlot {
     /// Byte offset of its header.
@@ -96,6 +147,21 @@ pub struct ControlBuilder<'a> {
 impl<'a> ControlBuilder<'a> {
     /// Starts an empty buffer. `buf` must start on the layout's alignment
     /// (`CMSG_ALIGN`), as the C API requires of `msg_control`.
+    ///
+    /// ```
+    /// use msgzc_cmsg::{BuildError, ControlBuf, ControlBuilder};
+    /// use msgzc_abi::Arch;
+    ///
+    /// let mut buf = ControlBuf::<64>::new();
+    /// let t = Arch::Aarch64.target();
+    /// assert!(ControlBuilder::new(t, buf.as_mut_bytes()).is_ok());
+    /// assert_eq!(
+    ///     ControlBuilder::new(t, &mut buf.as_mut_bytes()[4..]).unwrap_err(),
+    ///     BuildError::Misaligned { align: 8, offset: 4 },
+    /// );
+    /// // 32-bit layouts align to 4.
+    /// assert!(ControlBuilder::new(Arch::Mips.target(), &mut buf.as_mut_bytes()[4..]).is_ok());
+    /// ```
     #[inline]
     pub fn new(target: Target, buf: &'a mut [u8]) -> Result<Self, BuildError> {
         let align = target.cmsg().align();
@@ -113,17 +179,43 @@ impl<'a> ControlBuilder<'a> {
     }
 
     /// The target layout.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<16>::new();
+    /// let b = ControlBuilder::new(Arch::S390x.target(), buf.as_mut_bytes()).unwrap();
+    /// assert_eq!(b.target(), Arch::S390x.target());
+    /// ```
     pub fn target(&self) -> Target {
         self.target
     }
 
     /// Bytes used so far (the `msg_controllen` [`finish`](Self::finish)
     /// would give).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<64>::new();
+    /// let mut b = ControlBuilder::new(Arch::I686.target(), buf.as_mut_bytes()).unwrap();
+    /// b.push(1, 2, &[7; 5]).unwrap();
+    /// assert_eq!(b.len(), 20); // CMSG_SPACE(5) on a 32-bit layout
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether no message was written yet.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<8>::new();
+    /// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    /// assert!(b.push(1, 2, &[]).is_err()); // 16 bytes do not fit in 8
+    /// assert!(b.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -171,7 +263,25 @@ impl<'a> ControlBuilder<'a> {
         self.reserve(1, 1, data_len).map(drop)
     }
 
-    /// Appends a raw message.
+    /// Appends a raw message: header, `data`, and zeroed padding to the
+    /// layout's alignment. On error nothing is written.
+    ///
+    /// ```
+    /// use msgzc_cmsg::{BuildError, ControlBuf, ControlBuilder};
+    /// use msgzc_abi::Arch;
+    ///
+    /// let mut buf = ControlBuf::<32>::new();
+    /// let mut b = ControlBuilder::new(Arch::Sparc64.target(), buf.as_mut_bytes()).unwrap();
+    /// b.push(0xffff, 1, &3i32.to_be_bytes()).unwrap(); // SCM_RIGHTS, fd 3
+    /// assert_eq!(
+    ///     b.push(0xffff, 1, &[0; 8]),
+    ///     Err(BuildError::TooSmall { needed: 48, available: 32 }),
+    /// );
+    /// let c = b.finish();
+    /// // Big-endian 64-bit header: cmsg_len 20, level 0xffff, type 1.
+    /// assert_eq!(&c.as_bytes()[..8], &20u64.to_be_bytes());
+    /// assert_eq!(c.len(), 24);
+    /// ```
     #[inline]
     pub fn push(&mut self, level: i32, ty: i32, data: &[u8]) -> Result<(), BuildError> {
         let (_, out) = self.reserve(level, ty, data.len())?;
@@ -182,6 +292,19 @@ impl<'a> ControlBuilder<'a> {
     /// Appends an `SO_TIMESTAMPING` request for this send (`SOL_SOCKET`,
     /// type `SO_TIMESTAMPING_OLD`, a `u32` of flags), which the kernel
     /// accepts only with flags inside `SOF_TIMESTAMPING_TX_RECORD_MASK`.
+    ///
+    /// ```
+    /// use msgzc_cmsg::{BuildError, ControlBuf, ControlBuilder, TimestampingFlags};
+    /// use msgzc_abi::Arch;
+    ///
+    /// let mut buf = ControlBuf::<32>::new();
+    /// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    /// let f = TimestampingFlags::TX_SOFTWARE | TimestampingFlags::TX_SCHED;
+    /// b.timestamping(f).unwrap();
+    /// // Reporting flags are socket-wide, not per send:
+    /// let bad = TimestampingFlags::SOFTWARE;
+    /// assert_eq!(b.timestamping(bad), Err(BuildError::TimestampingFlags { invalid: bad.bits() }));
+    /// ```
     pub fn timestamping(&mut self, flags: TimestampingFlags) -> Result<(), BuildError> {
         let invalid = flags.bits() & !TimestampingFlags::TX_RECORD_MASK.bits();
         if invalid != 0 {
@@ -198,6 +321,19 @@ impl<'a> ControlBuilder<'a> {
     /// The elements are poisoned with [`ZC_POISON`] so that
     /// [`Control::zc_outcome`] can tell a kernel that wrote nothing from one
     /// that wrote zero completions.
+    ///
+    /// ```
+    /// use msgzc_cmsg::{BuildError, ControlBuf, ControlBuilder};
+    /// use msgzc_abi::Arch;
+    ///
+    /// let mut buf = ControlBuf::<512>::new();
+    /// let mut b = ControlBuilder::new(Arch::Mips64.target(), buf.as_mut_bytes()).unwrap();
+    /// assert_eq!(b.zc_placeholder(0), Err(BuildError::ZcCapacity { capacity: 0 }));
+    /// assert_eq!(b.zc_placeholder(17), Err(BuildError::ZcCapacity { capacity: 17 }));
+    /// let slot = b.zc_placeholder(16).unwrap();
+    /// assert_eq!((slot.offset, slot.capacity), (0, 16));
+    /// assert_eq!(b.zc_placeholder(1), Err(BuildError::ZcTwice));
+    /// ```
     #[inline]
     pub fn zc_placeholder(&mut self, capacity: usize) -> Result<ZcSlot, BuildError> {
         if capacity == 0 || capacity > v8::ZC_NOTIFICATION_MAX as usize {
@@ -224,6 +360,17 @@ impl<'a> ControlBuilder<'a> {
     }
 
     /// Ends building; the result covers exactly the messages written.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<64>::new();
+    /// let mut b = ControlBuilder::new(Arch::Riscv64.target(), buf.as_mut_bytes()).unwrap();
+    /// b.push(0, 1, &[1]).unwrap();
+    /// let c = b.finish();
+    /// assert_eq!(c.len(), 24);
+    /// assert_eq!(c.as_bytes().len(), 24);
+    /// ```
     #[inline]
     pub fn finish(self) -> Control<'a> {
         Control {
@@ -239,6 +386,16 @@ impl<'a> ControlBuilder<'a> {
 ///
 /// It keeps the whole buffer borrowed because a kernel implementing
 /// `SCM_ZC_NOTIFICATION` writes its answer back into it.
+///
+/// ```
+/// use msgzc_cmsg::{ControlBuf, ControlBuilder};
+/// use msgzc_abi::Arch;
+///
+/// let mut buf = ControlBuf::<64>::new();
+/// let c = ControlBuilder::new(Arch::Powerpc.target(), buf.as_mut_bytes()).unwrap().finish();
+/// // Nothing pushed: pass a null msg_control and msg_controllen 0.
+/// assert!(c.is_empty());
+/// ```
 #[derive(Debug)]
 pub struct Control<'a> {
     target: Target,
@@ -249,21 +406,58 @@ pub struct Control<'a> {
 
 impl<'a> Control<'a> {
     /// The target layout.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<8>::new();
+    /// let c = ControlBuilder::new(Arch::Mipsel.target(), buf.as_mut_bytes()).unwrap().finish();
+    /// assert_eq!(c.target(), Arch::Mipsel.target());
+    /// ```
     pub fn target(&self) -> Target {
         self.target
     }
 
     /// The `msg_controllen` to pass.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<64>::new();
+    /// let mut b = ControlBuilder::new(Arch::Mipsel.target(), buf.as_mut_bytes()).unwrap();
+    /// b.push(0, 1, &[0; 4]).unwrap();
+    /// b.push(0, 2, &[0; 4]).unwrap();
+    /// assert_eq!(b.finish().len(), 32);
+    /// ```
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether the buffer holds no message (pass a null `msg_control`).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<64>::new();
+    /// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    /// b.push(0, 1, &[]).unwrap();
+    /// assert!(!b.finish().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// The messages, `msg_controllen` bytes.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<64>::new();
+    /// let mut b = ControlBuilder::new(Arch::Powerpc.target(), buf.as_mut_bytes()).unwrap();
+    /// b.push(1, 2, &[9]).unwrap();
+    /// // cmsg_len 13, level 1, type 2 (big-endian 32-bit), data, padding.
+    /// assert_eq!(b.finish().as_bytes(), &[0, 0, 0, 13, 0, 0, 0, 1, 0, 0, 0, 2, 9, 0, 0, 0]);
+    /// ```
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
@@ -274,6 +468,15 @@ impl<'a> Control<'a> {
     /// writes back at most as many; afterwards pass the returned
     /// `msg_controllen` and `msg_flags` to [`zc_outcome`](Self::zc_outcome).
     /// The pointer is valid while this `Control` lives.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<64>::new();
+    /// let start = buf.as_bytes().as_ptr();
+    /// let mut c = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap().finish();
+    /// assert_eq!(c.as_mut_ptr() as *const u8, start);
+    /// ```
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.buf.as_mut_ptr()
     }
@@ -286,12 +489,34 @@ impl<'a> Control<'a> {
     }
 
     /// The placeholder, if one was built.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<256>::new();
+    /// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    /// let slot = b.zc_placeholder(8).unwrap();
+    /// assert_eq!(b.finish().zc_slot(), Some(slot));
+    /// ```
     pub fn zc_slot(&self) -> Option<ZcSlot> {
         self.zc
     }
 
     /// Starts over on the same buffer (e.g. to re-arm the placeholder for
     /// the next `sendmsg`).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder};
+    /// # use msgzc_abi::Arch;
+    /// let mut buf = ControlBuf::<256>::new();
+    /// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    /// b.zc_placeholder(8).unwrap();
+    /// let sent = b.finish();
+    /// // ... sendmsg, zc_outcome ...
+    /// let mut b = sent.into_builder();
+    /// assert!(b.is_empty());
+    /// b.zc_placeholder(8).unwrap(); // poisoned afresh
+    /// ```
     pub fn into_builder(self) -> ControlBuilder<'a> {
         ControlBuilder {
             target: self.target,

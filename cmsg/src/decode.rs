@@ -35,16 +35,34 @@ pub struct ZcRange {
 
 impl ZcRange {
     /// How many ids the range covers, `1..=2^32`.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::ZcRange;
+    /// assert_eq!(ZcRange { lo: 5, hi: 5, copied: false }.count(), 1);
+    /// assert_eq!(ZcRange { lo: u32::MAX, hi: 0, copied: false }.count(), 2);
+    /// ```
     pub const fn count(&self) -> u64 {
         self.hi.wrapping_sub(self.lo) as u64 + 1
     }
 
     /// Whether `id` is in the range (wrapping).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::ZcRange;
+    /// let r = ZcRange { lo: 10, hi: 12, copied: false };
+    /// assert!(r.contains(10) && r.contains(12) && !r.contains(9) && !r.contains(13));
+    /// ```
     pub const fn contains(&self, id: u32) -> bool {
         id.wrapping_sub(self.lo) <= self.hi.wrapping_sub(self.lo)
     }
 
     /// The ids in order, `lo` first.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::ZcRange;
+    /// let r = ZcRange { lo: u32::MAX, hi: 1, copied: true };
+    /// assert!(r.ids().eq([u32::MAX, 0, 1]));
+    /// ```
     pub fn ids(&self) -> impl Iterator<Item = u32> {
         let lo = self.lo;
         (0..self.count()).map(move |i| lo.wrapping_add(i as u32))
@@ -54,6 +72,24 @@ impl ZcRange {
 /// A `struct sock_extended_err` that is not a zerocopy completion (ICMP and
 /// local errors, timestamp reports), with the offender address that may
 /// follow it.
+///
+/// ```
+/// use msgzc_cmsg::{decode_errqueue, Cmsg, ErrqueueItem};
+/// use msgzc_abi::{Arch, ErrOrigin};
+///
+/// // x86_64: ICMP port unreachable (ECONNREFUSED, origin 2, type 3, code 3)
+/// // followed by the offender's sockaddr_in (AF_INET, 127.0.0.1).
+/// let mut data = [0u8; 32];
+/// data[..8].copy_from_slice(&[111, 0, 0, 0, 2, 3, 3, 0]);
+/// data[16..18].copy_from_slice(&2u16.to_le_bytes());
+/// data[20..24].copy_from_slice(&[127, 0, 0, 1]);
+/// let m = Cmsg { level: 0, ty: 11, data: &data, offset: 0 };
+/// let Ok(ErrqueueItem::Extended(e)) = decode_errqueue(Arch::X86_64.target(), &m) else {
+///     panic!("not an extended error");
+/// };
+/// assert_eq!((e.errno, e.origin(), e.ty, e.code), (111, Some(ErrOrigin::Icmp), 3, 3));
+/// assert_eq!(&e.offender[4..8], &[127, 0, 0, 1]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExtendedErr<'a> {
     /// `ee_errno` (0 for timestamp reports).
@@ -74,6 +110,14 @@ pub struct ExtendedErr<'a> {
 
 impl ExtendedErr<'_> {
     /// The origin, if it is a known one.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::ExtendedErr;
+    /// # use msgzc_abi::ErrOrigin;
+    /// let e = ExtendedErr { errno: 0, origin_raw: 4, ty: 0, code: 0, info: 0, data: 0, offender: &[] };
+    /// assert_eq!(e.origin(), Some(ErrOrigin::Timestamping));
+    /// assert_eq!(ExtendedErr { origin_raw: 99, ..e }.origin(), None);
+    /// ```
     pub fn origin(&self) -> Option<ErrOrigin> {
         ErrOrigin::from_raw(self.origin_raw)
     }
@@ -81,6 +125,21 @@ impl ExtendedErr<'_> {
 
 /// The three timestamps of an `SCM_TIMESTAMPING` report (software,
 /// deprecated, hardware), as `(seconds, nanoseconds)`.
+///
+/// ```
+/// use msgzc_cmsg::{decode_errqueue, Cmsg, ErrqueueItem, Timestamps};
+/// use msgzc_abi::Arch;
+///
+/// // armv7 SO_TIMESTAMPING_OLD (type 37): three 32-bit timespecs.
+/// let mut data = [0u8; 24];
+/// data[..4].copy_from_slice(&5i32.to_le_bytes());
+/// data[4..8].copy_from_slice(&250i32.to_le_bytes());
+/// let m = Cmsg { level: 1, ty: 37, data: &data, offset: 0 };
+/// assert_eq!(
+///     decode_errqueue(Arch::Armv7.target(), &m),
+///     Ok(ErrqueueItem::Timestamps(Timestamps { ts: [(5, 250), (0, 0), (0, 0)], new: false }))
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timestamps {
     /// `ts[0..3]`.
@@ -91,6 +150,15 @@ pub struct Timestamps {
 }
 
 /// One error-queue control message, typed.
+///
+/// ```
+/// use msgzc_cmsg::{decode_errqueue, Cmsg, ErrqueueItem};
+/// use msgzc_abi::Arch;
+///
+/// // SOL_SOCKET/SCM_RIGHTS is not an error-queue message: kept, not dropped.
+/// let m = Cmsg { level: 1, ty: 1, data: &[3, 0, 0, 0], offset: 48 };
+/// assert_eq!(decode_errqueue(Arch::X86_64.target(), &m), Ok(ErrqueueItem::Other(m)));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrqueueItem<'a> {
     /// A zerocopy completion (`SO_EE_ORIGIN_ZEROCOPY`, `ee_errno == 0`).
@@ -195,6 +263,28 @@ fn read_signed(e: Endian, b: &[u8]) -> i64 {
 }
 
 /// What the kernel did with an `SCM_ZC_NOTIFICATION` placeholder.
+///
+/// ```
+/// use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange};
+/// use msgzc_abi::Arch;
+///
+/// let mut buf = ControlBuf::<64>::new();
+/// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+/// b.zc_placeholder(2).unwrap();
+/// let mut c = b.finish();
+/// // What a v8 kernel does through msg_control: zc_info.length = 1 and one
+/// // element {lo 5, hi 9, zerocopy 0}, in place.
+/// let mut answer = [0u8; 16];
+/// answer[..4].copy_from_slice(&1u32.to_le_bytes());
+/// answer[4..8].copy_from_slice(&5u32.to_le_bytes());
+/// answer[8..12].copy_from_slice(&9u32.to_le_bytes());
+/// // SAFETY: bytes 16..32 lie inside the 44-byte message `c` points to.
+/// unsafe { c.as_mut_ptr().add(16).copy_from(answer.as_ptr(), 16) };
+/// let ZcOutcome::Written(done) = c.zc_outcome(c.len(), MsgFlags::empty()).unwrap() else {
+///     panic!("not written");
+/// };
+/// assert!(done.iter().eq([ZcRange { lo: 5, hi: 9, copied: true }]));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ZcOutcome<'a> {
     /// The buffer held no placeholder.
@@ -210,7 +300,8 @@ pub enum ZcOutcome<'a> {
     Written(ZcCompletions<'a>),
 }
 
-/// Completions a kernel wrote into a placeholder; validated on creation.
+/// Completions a kernel wrote into a placeholder; validated on creation
+/// (see [`ZcOutcome`] for a complete example).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZcCompletions<'a> {
     endian: Endian,
@@ -219,16 +310,33 @@ pub struct ZcCompletions<'a> {
 
 impl<'a> ZcCompletions<'a> {
     /// Number of ranges.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcOutcome};
+    /// # use msgzc_abi::Arch;
+    /// # let mut buf = ControlBuf::<64>::new();
+    /// # let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    /// # b.zc_placeholder(2).unwrap();
+    /// # let mut c = b.finish();
+    /// // A kernel that wrote zc_info.length = 0: written, but empty.
+    /// // SAFETY: bytes 16..20 (zc_info.length) lie inside the message.
+    /// unsafe { c.as_mut_ptr().add(16).write_bytes(0, 4) };
+    /// let Ok(ZcOutcome::Written(done)) = c.zc_outcome(c.len(), MsgFlags::empty()) else {
+    ///     panic!()
+    /// };
+    /// assert_eq!(done.len(), 0);
+    /// assert!(done.is_empty());
+    /// ```
     pub fn len(&self) -> usize {
         self.elems.len() / ZC_ELEM_SIZE
     }
 
-    /// Whether the kernel wrote no range.
+    /// Whether the kernel wrote no range (see [`len`](Self::len)).
     pub fn is_empty(&self) -> bool {
         self.elems.is_empty()
     }
 
-    /// The ranges, in the order the kernel wrote them.
+    /// The ranges, in the order the kernel wrote them (see [`ZcOutcome`]).
     #[inline]
     pub fn iter(&self) -> impl Iterator<Item = ZcRange> + 'a {
         let e = self.endian;

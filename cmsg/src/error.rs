@@ -5,6 +5,17 @@ use core::fmt;
 
 /// Why a [`ControlBuilder`](crate::ControlBuilder) refused a buffer or a
 /// message. Nothing was written when this is returned.
+///
+/// ```
+/// use msgzc_cmsg::{BuildError, ControlBuf, ControlBuilder};
+/// use msgzc_abi::Arch;
+///
+/// let mut buf = ControlBuf::<16>::new();
+/// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+/// let e = b.push(1, 1, &[0; 4]).unwrap_err();
+/// assert_eq!(e, BuildError::TooSmall { needed: 24, available: 16 });
+/// assert_eq!(e.to_string(), "control buffer too small: 24 bytes needed, 16 available");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BuildError {
     /// The buffer cannot hold the message: `needed` bytes in all (from the
@@ -78,6 +89,19 @@ impl fmt::Display for BuildError {
 }
 
 /// What was malformed in a received control buffer.
+///
+/// ```
+/// use msgzc_cmsg::{MsgFlags, WalkErrorKind, Walker};
+/// use msgzc_abi::Arch;
+///
+/// // A 64-bit header whose cmsg_len (4) is shorter than the header (16).
+/// let mut buf = [0u8; 16];
+/// buf[0] = 4;
+/// let e = Walker::new(Arch::X86_64.target(), &buf, 16, MsgFlags::empty())
+///     .find_map(Result::err)
+///     .unwrap();
+/// assert_eq!(e.kind, WalkErrorKind::LenTooShort { len: 4 });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalkErrorKind {
     /// `msg_controllen` is larger than the buffer it describes.
@@ -115,6 +139,18 @@ pub enum WalkErrorKind {
 }
 
 /// A malformed received control buffer: what, and where.
+///
+/// ```
+/// use msgzc_cmsg::{MsgFlags, Walker};
+/// use msgzc_abi::Arch;
+///
+/// // One complete 32-bit message, then 3 stray bytes.
+/// let buf = [12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3];
+/// let mut w = Walker::new(Arch::I686.target(), &buf, buf.len(), MsgFlags::empty());
+/// assert!(w.next().unwrap().is_ok());
+/// let e = w.next().unwrap().unwrap_err();
+/// assert_eq!(e.to_string(), "3 trailing bytes at offset 12, too few for a header");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WalkError {
     /// What was wrong.
@@ -160,6 +196,18 @@ impl fmt::Display for WalkError {
 
 /// A control message with the right level and type but a payload that does
 /// not match its layout.
+///
+/// ```
+/// use msgzc_cmsg::{decode_errqueue, Cmsg, DecodeError};
+/// use msgzc_abi::Arch;
+///
+/// // IP_RECVERR with 8 bytes: too short for a sock_extended_err.
+/// let m = Cmsg { level: 0, ty: 11, data: &[0; 8], offset: 0 };
+/// assert_eq!(
+///     decode_errqueue(Arch::X86_64.target(), &m),
+///     Err(DecodeError::Short { message: (0, 11), needed: 16, got: 8 })
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
     /// Payload shorter than its structure.
@@ -190,6 +238,23 @@ impl fmt::Display for DecodeError {
 }
 
 /// An `SCM_ZC_NOTIFICATION` result that no correct kernel can produce.
+///
+/// ```
+/// use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcError};
+/// use msgzc_abi::Arch;
+///
+/// let mut buf = ControlBuf::<64>::new();
+/// let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+/// b.zc_placeholder(2).unwrap();
+/// let mut c = b.finish();
+/// // Something wrote zc_info.length = 3 into a 2-element placeholder.
+/// // SAFETY: bytes 16..20 lie inside the message.
+/// unsafe { c.as_mut_ptr().add(16).copy_from(3u32.to_le_bytes().as_ptr(), 4) };
+/// assert_eq!(
+///     c.zc_outcome(c.len(), MsgFlags::empty()),
+///     Err(ZcError::LengthOverCapacity { length: 3, capacity: 2 })
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ZcError {
     /// The returned buffer could not be walked.

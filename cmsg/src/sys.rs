@@ -25,12 +25,29 @@ use std::time::Duration;
 /// The running target. Building the socket layer for an architecture that
 /// is not one of the named Linux targets is a compile-time error rather
 /// than a guess at its numbers.
+///
+/// ```
+/// use msgzc_cmsg::sys::NATIVE;
+/// use msgzc_abi::Arch;
+///
+/// assert_eq!(Some(NATIVE), Arch::native().map(Arch::target));
+/// ```
 pub const NATIVE: Target = match Target::native() {
     Some(t) => t,
     None => panic!("msgzc-cmsg's `std` feature needs one of the named Linux targets"),
 };
 
 /// A failed system call: which one, and its errno.
+///
+/// ```
+/// use msgzc_cmsg::sys::SysError;
+///
+/// let e = SysError { call: "sendmsg", errno: libc::ENOBUFS };
+/// assert!(e.to_string().starts_with("sendmsg: "));
+/// assert!(e.is_retryable());
+/// let io: std::io::Error = e.into(); // keeps the errno
+/// assert_eq!(msgzc_cmsg::sys::errno_of(&io), Some(libc::ENOBUFS));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SysError {
     /// The call (`"sendmsg"`, `"recvmmsg"`, ...).
@@ -60,6 +77,12 @@ impl SysError {
 
     /// Whether retrying later can succeed: `ENOBUFS` (optmem or locked-page
     /// limit: drain completions first), `EAGAIN`, `EINTR`.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::SysError;
+    /// assert!(SysError { call: "sendmsg", errno: libc::EAGAIN }.is_retryable());
+    /// assert!(!SysError { call: "sendmsg", errno: libc::EPIPE }.is_retryable());
+    /// ```
     pub fn is_retryable(&self) -> bool {
         let e = NATIVE.family.errno();
         self.errno == e.enobufs || self.errno == e.eagain || self.errno == libc::EINTR
@@ -74,12 +97,25 @@ impl From<SysError> for io::Error {
 }
 
 /// The errno of an error from this module (or of a raw OS error).
+///
+/// ```
+/// use msgzc_cmsg::sys::errno_of;
+/// use std::io;
+///
+/// assert_eq!(errno_of(&io::Error::from_raw_os_error(libc::EINVAL)), Some(libc::EINVAL));
+/// assert_eq!(errno_of(&io::Error::other("not a system call")), None);
+/// ```
 pub fn errno_of(e: &io::Error) -> Option<i32> {
     e.raw_os_error().or_else(|| {
         e.get_ref()
             .and_then(|x| x.downcast_ref::<SysError>())
             .map(|s| s.errno)
     })
+}
+
+/// A malformed or refused error-queue message as an `io::Error`.
+fn invalid(e: impl std::error::Error + Send + Sync + 'static) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 fn check(call: &'static str, ret: libc::c_int) -> Result<libc::c_int, SysError> {
@@ -129,12 +165,25 @@ fn get_int_opt(fd: BorrowedFd<'_>, level: i32, name: i32) -> Result<libc::c_int,
 
 /// Sets `SO_ZEROCOPY` (required before any `MSG_ZEROCOPY` send; `ENOPROTOOPT`
 /// on kernels before 4.14 and under stock qemu-user).
+///
+/// ```
+/// use msgzc_cmsg::sys::{enable_zerocopy, zerocopy_enabled};
+/// use std::os::fd::AsFd;
+/// # use std::net::{TcpListener, TcpStream};
+/// # let listener = TcpListener::bind("127.0.0.1:0")?;
+/// # let stream = TcpStream::connect(listener.local_addr()?)?;
+/// # let (_peer, _) = listener.accept()?;
+/// assert!(!zerocopy_enabled(stream.as_fd())?);
+/// enable_zerocopy(stream.as_fd())?;
+/// assert!(zerocopy_enabled(stream.as_fd())?);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn enable_zerocopy(fd: BorrowedFd<'_>) -> Result<(), SysError> {
     let s = NATIVE.family.socket();
     set_int_opt(fd, s.sol_socket, s.so_zerocopy, 1)
 }
 
-/// Reads `SO_ZEROCOPY`.
+/// Reads `SO_ZEROCOPY` (see [`enable_zerocopy`]).
 pub fn zerocopy_enabled(fd: BorrowedFd<'_>) -> Result<bool, SysError> {
     let s = NATIVE.family.socket();
     get_int_opt(fd, s.sol_socket, s.so_zerocopy).map(|v| v != 0)
@@ -143,6 +192,32 @@ pub fn zerocopy_enabled(fd: BorrowedFd<'_>) -> Result<bool, SysError> {
 /// Sets `IP_RECVERR` (or `IPV6_RECVERR` when `ipv6`), so ICMP errors are
 /// queued on the error queue as extended errors. Zerocopy completions need
 /// no option.
+///
+/// ```
+/// use msgzc_cmsg::sys::{enable_recverr, recv_errqueue};
+/// use msgzc_cmsg::{decode_errqueue, ControlBuf, ErrqueueItem, Walker};
+/// use msgzc_cmsg::sys::NATIVE;
+/// use std::net::UdpSocket;
+/// use std::os::fd::AsFd;
+///
+/// // A datagram to a port nobody listens on draws ICMP port unreachable.
+/// let closed = UdpSocket::bind("127.0.0.1:0")?.local_addr()?;
+/// let sock = UdpSocket::bind("127.0.0.1:0")?;
+/// enable_recverr(sock.as_fd(), false)?;
+/// sock.send_to(b"hello", closed)?;
+/// let mut control = ControlBuf::<128>::new();
+/// let (len, flags) = loop {
+///     match recv_errqueue(sock.as_fd(), control.as_mut_bytes()) {
+///         Ok(got) => break got,
+///         Err(e) if e.is_retryable() => std::thread::sleep(std::time::Duration::from_millis(1)),
+///         Err(e) => return Err(e.into()),
+///     }
+/// };
+/// let m = Walker::new(NATIVE, control.as_bytes(), len, flags).next().unwrap().unwrap();
+/// let Ok(ErrqueueItem::Extended(e)) = decode_errqueue(NATIVE, &m) else { panic!() };
+/// assert_eq!(e.errno as i32, libc::ECONNREFUSED);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn enable_recverr(fd: BorrowedFd<'_>, ipv6: bool) -> Result<(), SysError> {
     let n = NATIVE.numbers();
     if ipv6 {
@@ -155,7 +230,8 @@ pub fn enable_recverr(fd: BorrowedFd<'_>, ipv6: bool) -> Result<(), SysError> {
 /// Reads one message from the error queue without blocking into `control`
 /// (no payload), returning the `msg_controllen` and `msg_flags` the kernel
 /// set: feed them to a [`Walker`]. For callers that want raw buffers (and
-/// to see `MSG_CTRUNC` with a small `control`).
+/// to see `MSG_CTRUNC` with a small `control`). See [`enable_recverr`] for
+/// an example.
 pub fn recv_errqueue(
     fd: BorrowedFd<'_>,
     control: &mut [u8],
@@ -182,6 +258,13 @@ pub fn recv_errqueue(
 /// Brings the loopback interface `lo` up in the caller's network namespace
 /// (a fresh namespace, or an init process on a bare kernel, starts with it
 /// down; the kernel adds 127.0.0.1 and ::1 itself once it is up).
+/// Needs `CAP_NET_ADMIN` unless `lo` is already up.
+///
+/// ```no_run
+/// // As PID 1 of a test kernel, before any loopback traffic:
+/// msgzc_cmsg::sys::loopback_up()?;
+/// # Ok::<(), msgzc_cmsg::sys::SysError>(())
+/// ```
 pub fn loopback_up() -> Result<(), SysError> {
     // SAFETY: plain socket(2) call; the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -249,6 +332,25 @@ fn sendmsg_raw(
 }
 
 /// A token handed back because its send completed.
+///
+/// ```
+/// use msgzc_cmsg::sys::{Released, ZcSocket};
+/// use std::time::Duration;
+/// # use std::net::{TcpListener, TcpStream};
+/// # let listener = TcpListener::bind("127.0.0.1:0")?;
+/// # let stream = TcpStream::connect(listener.local_addr()?)?;
+/// # let (_peer, _) = listener.accept()?;
+/// let mut zc = ZcSocket::<_, &str, 4>::new(stream)?;
+/// zc.send(b"ping", "first buffer").unwrap();
+/// let mut done = Vec::new();
+/// while zc.tracker().outstanding() > 0 {
+///     zc.wait(Some(Duration::from_secs(5)))?;
+///     zc.drain(|r| done.push(r), |_| {})?;
+/// }
+/// // Loopback always completes by copying.
+/// assert_eq!(done, [Released { id: 0, token: "first buffer", copied: true }]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub struct Released<T> {
     /// The send id.
@@ -260,6 +362,21 @@ pub struct Released<T> {
 }
 
 /// A send that did not take the token.
+///
+/// ```
+/// use msgzc_cmsg::sys::ZcSocket;
+/// # use std::net::{TcpListener, TcpStream};
+/// # let listener = TcpListener::bind("127.0.0.1:0")?;
+/// # let stream = TcpStream::connect(listener.local_addr()?)?;
+/// # let (_peer, _) = listener.accept()?;
+/// let mut zc = ZcSocket::<_, Vec<u8>, 1>::new(stream)?;
+/// zc.send(b"a", vec![1]).unwrap();
+/// // One outstanding send fills this tracker: the token comes back.
+/// let e = zc.send(b"b", vec![2]).unwrap_err();
+/// assert!(e.error.is_retryable());
+/// assert_eq!(e.token, [2]);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct SendError<T> {
     /// The failed call.
@@ -278,6 +395,18 @@ impl<T> fmt::Display for SendError<T> {
 impl<T: fmt::Debug> std::error::Error for SendError<T> {}
 
 /// What a successful `sendmsg` did with the token.
+///
+/// ```
+/// use msgzc_cmsg::sys::{Sent, ZcSocket};
+/// # use std::net::{TcpListener, TcpStream};
+/// # let listener = TcpListener::bind("127.0.0.1:0")?;
+/// # let stream = TcpStream::connect(listener.local_addr()?)?;
+/// # let (_peer, _) = listener.accept()?;
+/// let mut zc = ZcSocket::<_, u32, 8>::new(stream)?;
+/// assert_eq!(zc.send(b"", 7).unwrap(), Sent::NotCounted(7)); // TCP: no id for 0 bytes
+/// assert_eq!(zc.send(b"data", 8).unwrap(), Sent::Pending { bytes: 4, id: 0 });
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub enum Sent<T> {
     /// The kernel counted the send under `id` and holds the data until the
@@ -293,7 +422,7 @@ pub enum Sent<T> {
     NotCounted(T),
 }
 
-/// What [`ZcSocket::send_notify`] did.
+/// What [`ZcSocket::send_notify`] did (see there for an example).
 #[derive(Debug, PartialEq, Eq)]
 pub struct SentNotify<T> {
     /// The send itself.
@@ -305,7 +434,8 @@ pub struct SentNotify<T> {
     pub rejected: Option<CompletionError>,
 }
 
-/// Why a socket reads completions from the error queue only.
+/// Why a socket reads completions from the error queue only (see
+/// [`ZcSocket::send_notify`] for an example).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Fallback {
     /// `sendmsg` with the placeholder failed with `EINVAL` (the kernel does
@@ -318,7 +448,8 @@ pub enum Fallback {
     Corrupt(ZcError),
 }
 
-/// How a [`ZcSocket`] receives completions.
+/// How a [`ZcSocket`] receives completions (see
+/// [`ZcSocket::send_notify`] for an example).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NotifyMode {
     /// No `SCM_ZC_NOTIFICATION` send yet: support unknown.
@@ -331,6 +462,21 @@ pub enum NotifyMode {
 }
 
 /// System calls made, for measuring syscalls per send.
+///
+/// ```
+/// use msgzc_cmsg::sys::{SyscallCounts, ZcSocket};
+/// # use std::net::{TcpListener, TcpStream};
+/// # let listener = TcpListener::bind("127.0.0.1:0")?;
+/// # let stream = TcpStream::connect(listener.local_addr()?)?;
+/// # let (_peer, _) = listener.accept()?;
+/// let mut zc = ZcSocket::<_, (), 8>::new(stream)?;
+/// zc.send(b"x", ()).unwrap();
+/// zc.drain(|_| {}, |_| {})?;
+/// let n = zc.syscalls();
+/// assert_eq!((n.sendmsg, n.poll), (1, 0));
+/// assert!(n.recvmmsg >= 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SyscallCounts {
     /// `sendmsg` calls.
@@ -341,7 +487,7 @@ pub struct SyscallCounts {
     pub poll: u64,
 }
 
-/// What one [`ZcSocket::drain`] found.
+/// What one [`ZcSocket::drain`] found (see there for an example).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DrainReport {
     /// Error-queue messages read.
@@ -354,7 +500,13 @@ pub struct DrainReport {
     pub other: usize,
 }
 
-/// Error-queue messages fetched per `recvmmsg`.
+/// Error-queue messages fetched per `recvmmsg` by [`ZcSocket::drain`]:
+/// with `N` sends completing separately, a drain costs
+/// `N / DRAIN_BATCH + 1` system calls.
+///
+/// ```
+/// assert_eq!(msgzc_cmsg::sys::DRAIN_BATCH, 16);
+/// ```
 pub const DRAIN_BATCH: usize = 16;
 /// Control bytes per error-queue message: room for `IP_RECVERR` with an
 /// IPv6 offender and a timestamp report.
@@ -395,6 +547,16 @@ pub struct ZcSocket<F: AsFd, T, const N: usize> {
 impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// Enables `SO_ZEROCOPY` on `fd` and starts tracking from id 0 (the
     /// socket must not have sent with `MSG_ZEROCOPY` before).
+    ///
+    /// ```
+    /// use msgzc_cmsg::sys::{NotifyMode, ZcSocket};
+    /// use std::net::UdpSocket;
+    ///
+    /// let zc = ZcSocket::<_, Box<[u8]>, 256>::new(UdpSocket::bind("[::1]:0")?)?;
+    /// assert_eq!(zc.mode(), NotifyMode::Unprobed);
+    /// assert_eq!(zc.tracker().next_id(), 0);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn new(fd: F) -> io::Result<Self> {
         enable_zerocopy(fd.as_fd())?;
         let s = NATIVE.family.socket();
@@ -409,21 +571,46 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     }
 
     /// The socket.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::ZcSocket;
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let zc = ZcSocket::<_, (), 4>::new(stream)?;
+    /// assert!(zc.get_ref().peer_addr().is_ok());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn get_ref(&self) -> &F {
         &self.fd
     }
 
     /// The tracker (outstanding sends, statistics, advice).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::ZcSocket;
+    /// # use msgzc_cmsg::Advice;
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let mut zc = ZcSocket::<_, (), 4>::new(stream)?;
+    /// zc.send(b"x", ()).unwrap();
+    /// assert_eq!(zc.tracker().outstanding(), 1);
+    /// assert_eq!(zc.tracker().advice(), Advice::KeepZerocopy);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn tracker(&self) -> &CompletionTracker<T, N> {
         &self.tracker
     }
 
-    /// How completions are received.
+    /// How completions are received (see [`send_notify`](Self::send_notify)).
     pub fn mode(&self) -> NotifyMode {
         self.mode
     }
 
-    /// System calls made so far.
+    /// System calls made so far (see [`SyscallCounts`]).
     pub fn syscalls(&self) -> SyscallCounts {
         self.calls
     }
@@ -431,6 +618,19 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// Gives the socket back. Tokens still outstanding are returned too:
     /// their data may still be referenced by the kernel until their
     /// completions arrive on the socket's error queue.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::ZcSocket;
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let mut zc = ZcSocket::<_, String, 4>::new(stream)?;
+    /// zc.send(b"x", "kept".to_string()).unwrap();
+    /// let (_stream, tracker) = zc.into_parts();
+    /// assert_eq!(tracker.outstanding(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn into_parts(self) -> (F, CompletionTracker<T, N>) {
         (self.fd, self.tracker)
     }
@@ -468,11 +668,38 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     ///
     /// When the tracker is full the send is not attempted and fails with
     /// `ENOBUFS`, retryable after a [`drain`](Self::drain).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::{Sent, ZcSocket};
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let pool = vec![vec![1u8; 4096]; 2];
+    /// let mut zc = ZcSocket::<_, usize, 2>::new(stream)?;
+    /// for (i, buf) in pool.iter().enumerate() {
+    ///     let Ok(Sent::Pending { id, .. }) = zc.send(buf, i) else { panic!() };
+    ///     assert_eq!(id as usize, i);
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn send(&mut self, data: &[u8], token: T) -> Result<Sent<T>, SendError<T>> {
         self.send_flags(data, MsgFlags::empty(), token)
     }
 
     /// [`send`](Self::send) with extra `MSG_*` flags.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::ZcSocket;
+    /// # use msgzc_cmsg::MsgFlags;
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let mut zc = ZcSocket::<_, (), 2>::new(stream)?;
+    /// zc.send_flags(b"x", MsgFlags::DONTWAIT, ()).unwrap();
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn send_flags(
         &mut self,
         data: &[u8],
@@ -499,6 +726,23 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// ([`mode`](Self::mode) says why). Either way, call
     /// [`drain`](Self::drain) too: completions that arrive after the last
     /// send are only on the error queue.
+    ///
+    /// ```
+    /// use msgzc_cmsg::sys::{Fallback, NotifyMode, Sent, ZcSocket};
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let mut zc = ZcSocket::<_, u8, 8>::new(stream)?;
+    /// let r = zc.send_notify(b"x", 1, 16, |_| {}).unwrap();
+    /// assert_eq!(r.sent, Sent::Pending { bytes: 1, id: 0 });
+    /// // Mainline kernels do not implement the proposal (6.12+ even reject
+    /// // its number as SCM_DEVMEM_LINEAR): the data went out without it.
+    /// if zc.mode() == NotifyMode::ErrorQueue(Fallback::Rejected) {
+    ///     assert_eq!((r.inline, r.rejected), (0, None));
+    /// }
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn send_notify(
         &mut self,
         data: &[u8],
@@ -577,6 +821,23 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// Applies a completion range the caller read itself (e.g. with
     /// [`recv_errqueue`] or through io_uring), releasing tokens as
     /// [`drain`](Self::drain) would.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::ZcSocket;
+    /// # use msgzc_cmsg::{CompletionError, ZcRange};
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let mut zc = ZcSocket::<_, char, 4>::new(stream)?;
+    /// zc.send(b"x", 'x').unwrap();
+    /// let bogus = ZcRange { lo: 1, hi: 1, copied: false };
+    /// assert!(matches!(
+    ///     zc.apply(bogus, &mut |_| {}),
+    ///     Err(CompletionError::NotOutstanding { id: 1, .. })
+    /// ));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn apply(
         &mut self,
         range: ZcRange,
@@ -590,6 +851,20 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// Waits until the error queue has something (`poll` reporting
     /// `POLLERR`) or `timeout` passes (`None`: forever). Returns whether it
     /// is readable.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::ZcSocket;
+    /// # use std::time::Duration;
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let mut zc = ZcSocket::<_, (), 4>::new(stream)?;
+    /// assert!(!zc.wait(Some(Duration::ZERO))?); // nothing sent, nothing queued
+    /// zc.send(b"x", ()).unwrap();
+    /// assert!(zc.wait(Some(Duration::from_secs(5)))?);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn wait(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
         let ms = match timeout {
             None => -1,
@@ -613,9 +888,35 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// `other`.
     ///
     /// A completion the tracker refuses (ids never sent, or completed twice)
-    /// stops the drain with an `InvalidData` error carrying the
-    /// [`CompletionError`]; tokens released before it were already handed
-    /// over.
+    /// or a malformed message stops the drain with an `InvalidData` error
+    /// carrying the [`CompletionError`], [`WalkError`](crate::WalkError) or
+    /// [`DecodeError`](crate::DecodeError) (the first of its batch). The
+    /// rest of that batch is still applied, since it is already off the
+    /// queue: every valid completion is handed over exactly once.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::{DrainReport, ZcSocket};
+    /// # use std::time::Duration;
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    /// let mut zc = ZcSocket::<_, u32, 64>::new(stream)?;
+    /// for i in 0..40 {
+    ///     zc.send(b"chunk", i).unwrap();
+    /// }
+    /// let mut total = DrainReport::default();
+    /// while zc.tracker().outstanding() > 0 {
+    ///     zc.wait(Some(Duration::from_secs(5)))?;
+    ///     let r = zc.drain(|_| {}, |item| panic!("unexpected {item:?}"))?;
+    ///     total.released += r.released;
+    ///     total.ranges += r.ranges;
+    /// }
+    /// // The kernel coalesces adjacent ids, so usually fewer ranges than sends.
+    /// assert_eq!(total.released, 40);
+    /// assert!(total.ranges <= 40);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn drain(
         &mut self,
         mut release: impl FnMut(Released<T>),
@@ -653,29 +954,44 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
                 return Err(e.into());
             }
             let got = ret as usize;
+            // The batch is already off the queue: finish it even after a bad
+            // message, so no completion behind that one is lost.
+            let mut first_bad: Option<io::Error> = None;
+            let mut bad = |e: io::Error| {
+                first_bad.get_or_insert(e);
+            };
             for (h, c) in hdrs.iter().zip(controls.iter()).take(got) {
                 report.messages += 1;
                 let mflags = MsgFlags::from_bits_retain(h.msg_hdr.msg_flags as u32);
                 // msg_controllen is size_t in glibc but socklen_t in musl.
                 #[allow(clippy::unnecessary_cast)]
                 let controllen = h.msg_hdr.msg_controllen as usize;
-                let walker = Walker::new(NATIVE, c.as_bytes(), controllen, mflags);
-                for m in walker {
-                    let m = m.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                for m in Walker::new(NATIVE, c.as_bytes(), controllen, mflags) {
+                    let m = match m {
+                        Ok(m) => m,
+                        Err(e) => {
+                            bad(invalid(e));
+                            continue;
+                        }
+                    };
                     match decode_errqueue(NATIVE, &m) {
                         Ok(ErrqueueItem::Zerocopy(range)) => {
                             report.ranges += 1;
-                            report.released += self
-                                .apply(range, &mut release)
-                                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                            match self.apply(range, &mut release) {
+                                Ok(n) => report.released += n,
+                                Err(e) => bad(invalid(e)),
+                            }
                         }
                         Ok(item) => {
                             report.other += 1;
                             other(item);
                         }
-                        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                        Err(e) => bad(invalid(e)),
                     }
                 }
+            }
+            if let Some(e) = first_bad {
+                return Err(e);
             }
             if got < DRAIN_BATCH {
                 return Ok(report);

@@ -4,6 +4,15 @@ use crate::decode::ZcRange;
 use core::fmt;
 
 /// The tracker is full: the token comes back untouched.
+///
+/// ```
+/// use msgzc_cmsg::{CompletionTracker, TrackerFull};
+///
+/// let mut t = CompletionTracker::<Vec<u8>, 1>::new();
+/// t.register(vec![1]).unwrap();
+/// let Err(TrackerFull(buf)) = t.register(vec![2; 3]) else { panic!() };
+/// assert_eq!(buf, [2, 2, 2]); // yours again: nothing lost
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 pub struct TrackerFull<T>(pub T);
 
@@ -16,6 +25,20 @@ impl<T> fmt::Display for TrackerFull<T> {
 impl<T: fmt::Debug> core::error::Error for TrackerFull<T> {}
 
 /// A completion range the tracker refused. Nothing was released.
+///
+/// ```
+/// use msgzc_cmsg::{CompletionError, CompletionTracker, ZcRange};
+///
+/// let mut t = CompletionTracker::<u8, 8>::new();
+/// t.register(0).unwrap();
+/// t.register(1).unwrap();
+/// let bogus = ZcRange { lo: 1, hi: 2, copied: false };
+/// assert_eq!(
+///     t.complete(bogus, |_, _, _| unreachable!()),
+///     Err(CompletionError::NotOutstanding { range: bogus, id: 2 }),
+/// );
+/// assert_eq!(t.outstanding(), 2);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompletionError {
     /// The range covers an id that is not outstanding: never sent, or sent
@@ -55,6 +78,21 @@ impl fmt::Display for CompletionError {
 impl core::error::Error for CompletionError {}
 
 /// Counters of applied completions, by id.
+///
+/// ```
+/// use msgzc_cmsg::{CompletionStats, CompletionTracker, ZcRange};
+///
+/// let mut t = CompletionTracker::<(), 4>::new();
+/// for _ in 0..3 {
+///     t.register(()).unwrap();
+/// }
+/// t.complete(ZcRange { lo: 0, hi: 0, copied: false }, |_, _, _| {}).unwrap();
+/// t.complete(ZcRange { lo: 1, hi: 2, copied: true }, |_, _, _| {}).unwrap();
+/// assert_eq!(
+///     t.stats(),
+///     CompletionStats { sent: 3, zerocopy: 1, copied: 2, ranges: 2, copied_streak: 2 }
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CompletionStats {
     /// Sends registered.
@@ -70,6 +108,20 @@ pub struct CompletionStats {
 }
 
 /// What the completions so far suggest for this socket.
+///
+/// ```
+/// use msgzc_cmsg::{Advice, CompletionTracker, ZcRange};
+///
+/// type Tracker = CompletionTracker<(), 128>;
+/// let mut t = Tracker::new();
+/// for _ in 0..Tracker::PREFER_COPY_AFTER {
+///     t.register(()).unwrap();
+/// }
+/// assert_eq!(t.advice(), Advice::KeepZerocopy);
+/// let all = ZcRange { lo: 0, hi: Tracker::PREFER_COPY_AFTER as u32 - 1, copied: true };
+/// t.complete(all, |_, _, _| {}).unwrap();
+/// assert_eq!(t.advice(), Advice::PreferCopy); // e.g. on loopback
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Advice {
     /// Not enough evidence yet, or zerocopy works: keep `MSG_ZEROCOPY`.
@@ -126,16 +178,33 @@ impl<T, const N: usize> Default for CompletionTracker<T, N> {
 
 impl<T, const N: usize> CompletionTracker<T, N> {
     /// Completions in a row that must all be copied before
-    /// [`advice`](Self::advice) says [`Advice::PreferCopy`].
+    /// [`advice`](Self::advice) says [`Advice::PreferCopy`] (see [`Advice`]).
     pub const PREFER_COPY_AFTER: u64 = 64;
 
     /// A tracker for a fresh socket (first id 0).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::CompletionTracker;
+    /// let t = CompletionTracker::<u32, 16>::new();
+    /// assert_eq!((t.next_id(), t.outstanding(), t.is_full()), (0, 0, false));
+    /// ```
     pub fn new() -> Self {
         Self::starting_at(0)
     }
 
     /// A tracker whose next send gets id `next` (for a socket that already
     /// sent with `MSG_ZEROCOPY`).
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{CompletionTracker, ZcRange};
+    /// // Ids wrap like the kernel's counter.
+    /// let mut t = CompletionTracker::<char, 4>::starting_at(u32::MAX);
+    /// assert_eq!(t.register('x'), Ok(u32::MAX));
+    /// assert_eq!(t.register('y'), Ok(0));
+    /// let mut got = Vec::new();
+    /// t.complete(ZcRange { lo: u32::MAX, hi: 0, copied: false }, |_, c, _| got.push(c)).unwrap();
+    /// assert_eq!(got, ['x', 'y']);
+    /// ```
     pub fn starting_at(next: u32) -> Self {
         CompletionTracker {
             slots: core::array::from_fn(|_| None),
@@ -148,27 +217,58 @@ impl<T, const N: usize> CompletionTracker<T, N> {
     }
 
     /// The id the next registered send gets.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::CompletionTracker;
+    /// let mut t = CompletionTracker::<(), 4>::starting_at(41);
+    /// t.register(()).unwrap();
+    /// assert_eq!(t.next_id(), 42);
+    /// ```
     pub fn next_id(&self) -> u32 {
         // len <= N; ids wrap like the kernel's counter.
         self.base.wrapping_add(self.len as u32)
     }
 
     /// Sends registered and not yet completed.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{CompletionTracker, ZcRange};
+    /// let mut t = CompletionTracker::<(), 4>::new();
+    /// t.register(()).unwrap();
+    /// t.register(()).unwrap();
+    /// t.complete(ZcRange { lo: 1, hi: 1, copied: false }, |_, _, _| {}).unwrap();
+    /// assert_eq!(t.outstanding(), 1);
+    /// ```
     pub fn outstanding(&self) -> usize {
         self.outstanding
     }
 
     /// Whether [`register`](Self::register) would refuse.
+    ///
+    /// The window runs from the oldest unreleased id, so a completed id
+    /// behind an outstanding one still occupies its slot:
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{CompletionTracker, ZcRange};
+    /// let mut t = CompletionTracker::<(), 2>::new();
+    /// t.register(()).unwrap();
+    /// t.register(()).unwrap();
+    /// t.complete(ZcRange { lo: 1, hi: 1, copied: false }, |_, _, _| {}).unwrap();
+    /// assert!(t.is_full()); // id 0 still holds the window
+    /// t.complete(ZcRange { lo: 0, hi: 0, copied: false }, |_, _, _| {}).unwrap();
+    /// assert!(!t.is_full());
+    /// ```
     pub fn is_full(&self) -> bool {
         self.len == N
     }
 
-    /// Counters so far.
+    /// Counters so far (see [`CompletionStats`]).
     pub fn stats(&self) -> CompletionStats {
         self.stats
     }
 
-    /// Whether to keep using `MSG_ZEROCOPY`, from the completions so far.
+    /// Whether to keep using `MSG_ZEROCOPY`, from the completions so far
+    /// (see [`Advice`]).
     pub fn advice(&self) -> Advice {
         if self.stats.copied_streak >= Self::PREFER_COPY_AFTER {
             Advice::PreferCopy
@@ -183,6 +283,14 @@ impl<T, const N: usize> CompletionTracker<T, N> {
     ///
     /// The window of ids from the oldest unreleased one holds at most `N`;
     /// when it is full the token comes back in [`TrackerFull`].
+    ///
+    /// ```
+    /// # use msgzc_cmsg::CompletionTracker;
+    /// let mut t = CompletionTracker::<&[u8], 8>::new();
+    /// let buf = [0u8; 4096];
+    /// // After sendmsg(MSG_ZEROCOPY) returned > 0:
+    /// assert_eq!(t.register(&buf), Ok(0));
+    /// ```
     #[inline]
     pub fn register(&mut self, token: T) -> Result<u32, TrackerFull<T>> {
         if self.len == N {
@@ -208,6 +316,19 @@ impl<T, const N: usize> CompletionTracker<T, N> {
     /// not yet completed, or nothing happens and the error names the first
     /// bad id. Otherwise `release(id, token, copied)` is called once per id,
     /// in id order, and the number released is returned.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{CompletionError, CompletionTracker, ZcRange};
+    /// let mut t = CompletionTracker::<u16, 8>::new();
+    /// for port in [80, 443, 8080] {
+    ///     t.register(port).unwrap();
+    /// }
+    /// // The kernel coalesced all three into one notification.
+    /// let mut freed = Vec::new();
+    /// let n = t.complete(ZcRange { lo: 0, hi: 2, copied: false }, |id, p, _| freed.push((id, p)));
+    /// assert_eq!(n, Ok(3));
+    /// assert_eq!(freed, [(0, 80), (1, 443), (2, 8080)]);
+    /// ```
     #[inline]
     pub fn complete(
         &mut self,

@@ -34,6 +34,23 @@ use crate::layout::read_header;
 use msgzc_abi::{MsgFlags, Target};
 
 /// One control message: `(level, type, data)` and where it sat.
+///
+/// ```
+/// use msgzc_cmsg::{Cmsg, MsgFlags, Walker};
+/// use msgzc_abi::Arch;
+///
+/// // Two 64-bit little-endian messages; the second starts at CMSG_SPACE(1).
+/// let mut buf = [0u8; 40];
+/// buf[..8].copy_from_slice(&17u64.to_le_bytes());
+/// buf[16] = 0xaa;
+/// buf[24..32].copy_from_slice(&16u64.to_le_bytes());
+/// buf[36] = 7;
+/// let msgs: Vec<Cmsg> = Walker::new(Arch::X86_64.target(), &buf, 40, MsgFlags::empty())
+///     .collect::<Result<_, _>>()
+///     .unwrap();
+/// assert_eq!(msgs[0], Cmsg { level: 0, ty: 0, data: &[0xaa], offset: 0 });
+/// assert_eq!(msgs[1], Cmsg { level: 0, ty: 7, data: &[], offset: 24 });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cmsg<'a> {
     /// `cmsg_level`.
@@ -86,6 +103,16 @@ enum State {
 impl<'a> Walker<'a> {
     /// Walks `buf[..controllen]` (`controllen` is the `msg_controllen` the
     /// kernel returned; `flags` its `msg_flags`) with `target`'s layout.
+    ///
+    /// ```
+    /// use msgzc_cmsg::{MsgFlags, WalkError, WalkErrorKind, Walker};
+    /// use msgzc_abi::Arch;
+    ///
+    /// // MSG_CTRUNC with nothing that fit: no message, then the error.
+    /// let mut w = Walker::new(Arch::X86_64.target(), &[], 0, MsgFlags::CTRUNC);
+    /// assert_eq!(w.next(), Some(Err(WalkError { kind: WalkErrorKind::Truncated, offset: 0 })));
+    /// assert_eq!(w.next(), None);
+    /// ```
     #[inline]
     pub fn new(target: Target, buf: &'a [u8], controllen: usize, flags: MsgFlags) -> Self {
         let (buf, state) = match buf.get(..controllen) {
@@ -102,6 +129,13 @@ impl<'a> Walker<'a> {
     }
 
     /// The target layout being walked.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::{MsgFlags, Walker};
+    /// # use msgzc_abi::Arch;
+    /// let w = Walker::new(Arch::Hppa.target(), &[], 0, MsgFlags::empty());
+    /// assert_eq!(w.target(), Arch::Hppa.target());
+    /// ```
     pub fn target(&self) -> Target {
         self.target
     }
