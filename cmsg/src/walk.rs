@@ -11,10 +11,15 @@
 //!   buffer, so the last message's padding may be missing from
 //!   `msg_controllen`; on overflow it sets `MSG_CTRUNC` and may write a
 //!   message whose `cmsg_len` covers only the bytes that fit.
-//! - **glibc** (`__cmsg_nxthdr`): silently stops at a `cmsg_len` shorter
-//!   than the header, and stops when the *next* header plus its aligned
-//!   length would pass the end; `CMSG_FIRSTHDR` does not check the first
-//!   message's `cmsg_len` at all.
+//! - **glibc** (`__cmsg_nxthdr`): silently stops after a `cmsg_len`
+//!   shorter than the header, and when the next header would pass the end;
+//!   `CMSG_FIRSTHDR` does not check the first message's `cmsg_len` at all,
+//!   and a next header whose `cmsg_len` runs past the end is still returned.
+//!   glibc sources up to 2.36 (2021) also stopped before a next message
+//!   whose *aligned* length passes the end, which drops a final message
+//!   whose padding `put_cmsg` clamped away; the glibc of Debian 12 does
+//!   not (the `cmsg_differential` fuzz target compares this walker with
+//!   the glibc it runs on and accepts either rule).
 //! - **musl** (`__CMSG_NEXT`/`CMSG_NXTHDR`): stops when the next header
 //!   would reach (`>=`) the end, so a final zero-data message that ends
 //!   exactly at `msg_controllen` is skipped; it does not check `cmsg_len`

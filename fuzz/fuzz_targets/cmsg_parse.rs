@@ -16,7 +16,8 @@ fuzz_target!(|input: &[u8]| {
     }
     let t = Arch::ALL[usize::from(input[0]) % Arch::ALL.len()].target();
     let controllen = usize::from(u16::from_le_bytes([input[1], input[2]]));
-    let flags = MsgFlags::from_bits_retain(u32::from_le_bytes([input[3], input[4], input[5], input[6]]));
+    let flags =
+        MsgFlags::from_bits_retain(u32::from_le_bytes([input[3], input[4], input[5], input[6]]));
     let buf = &input[7..];
     let hdr = t.cmsg().header_size();
 
@@ -28,7 +29,10 @@ fuzz_target!(|input: &[u8]| {
         assert_eq!(errors, 0, "nothing may follow an error");
         match m {
             Ok(m) => {
-                assert!(last_offset.map_or(true, |o| m.offset > o), "offsets increase");
+                assert!(
+                    last_offset.map_or(true, |o| m.offset > o),
+                    "offsets increase"
+                );
                 assert!(m.offset + hdr + m.data.len() <= controllen.min(buf.len()));
                 last_offset = Some(m.offset);
                 let _ = decode_errqueue(t, &m);
@@ -40,7 +44,10 @@ fuzz_target!(|input: &[u8]| {
             }
         }
     }
-    assert!(steps <= buf.len() / hdr + 2, "walker must terminate quickly");
+    assert!(
+        steps <= buf.len() / hdr + 2,
+        "walker must terminate quickly"
+    );
 
     // The same bytes as a kernel's answer to a placeholder.
     let mut cb = ControlBuf::<256>::new();
@@ -48,7 +55,10 @@ fuzz_target!(|input: &[u8]| {
     let capacity = 1 + usize::from(input[0]) % 16;
     b.zc_placeholder(capacity).unwrap();
     let c = b.finish();
-    assert_eq!(c.zc_outcome(c.len(), MsgFlags::empty()), Ok(ZcOutcome::Unwritten { capacity }));
+    assert_eq!(
+        c.zc_outcome(c.len(), MsgFlags::empty()),
+        Ok(ZcOutcome::Unwritten { capacity })
+    );
     let mut answer = ControlBuf::<256>::new();
     let n = buf.len().min(256);
     answer.as_mut_bytes()[..n].copy_from_slice(&buf[..n]);
