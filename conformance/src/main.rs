@@ -8,6 +8,8 @@
 //! msgzc-conformance abi-check FACTS.jsonl   header facts against the tables
 //! msgzc-conformance decode --target NAME [--flags N] < hex
 //! msgzc-conformance guest [CASE..]          the Rust guest agent (used by run)
+//! msgzc-conformance bench [--proto ..] [--interval 1,32] [--size N] [--secs S]
+//!                         [--json PATH] [--markdown PATH]   end-to-end throughput
 //! ```
 //!
 //! The guest agent performs real system calls and prints one line per
@@ -15,6 +17,7 @@
 //! each buffer with the target's layout and requires the guest's own
 //! answer, so a guest's "ok" is never trusted alone.
 
+mod bench;
 mod cases;
 mod guest;
 mod judge;
@@ -32,7 +35,8 @@ fn usage() -> ExitCode {
          msgzc-conformance abi-table [--json]\n  \
          msgzc-conformance decode --target NAME [--flags N]   (hex on stdin)\n  \
          msgzc-conformance abi-check FACTS.jsonl\n  \
-         msgzc-conformance guest [CASE..]"
+         msgzc-conformance guest [CASE..]\n  \
+         msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P]"
     );
     ExitCode::from(2)
 }
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         "abi-check" => table::abi_check(rest),
         "decode" => table::decode(rest),
         "guest" => guest::main(rest),
+        "bench" => bench::main(rest),
         _ => usage(),
     }
 }
