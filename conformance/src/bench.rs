@@ -15,7 +15,12 @@
 //!   every `interval` sends (proposal v8); reported as unsupported when the
 //!   kernel refuses or ignores the placeholder.
 //!
-//! Ratios are taken between modes of the same run only.
+//! `--net loopback,veth`: the same on the loopback device, and between two
+//! network namespaces joined by a veth pair that the benchmark creates with
+//! `ip` and removes afterwards (needs root; otherwise reported as
+//! unavailable). On both, Linux completes every `MSG_ZEROCOPY` send with a
+//! deferred copy, so the numbers compare notification paths, not copy
+//! avoidance. Ratios are taken between modes of the same run only.
 
 use crate::report::{jarr, jobj, jstr};
 use msgzc_cmsg::sys::{self, Fallback, NotifyMode, SendError, Sent, ZcSocket};
@@ -25,7 +30,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,6 +87,7 @@ impl Mode {
 }
 
 struct Opts {
+    nets: Vec<&'static str>,
     protos: Vec<Proto>,
     intervals: Vec<usize>,
     size: usize,
@@ -90,8 +96,9 @@ struct Opts {
     markdown: Option<String>,
 }
 
-/// One measured (protocol, interval, mode).
+/// One measured (network, protocol, interval, mode).
 struct Sample {
+    net: &'static str,
     proto: Proto,
     interval: usize,
     mode: Mode,
@@ -125,7 +132,7 @@ impl Measured {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: msgzc-conformance bench [--proto tcp4,tcp6,udp4,udp6] [--interval 1,32]\n\
+        "usage: msgzc-conformance bench [--net loopback,veth] [--proto tcp4,tcp6,udp4,udp6] [--interval 1,32]\n\
          \x20                              [--size BYTES] [--secs S] [--json PATH] [--markdown PATH]"
     );
     ExitCode::from(2)
@@ -133,6 +140,7 @@ fn usage() -> ExitCode {
 
 fn parse(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
+        nets: vec!["loopback", "veth"],
         protos: Proto::ALL.to_vec(),
         intervals: vec![1, 32],
         size: 8192,
@@ -144,6 +152,16 @@ fn parse(args: &[String]) -> Result<Opts, String> {
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
         match a.as_str() {
+            "--net" => {
+                o.nets = val()?
+                    .split(',')
+                    .map(|n| match n {
+                        "loopback" => Ok("loopback"),
+                        "veth" => Ok("veth"),
+                        _ => Err(format!("--net {n}: loopback or veth")),
+                    })
+                    .collect::<Result<_, _>>()?
+            }
             "--proto" => {
                 o.protos = val()?
                     .split(',')
@@ -196,53 +214,170 @@ fn cpu_now() -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// A connected sender socket and a receiver thread that consumes
-/// everything until `stop` is set (UDP) or the sender closes (TCP).
-enum Link {
-    Tcp(TcpStream),
-    Udp(UdpSocket),
+/// Where sender and receiver run.
+#[derive(Clone, Debug)]
+enum Net {
+    /// Both on the caller's loopback.
+    Loopback,
+    /// Sender in one network namespace, receiver in another, joined by a
+    /// veth pair (paths of the namespaces' handles under `/run/netns`).
+    Veth { a: String, b: String },
 }
 
-fn connect(
-    proto: Proto,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<(Link, thread::JoinHandle<u64>)> {
-    match proto {
-        Proto::Tcp4 | Proto::Tcp6 => {
-            let l = TcpListener::bind(proto.addr())?;
-            let tx = TcpStream::connect(l.local_addr()?)?;
-            let (mut rx, _) = l.accept()?;
-            let h = thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 18];
-                let mut n = 0u64;
-                while let Ok(k) = rx.read(&mut buf) {
-                    if k == 0 {
-                        break;
-                    }
-                    n += k as u64;
-                }
-                n
-            });
-            Ok((Link::Tcp(tx), h))
-        }
-        Proto::Udp4 | Proto::Udp6 => {
-            let rx = UdpSocket::bind(proto.addr())?;
-            let tx = UdpSocket::bind(proto.addr())?;
-            tx.connect(rx.local_addr()?)?;
-            rx.set_read_timeout(Some(Duration::from_millis(50)))?;
-            let h = thread::spawn(move || {
-                let mut buf = vec![0u8; 65_536];
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    if let Ok(k) = rx.recv(&mut buf) {
-                        n += k as u64;
-                    }
-                }
-                n
-            });
-            Ok((Link::Udp(tx), h))
+impl Net {
+    fn name(&self) -> &'static str {
+        match self {
+            Net::Loopback => "loopback",
+            Net::Veth { .. } => "veth",
         }
     }
+
+    /// Moves the calling thread into the sender's (`a`) or receiver's
+    /// namespace.
+    fn enter(&self, receiver: bool) -> Result<(), String> {
+        let Net::Veth { a, b } = self else {
+            return Ok(());
+        };
+        let path = if receiver { b } else { a };
+        let f = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: `f` is an open namespace handle; setns affects only the
+        // calling thread's network namespace.
+        let r = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&f), libc::CLONE_NEWNET) };
+        if r < 0 {
+            return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    /// The receiver's address for `proto`.
+    fn receiver(&self, proto: Proto) -> SocketAddr {
+        match (self, proto) {
+            (Net::Loopback, _) => proto.addr(),
+            (Net::Veth { .. }, Proto::Tcp4 | Proto::Udp4) => (VETH_B4, 0).into(),
+            (Net::Veth { .. }, Proto::Tcp6 | Proto::Udp6) => (VETH_B6, 0).into(),
+        }
+    }
+}
+
+const VETH_A4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+const VETH_B4: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const VETH_A6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1);
+const VETH_B6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
+
+/// Two network namespaces joined by a veth pair, removed on drop.
+struct VethPair {
+    names: [String; 2],
+}
+
+impl VethPair {
+    fn create() -> Result<VethPair, String> {
+        let id = std::process::id();
+        let names = [format!("msgzc-a-{id}"), format!("msgzc-b-{id}")];
+        let pair = VethPair { names };
+        let [na, nb] = &pair.names;
+        let (va, vb) = (format!("mza{id}"), format!("mzb{id}"));
+        let (a4, b4) = (format!("{VETH_A4}/24"), format!("{VETH_B4}/24"));
+        let (a6, b6) = (format!("{VETH_A6}/64"), format!("{VETH_B6}/64"));
+        let steps: [&[&str]; 12] = [
+            &["netns", "add", na],
+            &["netns", "add", nb],
+            &[
+                "link", "add", &va, "netns", na, "type", "veth", "peer", "name", &vb, "netns", nb,
+            ],
+            &["-n", na, "addr", "add", &a4, "dev", &va],
+            &["-n", nb, "addr", "add", &b4, "dev", &vb],
+            &["-n", na, "addr", "add", &a6, "dev", &va, "nodad"],
+            &["-n", nb, "addr", "add", &b6, "dev", &vb, "nodad"],
+            &["-n", na, "link", "set", &va, "up"],
+            &["-n", nb, "link", "set", &vb, "up"],
+            &["-n", na, "link", "set", "lo", "up"],
+            &["-n", nb, "link", "set", "lo", "up"],
+            &["-n", na, "route", "show"],
+        ];
+        for args in steps {
+            let out = std::process::Command::new("ip")
+                .args(args)
+                .output()
+                .map_err(|e| format!("ip: {e} (iproute2 needed)"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "ip {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        Ok(pair)
+    }
+
+    fn net(&self) -> Net {
+        Net::Veth {
+            a: format!("/run/netns/{}", self.names[0]),
+            b: format!("/run/netns/{}", self.names[1]),
+        }
+    }
+}
+
+impl Drop for VethPair {
+    fn drop(&mut self) {
+        // Deleting the namespaces removes the veth pair with them.
+        for n in &self.names {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", n])
+                .output();
+        }
+    }
+}
+
+/// The receiver: binds in its namespace, reports its address, then
+/// consumes everything until the sender closes (TCP) or `stop` (UDP).
+fn receiver(
+    net: Net,
+    proto: Proto,
+    stop: Arc<AtomicBool>,
+    addr: mpsc::Sender<Result<SocketAddr, String>>,
+) -> u64 {
+    let fail = |e: String| {
+        let _ = addr.send(Err(e));
+        0
+    };
+    if let Err(e) = net.enter(true) {
+        return fail(e);
+    }
+    let mut buf = vec![0u8; 1 << 18];
+    let mut n = 0u64;
+    match proto {
+        Proto::Tcp4 | Proto::Tcp6 => {
+            let l = match TcpListener::bind(net.receiver(proto)) {
+                Ok(l) => l,
+                Err(e) => return fail(format!("bind: {e}")),
+            };
+            let _ = addr.send(l.local_addr().map_err(|e| e.to_string()));
+            let Ok((mut rx, _)) = l.accept() else {
+                return 0;
+            };
+            while let Ok(k) = rx.read(&mut buf) {
+                if k == 0 {
+                    break;
+                }
+                n += k as u64;
+            }
+        }
+        Proto::Udp4 | Proto::Udp6 => {
+            let rx = match UdpSocket::bind(net.receiver(proto)) {
+                Ok(s) => s,
+                Err(e) => return fail(format!("bind: {e}")),
+            };
+            let _ = rx.set_read_timeout(Some(Duration::from_millis(50)));
+            let _ = addr.send(rx.local_addr().map_err(|e| e.to_string()));
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(k) = rx.recv(&mut buf) {
+                    n += k as u64;
+                }
+            }
+        }
+    }
+    n
 }
 
 /// The selftest's completion read: one `recvmsg(MSG_ERRQUEUE)` per
@@ -396,6 +531,7 @@ fn run_copy<F: AsFd>(fd: F, payload: &[u8], secs: f64) -> Result<Measured, Strin
 }
 
 fn measure(
+    net: &Net,
     proto: Proto,
     mode: Mode,
     size: usize,
@@ -403,22 +539,61 @@ fn measure(
     secs: f64,
 ) -> Result<Measured, String> {
     let stop = Arc::new(AtomicBool::new(false));
-    let (link, rx) = connect(proto, stop.clone()).map_err(|e| format!("{}: {e}", proto.name()))?;
-    let payload = vec![0x5au8; size];
-    let res = match &link {
-        Link::Tcp(s) => match mode {
-            Mode::Copy => run_copy(s, &payload, secs),
-            _ => run_zc(s, mode, &payload, interval, secs),
-        },
-        Link::Udp(s) => match mode {
-            Mode::Copy => run_copy(s, &payload, secs),
-            _ => run_zc(s, mode, &payload, interval, secs),
-        },
+    let (tx, rx) = mpsc::channel();
+    let rx_thread = {
+        let (net, stop) = (net.clone(), stop.clone());
+        thread::spawn(move || receiver(net, proto, stop, tx))
     };
-    drop(link);
+    let res = rx
+        .recv()
+        .map_err(|_| "receiver died".to_string())
+        .and_then(|a| a)
+        .and_then(|to| {
+            let net = net.clone();
+            thread::spawn(move || send_side(&net, proto, to, mode, size, interval, secs))
+                .join()
+                .map_err(|_| "sender panicked".to_string())?
+        });
     stop.store(true, Ordering::Relaxed);
-    let _ = rx.join();
+    let _ = rx_thread.join();
     res
+}
+
+/// The sender: connects from its namespace and runs the mode.
+fn send_side(
+    net: &Net,
+    proto: Proto,
+    to: SocketAddr,
+    mode: Mode,
+    size: usize,
+    interval: usize,
+    secs: f64,
+) -> Result<Measured, String> {
+    net.enter(false)?;
+    let payload = vec![0x5au8; size];
+    let from = match (net, to) {
+        (Net::Veth { .. }, SocketAddr::V4(_)) => (VETH_A4, 0).into(),
+        (Net::Veth { .. }, SocketAddr::V6(_)) => (VETH_A6, 0).into(),
+        _ => proto.addr(),
+    };
+    let err = |e: std::io::Error| format!("{} to {to}: {e}", proto.name());
+    match proto {
+        Proto::Tcp4 | Proto::Tcp6 => {
+            let s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).map_err(err)?;
+            match mode {
+                Mode::Copy => run_copy(&s, &payload, secs),
+                _ => run_zc(&s, mode, &payload, interval, secs),
+            }
+        }
+        Proto::Udp4 | Proto::Udp6 => {
+            let s = UdpSocket::bind(from).map_err(err)?;
+            s.connect(to).map_err(err)?;
+            match mode {
+                Mode::Copy => run_copy(&s, &payload, secs),
+                _ => run_zc(&s, mode, &payload, interval, secs),
+            }
+        }
+    }
 }
 
 fn kernel() -> String {
@@ -461,24 +636,42 @@ pub fn main(args: &[String]) -> ExitCode {
     );
     println!("{header}");
     let mut samples = Vec::new();
-    for &proto in &o.protos {
-        for &interval in &o.intervals {
-            for mode in Mode::ALL {
-                // The copy baseline does not depend on the interval.
-                if mode == Mode::Copy && interval != o.intervals[0] {
-                    continue;
+    for &net_name in &o.nets {
+        // The veth pair lives for this network's samples only.
+        let (veth, net) = match net_name {
+            "veth" => match VethPair::create() {
+                Ok(v) => {
+                    let n = v.net();
+                    (Some(v), Ok(n))
                 }
-                let result = measure(proto, mode, o.size, interval, o.secs);
-                let s = Sample {
-                    proto,
-                    interval,
-                    mode,
-                    result,
-                };
-                println!("{}", line(&s, &samples));
-                samples.push(s);
+                Err(e) => (None, Err(format!("no veth pair: {e}"))),
+            },
+            _ => (None, Ok(Net::Loopback)),
+        };
+        for &proto in &o.protos {
+            for &interval in &o.intervals {
+                for mode in Mode::ALL {
+                    // The copy baseline does not depend on the interval.
+                    if mode == Mode::Copy && interval != o.intervals[0] {
+                        continue;
+                    }
+                    let result = net.clone().and_then(|n| {
+                        debug_assert_eq!(n.name(), net_name);
+                        measure(&n, proto, mode, o.size, interval, o.secs)
+                    });
+                    let s = Sample {
+                        net: net_name,
+                        proto,
+                        interval,
+                        mode,
+                        result,
+                    };
+                    println!("{}", line(&s, &samples));
+                    samples.push(s);
+                }
             }
         }
+        drop(veth);
     }
     let table = markdown(&header, &o, &samples);
     println!("\n{table}");
@@ -494,9 +687,11 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // zc-inline needs a patched kernel and veth needs root and iproute2:
+    // both are reported as unavailable, not failures.
     let failed = samples
         .iter()
-        .any(|s| s.mode != Mode::Inline && s.result.is_err());
+        .any(|s| s.mode != Mode::Inline && s.net == "loopback" && s.result.is_err());
     if failed {
         ExitCode::FAILURE
     } else {
@@ -508,13 +703,19 @@ pub fn main(args: &[String]) -> ExitCode {
 /// for the other completion modes.
 fn baseline<'a>(s: &Sample, all: &'a [Sample]) -> Option<&'a Measured> {
     all.iter()
-        .find(|b| b.proto == s.proto && b.interval == s.interval && b.mode == Mode::Selftest)
+        .find(|b| {
+            b.net == s.net
+                && b.proto == s.proto
+                && b.interval == s.interval
+                && b.mode == Mode::Selftest
+        })
         .and_then(|b| b.result.as_ref().ok())
 }
 
 fn line(s: &Sample, before: &[Sample]) -> String {
     let head = format!(
-        "{:<5} interval {:<3} {:<12}",
+        "{:<8} {:<5} interval {:<3} {:<12}",
+        s.net,
         s.proto.name(),
         s.interval,
         s.mode.name()
@@ -544,13 +745,14 @@ fn markdown(header: &str, o: &Opts, samples: &[Sample]) -> String {
     let mut t = String::new();
     t.push_str(&format!("{header}.\n\n"));
     t.push_str(&format!(
-        "Command: `cargo run --release -p msgzc-conformance -- bench --size {} --secs {} --interval {}`\n\n",
+        "Command: `cargo run --release -p msgzc-conformance -- bench --net {} --size {} --secs {} --interval {}`\n\n",
+        o.nets.join(","),
         o.size,
         o.secs,
         o.intervals.iter().map(usize::to_string).collect::<Vec<_>>().join(",")
     ));
-    t.push_str("| proto | interval | mode | MB/s | vs zc-selftest | sends | notifications | syscalls/send | CPU ms/MB | copied |\n");
-    t.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    t.push_str("| net | proto | interval | mode | MB/s | vs zc-selftest | sends | notifications | syscalls/send | CPU ms/MB | copied |\n");
+    t.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for s in samples {
         match &s.result {
             Ok(m) => {
@@ -558,7 +760,8 @@ fn markdown(header: &str, o: &Opts, samples: &[Sample]) -> String {
                     .filter(|_| s.mode != Mode::Copy)
                     .map_or("".into(), |b| format!("{:.2}", m.mb_per_s() / b.mb_per_s()));
                 t.push_str(&format!(
-                    "| {} | {} | {} | {:.1} | {ratio} | {} | {} | {:.3} | {:.2} | {}/{} |\n",
+                    "| {} | {} | {} | {} | {:.1} | {ratio} | {} | {} | {:.3} | {:.2} | {}/{} |\n",
+                    s.net,
                     s.proto.name(),
                     if s.mode == Mode::Copy {
                         "-".to_string()
@@ -576,7 +779,8 @@ fn markdown(header: &str, o: &Opts, samples: &[Sample]) -> String {
                 ));
             }
             Err(e) => t.push_str(&format!(
-                "| {} | {} | {} | unavailable: {e} | | | | | | |\n",
+                "| {} | {} | {} | {} | unavailable: {e} | | | | | | |\n",
+                s.net,
                 s.proto.name(),
                 s.interval,
                 s.mode.name()
@@ -591,6 +795,7 @@ fn json(header: &str, samples: &[Sample]) -> String {
         .iter()
         .map(|s| {
             let mut f = vec![
+                ("net", jstr(s.net)),
                 ("proto", jstr(s.proto.name())),
                 ("interval", s.interval.to_string()),
                 ("mode", jstr(s.mode.name())),
