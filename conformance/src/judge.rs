@@ -21,7 +21,8 @@ pub enum Outcome {
     /// A check failed (or the guest failed), with why.
     Fail(String),
     /// The emulator lacks a feature the case needs (stock qemu-user and
-    /// `SO_ZEROCOPY`); never a pass.
+    /// `SO_ZEROCOPY`); never a pass, and never allowed under the patched
+    /// emulator.
     EmulatorUnsupported(String),
     /// The case could not run here (a missing tool, no IPv6, no namespace
     /// permission), with why.
@@ -162,11 +163,21 @@ pub struct Ctx {
     pub host: Arch,
     /// Whether the guest ran under an emulator (qemu-user).
     pub emulated: bool,
+    /// Whether that emulator is qemu-user with `conformance/qemu/*.patch`
+    /// (`SO_ZEROCOPY`, `MSG_ZEROCOPY`, translated `ee_errno`, offender and
+    /// truncated `IP_RECVERR`): it must behave like the target's kernel, so
+    /// stock qemu-user's known deviations are failures there.
+    pub patched: bool,
 }
 
 impl Ctx {
     fn t(&self) -> Target {
         self.arch.target()
+    }
+
+    /// Stock qemu-user, whose known deviations are findings, not failures.
+    fn stock_emulator(&self) -> bool {
+        self.emulated && !self.patched
     }
 }
 
@@ -439,10 +450,15 @@ fn judge_lines(
         Some("unsupported") => {
             let (ret, errno) = call_result(lines, "setsockopt_SO_ZEROCOPY")?;
             let enoprotoopt = i64::from(t.family.errno().enoprotoopt);
-            return if ctx.emulated && needs_zerocopy(case) && ret < 0 && errno == enoprotoopt {
+            let refused = needs_zerocopy(case) && ret < 0 && errno == enoprotoopt;
+            return if refused && ctx.stock_emulator() {
                 Ok(Outcome::EmulatorUnsupported(format!(
                     "SO_ZEROCOPY refused with ENOPROTOOPT ({errno})"
                 )))
+            } else if refused && ctx.patched {
+                Err(format!(
+                    "the patched emulator refused SO_ZEROCOPY with ENOPROTOOPT ({errno})"
+                ))
             } else {
                 Err(format!("unsupported without cause: {detail}"))
             };
@@ -590,10 +606,14 @@ fn judge_lines(
             };
             if family == 2 && off[4..8] == [127, 0, 0, 1] {
                 Ok(Outcome::Pass)
-            } else if ctx.emulated && off.iter().all(|b| *b == 0) {
+            } else if ctx.stock_emulator() && off.iter().all(|b| *b == 0) {
+                // The offender goes to the guest address equal to the
+                // host address of the buffer: guest_base bytes further on.
                 findings.push(
                     "qemu-user leaves SO_EE_OFFENDER (the sockaddr after \
-                     sock_extended_err) zeroed for this guest"
+                     sock_extended_err) zeroed for this guest, writing it \
+                     guest_base bytes past the buffer instead \
+                     (conformance/qemu/0002 fixes it)"
                         .into(),
                 );
                 Ok(Outcome::Pass)
@@ -616,8 +636,9 @@ fn judge_lines(
     }
 }
 
-/// `ee_errno` of the ICMP error: the target's `ECONNREFUSED`. Under an
-/// emulator that passes the host's value through untranslated, a finding.
+/// `ee_errno` of the ICMP error: the target's `ECONNREFUSED`. Under stock
+/// qemu-user, which passes the host's value through untranslated, a
+/// finding; the patched emulator must translate it.
 fn check_ee_errno(
     ctx: Ctx,
     first4: &[u8],
@@ -630,14 +651,14 @@ fn check_ee_errno(
         return Ok(());
     }
     let host_value = extra(ctx.host, "ECONNREFUSED");
-    if ctx.emulated && got == host_value {
+    if ctx.stock_emulator() && got == host_value {
         findings.push(format!(
             "qemu-user passes ee_errno of {what} IP_RECVERR message untranslated: \
              the host's ECONNREFUSED {host_value} where the target's is {want}"
         ));
         return Ok(());
     }
-    if ctx.emulated && first4 == (host_value as i32).to_ne_bytes() {
+    if ctx.stock_emulator() && first4 == (host_value as i32).to_ne_bytes() {
         findings.push(format!(
             "qemu-user copies {what} IP_RECVERR message unconverted: ee_errno is the \
              host's ECONNREFUSED {host_value} in the host's byte order, where the \
@@ -737,6 +758,14 @@ mod tests {
             arch,
             host: Arch::X86_64,
             emulated,
+            patched: false,
+        }
+    }
+
+    fn patched(arch: Arch) -> Ctx {
+        Ctx {
+            patched: true,
+            ..ctx(arch, true)
         }
     }
 
@@ -808,6 +837,86 @@ END case=probe status=unsupported detail=x
             log.cases.get("zc_udp4").map(|v| &v[..]),
         );
         assert!(matches!(r.outcome, Outcome::Fail(_)));
+    }
+
+    /// The same ICMP error as the patched emulator (or a mips kernel)
+    /// reports it: mips's ECONNREFUSED (146), the offender filled in.
+    const MIPS_ICMP_PATCHED: &str = "GUEST target=mips lang=c pid=1
+CASE name=icmp
+CALL name=recvmsg_errqueue ret=1 errno=0
+RAW dir=recv controllen=44 flags=8224 hex=0000002c000000000000000b00000092020303000000000000000000000200007f0000010000000000000000 msgs=0:11:32 ranges=none items=ext:146:2:3:3 trunc=0
+END case=icmp status=ok detail=x
+DONE
+";
+
+    fn icmp(ctx: Ctx, text: &str) -> CaseResult {
+        let log = GuestLog::parse(text);
+        judge_case(ctx, "icmp", log.cases.get("icmp").map(|v| &v[..]))
+    }
+
+    #[test]
+    fn the_patched_emulator_gets_no_allowance_for_qemu_quirks() {
+        let r = icmp(patched(Arch::Mips), MIPS_ICMP);
+        assert!(matches!(r.outcome, Outcome::Fail(_)), "{r:?}");
+        assert!(r.findings.is_empty(), "{r:?}");
+        for c in [patched(Arch::Mips), ctx(Arch::Mips, true)] {
+            let r = icmp(c, MIPS_ICMP_PATCHED);
+            assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+            assert!(r.findings.is_empty(), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_error_must_be_converted_under_the_patched_emulator() {
+        // mips, a header and 4 bytes of sock_extended_err: ee_errno.
+        let text = |errno_hex: &str| {
+            format!(
+                "GUEST target=mips lang=c pid=1
+CASE name=ctrunc
+CALL name=recvmsg_errqueue ret=1 errno=0
+RAW dir=recv controllen=16 flags=8232 hex=00000010000000000000000b{errno_hex} msgs=0:11:4 ranges=none items=none trunc=1
+END case=ctrunc status=ok detail=x
+"
+            )
+        };
+        let judge = |c: Ctx, t: &str| {
+            let log = GuestLog::parse(t);
+            judge_case(c, "ctrunc", log.cases.get("ctrunc").map(|v| &v[..]))
+        };
+        // Stock qemu-user: the host's 111 in the host's byte order.
+        let raw = text("6f000000");
+        let r = judge(ctx(Arch::Mips, true), &raw);
+        assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+        assert_eq!(r.findings.len(), 1, "{r:?}");
+        assert!(matches!(
+            judge(patched(Arch::Mips), &raw).outcome,
+            Outcome::Fail(_)
+        ));
+        // Translated and swapped: mips's 146, big-endian.
+        let r = judge(patched(Arch::Mips), &text("00000092"));
+        assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
+        assert!(r.findings.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn the_patched_emulator_must_support_so_zerocopy() {
+        let text = "GUEST target=hppa lang=c pid=1
+CASE name=enobufs
+CALL name=setsockopt_SO_ZEROCOPY ret=-1 errno=220
+END case=enobufs status=unsupported detail=x
+";
+        let log = GuestLog::parse(text);
+        let get = |c: &str| log.cases.get(c).map(|v| &v[..]);
+        let r = judge_case(ctx(Arch::Hppa, true), "enobufs", get("enobufs"));
+        assert!(
+            matches!(r.outcome, Outcome::EmulatorUnsupported(_)),
+            "{r:?}"
+        );
+        let r = judge_case(patched(Arch::Hppa), "enobufs", get("enobufs"));
+        assert!(
+            matches!(&r.outcome, Outcome::Fail(w) if w.contains("patched emulator refused")),
+            "{r:?}"
+        );
     }
 
     #[test]

@@ -6,7 +6,13 @@
 //! - `native`: the host's own target; the guest is this very binary.
 //! - `compat`: the host kernel's 32-bit compat target (i686 on x86_64),
 //!   built with Debian's Rust and run directly on the real kernel.
-//! - `qemu-user`: everything else, under `qemu-<arch>-static`.
+//! - `qemu-user`: everything else, under `qemu-<arch>-static` (stock
+//!   Debian qemu-user, which refuses `SO_ZEROCOPY`).
+//! - `qemu-patched`: the same targets under qemu-user built by `ci/qemu`
+//!   with the patches in `conformance/qemu/` (`SO_ZEROCOPY`, `MSG_ZEROCOPY`,
+//!   error-queue translation), selected with `--qemu patched|both`. The
+//!   runner calls `ci/qemu --targets ...`, which returns at once when the
+//!   binaries are cached and builds the missing ones otherwise.
 //!
 //! Rust guests are built with Debian's `/usr/bin/cargo` and
 //! `/usr/bin/rustc` (`RUSTC_BOOTSTRAP=1`, `-Zbuild-std=std,panic_abort`,
@@ -93,7 +99,10 @@ impl Lang {
 enum Tier {
     Native,
     Compat,
+    /// Stock qemu-user from `$PATH`.
     QemuUser,
+    /// qemu-user built by `ci/qemu` with the project's patches.
+    QemuPatched,
 }
 
 impl Tier {
@@ -102,7 +111,102 @@ impl Tier {
             Tier::Native => "native",
             Tier::Compat => "compat",
             Tier::QemuUser => "qemu-user",
+            Tier::QemuPatched => "qemu-patched",
         }
+    }
+
+    fn emulated(self) -> bool {
+        matches!(self, Tier::QemuUser | Tier::QemuPatched)
+    }
+}
+
+/// Which qemu-user the emulated targets run under (`--qemu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QemuSel {
+    Stock,
+    Patched,
+    Both,
+}
+
+impl QemuSel {
+    fn tiers(self) -> &'static [Tier] {
+        match self {
+            QemuSel::Stock => &[Tier::QemuUser],
+            QemuSel::Patched => &[Tier::QemuPatched],
+            QemuSel::Both => &[Tier::QemuUser, Tier::QemuPatched],
+        }
+    }
+}
+
+/// qemu's name for a target: `qemu-ppc-static` → `ppc`.
+fn qemu_target(arch: Arch) -> &'static str {
+    let q = toolchain(arch).qemu;
+    q.strip_prefix("qemu-")
+        .and_then(|q| q.strip_suffix("-static"))
+        .unwrap_or(q)
+}
+
+/// The emulators of a run.
+struct Emulators {
+    /// `--qemu`.
+    sel: QemuSel,
+    /// The bin dir of the patched qemu-user (`ci/qemu`'s last line), or why
+    /// there is none.
+    patched: Result<PathBuf, String>,
+}
+
+impl Emulators {
+    /// The program that runs `arch` on an emulated tier.
+    fn program(&self, tier: Tier, arch: Arch) -> PathBuf {
+        match (tier, &self.patched) {
+            (Tier::QemuPatched, Ok(dir)) => dir.join(format!("qemu-{}", qemu_target(arch))),
+            (Tier::QemuPatched, Err(_)) => PathBuf::from(format!("qemu-{}", qemu_target(arch))),
+            _ => PathBuf::from(toolchain(arch).qemu),
+        }
+    }
+
+    /// Whether the patched binary for `arch` is there.
+    fn has_patched(&self, arch: Arch) -> bool {
+        self.patched.is_ok() && self.program(Tier::QemuPatched, arch).is_file()
+    }
+
+    /// The tier a compat row falls back to when the kernel cannot run it:
+    /// the patched emulator under `--qemu patched` if it is there (nothing
+    /// builds it for this rare case), else stock qemu-user.
+    fn fallback(&self, arch: Arch) -> Tier {
+        if self.sel == QemuSel::Patched && self.has_patched(arch) {
+            Tier::QemuPatched
+        } else {
+            Tier::QemuUser
+        }
+    }
+}
+
+/// Runs `ci/qemu --targets ...` (instant when cached; otherwise it builds,
+/// showing its progress on stderr) and returns the bin dir it prints.
+fn patched_qemu(archs: &[Arch]) -> Result<PathBuf, String> {
+    let mut names: Vec<&str> = archs.iter().map(|&a| qemu_target(a)).collect();
+    names.sort_unstable();
+    names.dedup();
+    let script = workspace_root().join("ci/qemu");
+    let out = Command::new(&script)
+        .arg("--targets")
+        .arg(names.join(","))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| PathBuf::from(l.trim()));
+    match dir {
+        Some(d) if out.status.success() && d.is_dir() => Ok(d),
+        _ => Err(format!(
+            "ci/qemu --targets {} failed ({})",
+            names.join(","),
+            out.status
+        )),
     }
 }
 
@@ -135,6 +239,7 @@ struct RowResult {
 struct Opts {
     archs: Vec<Arch>,
     guest: String,
+    qemu: QemuSel,
     json: Option<String>,
     require_all: bool,
     install: bool,
@@ -144,10 +249,13 @@ struct Opts {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: msgzc-conformance run [--all | --target NAME[,NAME..]] [--guest auto|rust|c|both]\n\
-         \x20                            [--json PATH] [--require-all] [--install] [-v]\n\
+         \x20                            [--qemu stock|patched|both] [--json PATH] [--require-all]\n\
+         \x20                            [--install] [-v]\n\
          \n\
          Without --all/--target only the host's own target runs (nothing to install).\n\
          --guest      auto: Rust where Rust can build (C for alpha, hppa); both: two rows\n\
+         --qemu       stock: Debian's qemu-user (default); patched: qemu-user with\n\
+         \x20            conformance/qemu/*.patch, built and cached by ci/qemu; both: two rows\n\
          --require-all  a missing tool fails instead of skipping (also MSGZC_REQUIRE_ALL=1)\n\
          --install    run `{BOOTSTRAP}` first when tools are missing (needs root)\n\
          targets: {}",
@@ -160,6 +268,7 @@ fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
     let mut o = Opts {
         archs: vec![host],
         guest: "auto".into(),
+        qemu: QemuSel::Stock,
         json: None,
         require_all: std::env::var("MSGZC_REQUIRE_ALL").is_ok_and(|v| v == "1"),
         install: false,
@@ -183,6 +292,14 @@ fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
                     return Err(format!("--guest {}: auto, rust, c or both", o.guest));
                 }
             }
+            "--qemu" => {
+                o.qemu = match val()?.as_str() {
+                    "stock" => QemuSel::Stock,
+                    "patched" => QemuSel::Patched,
+                    "both" => QemuSel::Both,
+                    v => return Err(format!("--qemu {v}: stock, patched or both")),
+                }
+            }
             "--json" => o.json = Some(val()?),
             "--require-all" => o.require_all = true,
             "--install" => o.install = true,
@@ -196,12 +313,12 @@ fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
 fn plan(o: &Opts, host: Arch) -> Vec<Row> {
     let mut rows = Vec::new();
     for &arch in &o.archs {
-        let tier = if arch == host {
-            Tier::Native
+        let tiers: &[Tier] = if arch == host {
+            &[Tier::Native]
         } else if host.compat_guest() == Some(arch) {
-            Tier::Compat
+            &[Tier::Compat]
         } else {
-            Tier::QemuUser
+            o.qemu.tiers()
         };
         let has_rust = arch.rust_triple().is_some();
         let langs: &[Lang] = match (o.guest.as_str(), has_rust) {
@@ -209,7 +326,9 @@ fn plan(o: &Opts, host: Arch) -> Vec<Row> {
             ("both", true) => &[Lang::Rust, Lang::C],
             _ => &[Lang::Rust],
         };
-        rows.extend(langs.iter().map(|&lang| Row { arch, lang, tier }));
+        for &tier in tiers {
+            rows.extend(langs.iter().map(|&lang| Row { arch, lang, tier }));
+        }
     }
     rows
 }
@@ -239,7 +358,7 @@ fn c_compiler(arch: Arch, host: Arch) -> Option<PathBuf> {
 }
 
 /// Tools a row needs that are missing.
-fn missing_tools(row: Row, host: Arch) -> Vec<String> {
+fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<String> {
     let tc = toolchain(row.arch);
     let mut m = Vec::new();
     if c_compiler(row.arch, host).is_none() {
@@ -247,6 +366,9 @@ fn missing_tools(row: Row, host: Arch) -> Vec<String> {
     }
     if row.tier == Tier::QemuUser && which(tc.qemu).is_none() {
         m.push(tc.qemu.to_string());
+    }
+    if row.tier == Tier::QemuPatched && !emu.has_patched(row.arch) {
+        m.push(format!("patched qemu-{}", qemu_target(row.arch)));
     }
     if row.lang == Lang::Rust && row.tier != Tier::Native {
         for (path, what) in [
@@ -350,10 +472,10 @@ fn run_limited(mut cmd: Command, limit: Duration) -> std::io::Result<RunOut> {
 }
 
 /// A command that runs `exe` on `row`'s tier.
-fn launcher(row: Row, exe: &Path) -> Command {
+fn launcher(row: Row, exe: &Path, emu: &Emulators) -> Command {
     match row.tier {
-        Tier::QemuUser => {
-            let mut c = Command::new(toolchain(row.arch).qemu);
+        Tier::QemuUser | Tier::QemuPatched => {
+            let mut c = Command::new(emu.program(row.tier, row.arch));
             c.arg(exe);
             c
         }
@@ -446,7 +568,7 @@ fn secs(d: Duration) -> f64 {
 }
 
 /// Builds and runs one row's guest and judges it.
-fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome) -> RowResult {
+fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome, emu: &Emulators) -> RowResult {
     let fail_all = |why: String, build_secs| RowResult {
         row,
         cases: crate::cases::guest_cases()
@@ -478,15 +600,19 @@ fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome) -> RowResult {
     };
     let start = Instant::now();
     let mut row = row;
-    let mut cmd = launcher(row, &exe);
+    let mut cmd = launcher(row, &exe, emu);
     if row.lang == Lang::Rust {
         cmd.arg("guest");
     }
     let mut out = run_limited(cmd, RUN_TIMEOUT);
     // A kernel without 32-bit compat cannot exec the guest: emulate it.
-    if row.tier == Tier::Compat && out.is_err() && which(toolchain(row.arch).qemu).is_some() {
-        row.tier = Tier::QemuUser;
-        let mut cmd = launcher(row, &exe);
+    let fallback = emu.fallback(row.arch);
+    if row.tier == Tier::Compat
+        && out.is_err()
+        && which(&emu.program(fallback, row.arch).to_string_lossy()).is_some()
+    {
+        row.tier = fallback;
+        let mut cmd = launcher(row, &exe, emu);
         if row.lang == Lang::Rust {
             cmd.arg("guest");
         }
@@ -505,7 +631,8 @@ fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome) -> RowResult {
     let ctx = Ctx {
         arch: row.arch,
         host,
-        emulated: row.tier == Tier::QemuUser,
+        emulated: row.tier.emulated(),
+        patched: row.tier == Tier::QemuPatched,
     };
     let log = GuestLog::parse(&out.stdout);
     let mut cases = judge_guest(ctx, row.lang.name(), &log);
@@ -553,7 +680,7 @@ fn with_facts(mut r: RowResult, facts: &Outcome) -> RowResult {
 
 /// `abi_facts`: `abi_facts.c` built with `arch`'s toolchain, run on its
 /// tier, compared with the tables.
-fn abi_facts(arch: Arch, tier: Tier, host: Arch, cache: &Path) -> Outcome {
+fn abi_facts(arch: Arch, tier: Tier, host: Arch, cache: &Path, emu: &Emulators) -> Outcome {
     let out = cache.join("c").join(arch.name()).join("abi_facts");
     let src = workspace_root().join("conformance/guest-c/abi_facts.c");
     if let Err(e) = build_c(arch, host, &src, &out) {
@@ -564,7 +691,7 @@ fn abi_facts(arch: Arch, tier: Tier, host: Arch, cache: &Path) -> Outcome {
         lang: Lang::C,
         tier,
     };
-    match run_limited(launcher(row, &out), RUN_TIMEOUT) {
+    match run_limited(launcher(row, &out, emu), RUN_TIMEOUT) {
         Ok(o) if o.status.is_some_and(|s| s.success()) => judge_abi_facts(arch, &o.stdout),
         Ok(o) => Outcome::Fail(format!(
             "abi_facts exited {:?}: {}",
@@ -572,7 +699,7 @@ fn abi_facts(arch: Arch, tier: Tier, host: Arch, cache: &Path) -> Outcome {
             o.stderr.trim()
         )),
         // No compat layer: under the emulator instead.
-        Err(_) if tier == Tier::Compat => abi_facts(arch, Tier::QemuUser, host, cache),
+        Err(_) if tier == Tier::Compat => abi_facts(arch, emu.fallback(arch), host, cache, emu),
         Err(e) => Outcome::Fail(format!("cannot run abi_facts: {e}")),
     }
 }
@@ -627,7 +754,16 @@ pub fn run(args: &[String]) -> ExitCode {
     let wall = Instant::now();
     let rows = plan(&o, host);
     let cache = cache_dir();
-    let needs = |r: &Row| !missing_tools(*r, host).is_empty();
+    let no_emu = Emulators {
+        sel: o.qemu,
+        patched: Err("not needed".into()),
+    };
+    // `ci/qemu` installs what the patched emulator needs itself.
+    let needs = |r: &Row| {
+        missing_tools(*r, host, &no_emu)
+            .iter()
+            .any(|m| !m.starts_with("patched "))
+    };
     if o.install && rows.iter().any(needs) {
         let script = workspace_root().join("ci/bootstrap");
         println!("installing missing tools: {} --cross", script.display());
@@ -639,10 +775,43 @@ pub fn run(args: &[String]) -> ExitCode {
             eprintln!("run: {BOOTSTRAP} failed");
         }
     }
+    // The patched emulator: `ci/qemu` for the targets of its rows.
+    let patched_archs: Vec<Arch> = rows
+        .iter()
+        .filter(|r| r.tier == Tier::QemuPatched)
+        .map(|r| r.arch)
+        .collect();
+    let emu = Emulators {
+        sel: o.qemu,
+        patched: if patched_archs.is_empty() {
+            Err("not needed".into())
+        } else {
+            let t = Instant::now();
+            let r = patched_qemu(&patched_archs);
+            match &r {
+                Ok(d) => println!(
+                    "patched qemu-user: {} ({:.1}s)",
+                    d.display(),
+                    secs(t.elapsed())
+                ),
+                Err(e) => println!("patched qemu-user: {e}"),
+            }
+            r
+        },
+    };
     let qemu_version = rows
         .iter()
         .find(|r| r.tier == Tier::QemuUser)
         .and_then(|r| first_line(toolchain(r.arch).qemu, &["--version"]));
+    let patched_version = rows
+        .iter()
+        .find(|r| r.tier == Tier::QemuPatched && emu.has_patched(r.arch))
+        .and_then(|r| {
+            first_line(
+                &emu.program(Tier::QemuPatched, r.arch).to_string_lossy(),
+                &["--version"],
+            )
+        });
     let rustc = rows
         .iter()
         .any(|r| r.lang == Lang::Rust && r.tier != Tier::Native)
@@ -656,16 +825,20 @@ pub fn run(args: &[String]) -> ExitCode {
     if let Some(q) = &qemu_version {
         println!("emulator: {q}");
     }
+    if let Some(q) = &patched_version {
+        println!("patched emulator: {q}");
+    }
     if let Some(r) = &rustc {
         println!("guest compiler: {r}; cache: {}", cache.display());
     }
     let mut results = Vec::new();
     let mut facts_cache: BTreeMap<Arch, Outcome> = BTreeMap::new();
     let mut any_missing = false;
+    let mut any_missing_patched = false;
     let mut shown_missing = false;
     for (i, &row) in rows.iter().enumerate() {
         print!(
-            "[{:>2}/{}] {:<12} {:<9} {:<4} ",
+            "[{:>2}/{}] {:<13} {:<12} {:<4} ",
             i + 1,
             rows.len(),
             row.label(),
@@ -673,19 +846,26 @@ pub fn run(args: &[String]) -> ExitCode {
             row.lang.name()
         );
         let _ = std::io::stdout().flush();
-        let missing = missing_tools(row, host);
+        let missing = missing_tools(row, host, &emu);
         let r = if missing.is_empty() {
             let facts = facts_cache
                 .entry(row.arch)
-                .or_insert_with(|| abi_facts(row.arch, row.tier, host, &cache))
+                .or_insert_with(|| abi_facts(row.arch, row.tier, host, &cache, &emu))
                 .clone();
-            run_row(row, host, &cache, &facts)
+            run_row(row, host, &cache, &facts, &emu)
         } else {
-            any_missing = true;
-            let why = format!(
-                "missing {}; install: {BOOTSTRAP} (root)",
-                missing.join(", ")
-            );
+            let patched_only = missing.iter().all(|m| m.starts_with("patched "));
+            any_missing |= !patched_only;
+            any_missing_patched |= patched_only;
+            let how = if patched_only {
+                format!(
+                    "build: ci/qemu --targets {} (root for its packages)",
+                    qemu_target(row.arch)
+                )
+            } else {
+                format!("install: {BOOTSTRAP} (root)")
+            };
+            let why = format!("missing {}; {how}", missing.join(", "));
             let outcome = if o.require_all {
                 Outcome::Fail(why)
             } else {
@@ -760,7 +940,7 @@ pub fn run(args: &[String]) -> ExitCode {
             .filter(|c| c.outcome.label() == l)
             .count()
     };
-    let (pass, fail, emu, skip) = (
+    let (pass, fail, unsup, skip) = (
         total("pass"),
         total("FAIL"),
         total("emu-unsup"),
@@ -768,7 +948,7 @@ pub fn run(args: &[String]) -> ExitCode {
     );
     let wall_secs = secs(wall.elapsed());
     println!(
-        "\n{pass} pass, {fail} fail, {emu} emulator-unsupported, {skip} skipped \
+        "\n{pass} pass, {fail} fail, {unsup} emulator-unsupported, {skip} skipped \
          ({} rows × {} cases) in {wall_secs:.1}s",
         results.len(),
         CASES.len()
@@ -776,14 +956,18 @@ pub fn run(args: &[String]) -> ExitCode {
     if any_missing {
         println!("some tools are missing; install them with: sudo {BOOTSTRAP}");
     }
+    if any_missing_patched {
+        println!("the patched qemu-user is missing; build it with: sudo ci/qemu");
+    }
     if let Some(path) = &o.json {
         let doc = json_doc(
             &results,
             host,
-            qemu_version,
+            [qemu_version, patched_version],
+            &emu,
             rustc,
             wall_secs,
-            [pass, fail, emu, skip],
+            [pass, fail, unsup, skip],
         );
         if let Err(e) = std::fs::write(path, doc + "\n") {
             eprintln!("{path}: {e}");
@@ -803,7 +987,7 @@ fn print_matrix(results: &[RowResult]) {
     println!("\nmatrix ({} rows × {} cases)", results.len(), CASES.len());
     let head: Vec<String> = CASES.iter().map(|c| format!("{c:<0$}", w(c))).collect();
     println!(
-        "  {:<12} {:<9} {:<5} {}",
+        "  {:<13} {:<12} {:<5} {}",
         "target",
         "tier",
         "guest",
@@ -822,7 +1006,7 @@ fn print_matrix(results: &[RowResult]) {
             })
             .collect();
         println!(
-            "  {:<12} {:<9} {:<5} {}",
+            "  {:<13} {:<12} {:<5} {}",
             r.row.label(),
             r.row.tier.name(),
             r.row.lang.name(),
@@ -856,7 +1040,8 @@ fn print_findings(results: &[RowResult]) {
 fn json_doc(
     results: &[RowResult],
     host: Arch,
-    qemu: Option<String>,
+    [qemu, qemu_patched]: [Option<String>; 2],
+    emulators: &Emulators,
     rustc: Option<String>,
     wall_secs: f64,
     [pass, fail, emu, skip]: [usize; 4],
@@ -887,8 +1072,8 @@ fn json_doc(
                 ("tier", jstr(r.row.tier.name())),
                 (
                     "emulator",
-                    if r.row.tier == Tier::QemuUser {
-                        jstr(toolchain(r.row.arch).qemu)
+                    if r.row.tier.emulated() {
+                        jstr(&emulators.program(r.row.tier, r.row.arch).to_string_lossy())
                     } else {
                         "null".into()
                     },
@@ -911,6 +1096,7 @@ fn json_doc(
             ]),
         ),
         ("qemu", opt(qemu)),
+        ("qemu_patched", opt(qemu_patched)),
         ("guest_rustc", opt(rustc)),
         ("wall_seconds", wall_secs.to_string()),
         (
@@ -958,5 +1144,55 @@ mod tests {
         let o = parse_opts(&[], Arch::X86_64).unwrap();
         assert_eq!(plan(&o, Arch::X86_64).len(), 1);
         assert!(parse_opts(&["--target".into(), "vax".into()], Arch::X86_64).is_err());
+    }
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn qemu_selects_the_emulated_tiers_only() {
+        let rows = |a: &str| plan(&parse_opts(&args(a), Arch::X86_64).unwrap(), Arch::X86_64);
+        let stock = rows("--all --guest both");
+        assert!(stock.iter().all(|r| r.tier != Tier::QemuPatched));
+        let patched = rows("--all --guest both --qemu patched");
+        assert_eq!(patched.len(), stock.len());
+        assert!(patched.iter().all(|r| r.tier != Tier::QemuUser));
+        assert_eq!(patched[0].tier, Tier::Native);
+        assert!(patched
+            .iter()
+            .any(|r| r.arch == Arch::I686 && r.tier == Tier::Compat));
+        let both = rows("--all --guest both --qemu both");
+        assert_eq!(both.len(), 2 * stock.len() - 2 - 2);
+        let hppa: Vec<Tier> = both
+            .iter()
+            .filter(|r| r.arch == Arch::Hppa)
+            .map(|r| r.tier)
+            .collect();
+        assert_eq!(hppa, [Tier::QemuUser, Tier::QemuPatched]);
+        assert!(parse_opts(&args("--qemu newest"), Arch::X86_64).is_err());
+    }
+
+    #[test]
+    fn patched_binaries_are_found_by_qemu_name() {
+        assert_eq!(qemu_target(Arch::Powerpc), "ppc");
+        assert_eq!(qemu_target(Arch::I686), "i386");
+        assert_eq!(qemu_target(Arch::Armv7), "arm");
+        assert_eq!(qemu_target(Arch::Powerpc64le), "ppc64le");
+        let emu = Emulators {
+            sel: QemuSel::Patched,
+            patched: Ok(PathBuf::from("/cache/bin")),
+        };
+        assert_eq!(
+            emu.program(Tier::QemuPatched, Arch::Hppa),
+            Path::new("/cache/bin/qemu-hppa")
+        );
+        assert_eq!(
+            emu.program(Tier::QemuUser, Arch::Hppa),
+            Path::new("qemu-hppa-static")
+        );
+        assert!(!emu.has_patched(Arch::Hppa));
+        // Without the binary a compat row falls back to stock qemu-user.
+        assert_eq!(emu.fallback(Arch::I686), Tier::QemuUser);
     }
 }
