@@ -489,18 +489,23 @@ fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<(), String>
     if let Some(d) = out.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
+    // Built beside and renamed into place: another run sharing the cache
+    // may be executing the old binary, and qemu-user maps it rather than
+    // exec'ing it, so rewriting it in place would crash that guest.
+    let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
     let res = Command::new(&cc)
         .args(["-O1", "-Wall", "-Werror", "-static"])
         .args(toolchain(arch).cflags)
         .arg(format!("-DTARGET_NAME=\"{}\"", arch.name()))
         .arg("-o")
-        .arg(out)
+        .arg(&tmp)
         .arg(src)
         .output()
         .map_err(|e| format!("{}: {e}", cc.display()))?;
     if res.status.success() {
-        Ok(())
+        std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
     } else {
+        let _ = std::fs::remove_file(&tmp);
         Err(format!(
             "{} failed: {}",
             cc.display(),
