@@ -2,7 +2,9 @@
 //! answers, both into [`ZcRange`].
 
 use crate::error::{DecodeError, ZcError};
-use crate::layout::{read_ee, read_elem, read_zc_length, EE_SIZE, ZC_ELEM_SIZE, ZC_INFO_SIZE};
+use crate::layout::{
+    read_ee, read_elem, read_zc_length, EE_SIZE, ZC_ELEM_SIZE, ZC_ELEM_ZEROCOPY, ZC_INFO_SIZE,
+};
 use crate::walk::Cmsg;
 use crate::ZC_POISON;
 use msgzc_abi::{
@@ -369,7 +371,8 @@ pub(crate) fn decode_zc_info(
         found: data.len(),
     })?;
     let elems = &data[ZC_INFO_SIZE..];
-    let zc_byte = |i: usize| read_elem(e, &elems[i * ZC_ELEM_SIZE..]).map_or(ZC_POISON, |x| x.2);
+    // Indexing is in bounds: data.len() was checked against capacity.
+    let zc_byte = |i: usize| elems[i * ZC_ELEM_SIZE + ZC_ELEM_ZEROCOPY];
     let poisoned = |i: usize| {
         elems[i * ZC_ELEM_SIZE..(i + 1) * ZC_ELEM_SIZE]
             .iter()

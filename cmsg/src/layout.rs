@@ -121,6 +121,10 @@ pub(crate) fn ee_bytes(e: Endian, ee: Ee) -> [u8; EE_SIZE] {
 
 pub(crate) const ZC_INFO_SIZE: usize = core::mem::size_of::<ZcInfo<LittleEndian>>();
 pub(crate) const ZC_ELEM_SIZE: usize = core::mem::size_of::<ZcInfoElem<LittleEndian>>();
+/// Offset of `zerocopy` in `struct zc_info_elem` (a single byte: the same
+/// in either byte order).
+pub(crate) const ZC_ELEM_ZEROCOPY: usize =
+    core::mem::offset_of!(ZcInfoElem<LittleEndian>, zerocopy);
 
 /// The `length` of a `struct zc_info` at the start of `b`.
 #[inline]
