@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! msgzc-conformance run [--all | --target A,B] [--guest auto|rust|c|both]
+//!                       [--qemu stock|patched|both | --tier user]
 //!                       [--json PATH] [--require-all] [--install] [-v]
 //! msgzc-conformance abi-table [--json]      msgzc-abi's numbers per target
 //! msgzc-conformance abi-check FACTS.jsonl   header facts against the tables
 //! msgzc-conformance decode --target NAME [--flags N] < hex
 //! msgzc-conformance guest [CASE..]          the Rust guest agent (used by run)
+//! msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT
+//!                                           judges a guest's output captured elsewhere
 //! msgzc-conformance bench [--proto ..] [--interval 1,32] [--size N] [--secs S]
 //!                         [--json PATH] [--markdown PATH]   end-to-end throughput
 //! ```
@@ -36,6 +39,7 @@ fn usage() -> ExitCode {
          msgzc-conformance decode --target NAME [--flags N]   (hex on stdin)\n  \
          msgzc-conformance abi-check FACTS.jsonl\n  \
          msgzc-conformance guest [CASE..]\n  \
+         msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT\n  \
          msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P]"
     );
     ExitCode::from(2)
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         "abi-check" => table::abi_check(rest),
         "decode" => table::decode(rest),
         "guest" => guest::main(rest),
+        "judge" => runner::judge_saved(rest),
         "bench" => bench::main(rest),
         _ => usage(),
     }
