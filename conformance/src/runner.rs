@@ -1124,6 +1124,75 @@ fn json_doc(
     ])
 }
 
+/// The `judge` subcommand: judges a guest's output produced elsewhere (by
+/// `cross run … -- guest` in CI, or on a board) exactly as `run` would.
+///
+/// ```text
+/// msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT
+/// ```
+pub fn judge_saved(args: &[String]) -> ExitCode {
+    let usage = || {
+        eprintln!(
+            "usage: msgzc-conformance judge --target NAME [--lang rust|c] \
+             [--tier native|emulated|patched] < GUEST-OUTPUT"
+        );
+        ExitCode::from(2)
+    };
+    let (mut arch, mut lang, mut tier) = (None, "rust".to_string(), "emulated".to_string());
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let Some(v) = it.next() else {
+            return usage();
+        };
+        match a.as_str() {
+            "--target" => arch = Arch::from_name(v),
+            "--lang" if v == "rust" || v == "c" => lang = v.clone(),
+            "--tier" if ["native", "emulated", "patched"].contains(&v.as_str()) => tier = v.clone(),
+            _ => return usage(),
+        }
+    }
+    let (Some(arch), Some(host)) = (arch, Arch::native()) else {
+        return usage();
+    };
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+        eprintln!("judge: stdin: {e}");
+        return ExitCode::FAILURE;
+    }
+    let ctx = Ctx {
+        arch,
+        host,
+        emulated: tier != "native",
+        patched: tier == "patched",
+    };
+    let cases = judge_guest(ctx, &lang, &GuestLog::parse(&text));
+    let mut fails = 0;
+    for c in &cases {
+        println!(
+            "{:<16} {:<10} {}",
+            c.case,
+            c.outcome.label(),
+            c.outcome.detail()
+        );
+        for f in &c.findings {
+            println!("{:<16} finding    {f}", "");
+        }
+        fails += usize::from(matches!(c.outcome, Outcome::Fail(_)));
+    }
+    let count = |l: &str| cases.iter().filter(|c| c.outcome.label() == l).count();
+    println!(
+        "{arch} ({lang}, {tier}): {} pass, {fails} fail, {} emulator-unsupported, {} skipped",
+        count("pass"),
+        count("emu-unsup"),
+        count("skip")
+    );
+    if fails > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1205,74 +1274,5 @@ mod tests {
         assert!(!emu.has_patched(Arch::Hppa));
         // Without the binary a compat row falls back to stock qemu-user.
         assert_eq!(emu.fallback(Arch::I686), Tier::QemuUser);
-    }
-}
-
-/// The `judge` subcommand: judges a guest's output produced elsewhere (by
-/// `cross run … -- guest` in CI, or on a board) exactly as `run` would.
-///
-/// ```text
-/// msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT
-/// ```
-pub fn judge_saved(args: &[String]) -> ExitCode {
-    let usage = || {
-        eprintln!(
-            "usage: msgzc-conformance judge --target NAME [--lang rust|c] \
-             [--tier native|emulated|patched] < GUEST-OUTPUT"
-        );
-        ExitCode::from(2)
-    };
-    let (mut arch, mut lang, mut tier) = (None, "rust".to_string(), "emulated".to_string());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let Some(v) = it.next() else {
-            return usage();
-        };
-        match a.as_str() {
-            "--target" => arch = Arch::from_name(v),
-            "--lang" if v == "rust" || v == "c" => lang = v.clone(),
-            "--tier" if ["native", "emulated", "patched"].contains(&v.as_str()) => tier = v.clone(),
-            _ => return usage(),
-        }
-    }
-    let (Some(arch), Some(host)) = (arch, Arch::native()) else {
-        return usage();
-    };
-    let mut text = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
-        eprintln!("judge: stdin: {e}");
-        return ExitCode::FAILURE;
-    }
-    let ctx = Ctx {
-        arch,
-        host,
-        emulated: tier != "native",
-        patched: tier == "patched",
-    };
-    let cases = judge_guest(ctx, &lang, &GuestLog::parse(&text));
-    let mut fails = 0;
-    for c in &cases {
-        println!(
-            "{:<16} {:<10} {}",
-            c.case,
-            c.outcome.label(),
-            c.outcome.detail()
-        );
-        for f in &c.findings {
-            println!("{:<16} finding    {f}", "");
-        }
-        fails += usize::from(matches!(c.outcome, Outcome::Fail(_)));
-    }
-    let count = |l: &str| cases.iter().filter(|c| c.outcome.label() == l).count();
-    println!(
-        "{arch} ({lang}, {tier}): {} pass, {fails} fail, {} emulator-unsupported, {} skipped",
-        count("pass"),
-        count("emu-unsup"),
-        count("skip")
-    );
-    if fails > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
     }
 }
