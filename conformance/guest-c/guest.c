@@ -8,8 +8,11 @@
  * msgzc-cmsg and requires the same answer: a differential check between
  * the C ABI of the target and the Rust tables.
  *
- * It assumes nothing about its environment (it may later run as PID 1 on
- * a bare kernel): it brings lo up itself.
+ * It assumes nothing about its environment: it brings lo up itself, and
+ * as PID 1 on a bare kernel (the system tier, conformance/src/system.rs)
+ * it also mounts /proc, quiets the kernel's console messages, prints
+ * "NOTE kernel=RELEASE machine=MACHINE" and at the end powers the machine
+ * off (sync, reboot(RB_POWER_OFF)), which makes QEMU exit.
  *
  * Build: <cross>-gcc -O1 -Wall -Werror -static [-Wl,--no-relax on alpha]
  *        -o guest guest.c   (abi_facts.c must sit beside it)
@@ -30,7 +33,11 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/klog.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <linux/errqueue.h>
 
@@ -852,7 +859,13 @@ static void ctrunc(const char *c)
 	close(tx);
 }
 
-/* ENOBUFS from an exhausted optmem budget, in a private network namespace. */
+/* Whether this agent is PID 1 on a bare kernel (the system tier). */
+static int is_init;
+
+/* ENOBUFS from an exhausted optmem budget, in a private network namespace.
+ * As PID 1 the machine is ours and the case stays in the initial namespace:
+ * before Linux 6.9 net.core.optmem_max is global and a new namespace has no
+ * such file. */
 static void enobufs_child(const char *c)
 {
 	const char *optmem = "/proc/sys/net/core/optmem_max";
@@ -861,14 +874,14 @@ static void enobufs_child(const char *c)
 	FILE *f;
 	ssize_t r;
 
-	if (unshare(CLONE_NEWNET) < 0) {
+	if (!is_init && unshare(CLONE_NEWNET) < 0) {
 		char why[96];
 
 		snprintf(why, sizeof(why), "unshare(CLONE_NEWNET): %s", strerror(errno));
 		end(c, "skip", why);
 		return;
 	}
-	if (loopback_up() < 0) {
+	if (!is_init && loopback_up() < 0) {
 		end(c, "skip", "lo in the new namespace");
 		return;
 	}
@@ -952,6 +965,29 @@ static void run(const char *c)
 	fflush(stdout);
 }
 
+/* PID 1 on a bare kernel: /proc for enobufs' sysctl, the console kept
+ * for our lines (SYSLOG_ACTION_CONSOLE_LEVEL 8: only emergencies such as a
+ * panic still print), and the kernel named. */
+static void pid1_setup(void)
+{
+	struct utsname u;
+
+	if (mount("proc", "/proc", "proc", 0, NULL) < 0)
+		printf("NOTE mount_proc=%s\n", strerror(errno));
+	klogctl(8, NULL, 1);
+	if (uname(&u) == 0)
+		printf("NOTE kernel=%s machine=%s\n", u.release, u.machine);
+}
+
+/* PID 1 must not return (the kernel would panic): power off, QEMU exits. */
+static void power_off(void)
+{
+	fflush(stdout);
+	sync();
+	reboot(RB_POWER_OFF);
+	printf("NOTE reboot=%s\n", strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
 	static const char *const all[] = {
@@ -960,8 +996,11 @@ int main(int argc, char **argv)
 	};
 	size_t i;
 
+	is_init = getpid() == 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	memset(payload, 0x42, sizeof(payload));
+	if (is_init)
+		pid1_setup();
 	if (loopback_up() < 0)
 		printf("NOTE loopback_up=%s\n", strerror(errno));
 	printf("GUEST target=%s lang=c pid=%d\n", TARGET_NAME, (int)getpid());
@@ -972,5 +1011,7 @@ int main(int argc, char **argv)
 		for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			run(all[i]);
 	printf("DONE\n");
+	if (is_init)
+		power_off();
 	return 0;
 }

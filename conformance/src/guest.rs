@@ -2,8 +2,12 @@
 //! target it was compiled for and prints one line per step. The host
 //! judges; nothing here decides a case on its own.
 //!
-//! It assumes nothing about its environment (it may be PID 1 on a bare
-//! kernel): it brings `lo` up itself.
+//! It assumes nothing about its environment: it brings `lo` up itself,
+//! and as PID 1 on a bare kernel (the system tier, `crate::system`) it
+//! also mounts `/proc`, quiets the kernel's console messages so they do
+//! not split its lines, prints `NOTE kernel=RELEASE machine=MACHINE` and
+//! at the end powers the machine off (`sync`, `reboot(RB_POWER_OFF)`), which
+//! makes QEMU exit.
 //!
 //! # Protocol
 //!
@@ -82,6 +86,10 @@ fn raw(dir: &str, bytes: &[u8], controllen: usize, flags: u32) -> view::View {
 /// Runs the named cases (all when `args` is empty).
 pub fn main(args: &[String]) -> ExitCode {
     let arch = Arch::native().expect("msgzc-cmsg's sys layer only builds for named targets");
+    let init = std::process::id() == 1;
+    if init {
+        pid1_setup();
+    }
     if let Err(e) = sys::loopback_up() {
         println!("NOTE loopback_up={}", word(&e.to_string()));
     }
@@ -120,7 +128,71 @@ pub fn main(args: &[String]) -> ExitCode {
         println!("END case={case} status={status} detail={}", word(&detail));
     }
     println!("DONE");
+    if init {
+        power_off();
+    }
     ExitCode::SUCCESS
+}
+
+/// PID 1 on a bare kernel: `/proc` for the sysctls `enobufs` writes, the
+/// console kept for this agent's lines (only emergencies such as a panic
+/// still print), and the kernel named.
+fn pid1_setup() {
+    // SAFETY: NUL-terminated strings and no mount data; a failure (already
+    // mounted) is reported and harmless.
+    let r = unsafe {
+        libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            0,
+            core::ptr::null(),
+        )
+    };
+    if r != 0 {
+        println!(
+            "NOTE mount_proc={}",
+            word(&std::io::Error::last_os_error().to_string())
+        );
+    }
+    // SYSLOG_ACTION_CONSOLE_LEVEL (8): console messages of level < 1 only.
+    // SAFETY: this action reads no buffer.
+    unsafe { libc::klogctl(8, core::ptr::null_mut(), 1) };
+    // SAFETY: utsname is plain old data, written by the call.
+    let mut u: libc::utsname = unsafe { core::mem::zeroed() };
+    // SAFETY: `u` is writable for the call.
+    if unsafe { libc::uname(&mut u) } == 0 {
+        let field = |f: &[libc::c_char]| {
+            let b: Vec<u8> = f
+                .iter()
+                .take_while(|c| **c != 0)
+                .map(|c| *c as u8)
+                .collect();
+            word(&String::from_utf8_lossy(&b))
+        };
+        println!(
+            "NOTE kernel={} machine={}",
+            field(&u.release),
+            field(&u.machine)
+        );
+    }
+}
+
+/// PID 1's exit: returning would panic the kernel, so flush, sync and
+/// power off (QEMU exits). Should that fail, the return that follows
+/// still ends the run, through the panic.
+fn power_off() {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: plain system calls without pointers.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+    println!(
+        "NOTE reboot={}",
+        word(&std::io::Error::last_os_error().to_string())
+    );
 }
 
 /// The numbers as this guest sees them: msgzc-abi's tables for the target
@@ -681,17 +753,22 @@ fn icmp_case(truncate: bool) -> End {
 
 /// `ENOBUFS` from an exhausted optmem budget, in a private network
 /// namespace (on a thread of its own, so the other cases keep theirs).
+/// As PID 1 the machine is the agent's alone and the case stays in the
+/// initial namespace: before Linux 6.9 `net.core.optmem_max` is global and
+/// a new namespace has no such file.
 fn enobufs() -> End {
     let h = std::thread::spawn(|| {
-        // SAFETY: unshare affects only this thread, which owns no sockets.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return End::Skip(format!(
-                "unshare(CLONE_NEWNET): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        if let Err(e) = sys::loopback_up() {
-            return End::Skip(format!("lo in new namespace: {e}"));
+        if std::process::id() != 1 {
+            // SAFETY: unshare affects only this thread, which owns no sockets.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                return End::Skip(format!(
+                    "unshare(CLONE_NEWNET): {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            if let Err(e) = sys::loopback_up() {
+                return End::Skip(format!("lo in new namespace: {e}"));
+            }
         }
         let optmem = "/proc/sys/net/core/optmem_max";
         let Ok(old) = std::fs::read_to_string(optmem) else {

@@ -11,6 +11,8 @@
 //! msgzc-conformance guest [CASE..]          the Rust guest agent (used by run)
 //! msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT
 //!                                           judges a guest's output captured elsewhere
+//! msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH]
+//!                         one agent as PID 1 on a real kernel under qemu-system
 //! msgzc-conformance bench [--proto ..] [--interval 1,32] [--size N] [--secs S]
 //!                         [--json PATH] [--markdown PATH]   end-to-end throughput
 //! ```
@@ -26,6 +28,7 @@ mod guest;
 mod judge;
 mod report;
 mod runner;
+mod system;
 mod table;
 mod view;
 
@@ -40,6 +43,7 @@ fn usage() -> ExitCode {
          msgzc-conformance abi-check FACTS.jsonl\n  \
          msgzc-conformance guest [CASE..]\n  \
          msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT\n  \
+         msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH] [--fetch]\n  \
          msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P]"
     );
     ExitCode::from(2)
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         "guest" => guest::main(rest),
         "judge" => runner::judge_saved(rest),
         "bench" => bench::main(rest),
+        "system-boot" => system::main(rest),
         _ => usage(),
     }
 }

@@ -390,7 +390,7 @@ fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<String> {
     m
 }
 
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::var_os("MSGZC_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/msgzc")))
@@ -398,7 +398,7 @@ fn cache_dir() -> PathBuf {
         .join("conformance")
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("conformance/ sits in the workspace")
@@ -490,7 +490,7 @@ fn launcher(row: Row, exe: &Path, emu: &Emulators) -> Command {
 }
 
 /// Builds a C program for `arch` into `out`.
-fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<(), String> {
+pub(crate) fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<(), String> {
     let cc = c_compiler(arch, host).ok_or("no C compiler")?;
     if let Some(d) = out.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
@@ -524,7 +524,7 @@ fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<(), String>
 }
 
 /// Cross-builds the Rust guest for `arch`; returns the binary.
-fn build_rust(arch: Arch, cache: &Path) -> Result<PathBuf, String> {
+pub(crate) fn build_rust(arch: Arch, cache: &Path) -> Result<PathBuf, String> {
     let triple = arch.rust_triple().ok_or("no Rust target")?;
     let target_dir = cache.join(rustc_key());
     let logs = cache.join("logs");
