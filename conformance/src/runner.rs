@@ -523,6 +523,21 @@ pub(crate) fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<
     }
 }
 
+/// Sets the modification time of every file under `dir` to now.
+fn touch_tree(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            touch_tree(&p);
+        } else if let Ok(f) = std::fs::File::options().append(true).open(&p) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+    }
+}
+
 /// Cross-builds the Rust guest for `arch`; returns the binary.
 pub(crate) fn build_rust(arch: Arch, cache: &Path) -> Result<PathBuf, String> {
     let triple = arch.rust_triple().ok_or("no Rust target")?;
@@ -556,8 +571,22 @@ pub(crate) fn build_rust(arch: Arch, cache: &Path) -> Result<PathBuf, String> {
     ] {
         cmd.env_remove(v);
     }
+    // Cargo fingerprints workspace crates by workspace-relative paths and
+    // file times, so two checkouts sharing this target dir can each take
+    // the other's build as fresh (a stale agent). When the checkout
+    // changes, touch this one's sources: its crates rebuild, std stays.
+    let marker = target_dir.join("last-checkout");
+    let here = workspace_root().to_string_lossy().into_owned();
+    if std::fs::read_to_string(&marker).ok().as_deref() != Some(here.as_str()) {
+        for d in ["abi/src", "cmsg/src", "conformance/src"] {
+            touch_tree(&workspace_root().join(d));
+        }
+    }
     let out =
         run_limited(cmd, Duration::from_secs(3600)).map_err(|e| format!("{DEBIAN_CARGO}: {e}"))?;
+    if out.status.is_some_and(|s| s.success()) {
+        let _ = std::fs::write(&marker, &here);
+    }
     let _ = std::fs::write(&log, format!("{}{}", out.stdout, out.stderr));
     if out.status.is_some_and(|s| s.success()) {
         Ok(target_dir
