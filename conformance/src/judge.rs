@@ -777,33 +777,25 @@ END case=icmp status=ok detail=x
 DONE
 ";
 
+    /// Judges `case` of a guest's output `text`.
+    fn judge_text(ctx: Ctx, case: &'static str, text: &str) -> CaseResult {
+        let log = GuestLog::parse(text);
+        judge_case(ctx, case, log.cases.get(case).map(|v| &v[..]))
+    }
+
     #[test]
     fn qemu_quirks_are_findings_under_emulation_only() {
-        let log = GuestLog::parse(MIPS_ICMP);
-        let r = judge_case(
-            ctx(Arch::Mips, true),
-            "icmp",
-            log.cases.get("icmp").map(|v| &v[..]),
-        );
+        let r = judge_text(ctx(Arch::Mips, true), "icmp", MIPS_ICMP);
         assert_eq!(r.outcome, Outcome::Pass, "{r:?}");
         assert_eq!(r.findings.len(), 2);
-        let r = judge_case(
-            ctx(Arch::Mips, false),
-            "icmp",
-            log.cases.get("icmp").map(|v| &v[..]),
-        );
+        let r = judge_text(ctx(Arch::Mips, false), "icmp", MIPS_ICMP);
         assert!(matches!(r.outcome, Outcome::Fail(_)), "{r:?}");
     }
 
     #[test]
     fn a_guest_that_decodes_differently_fails() {
         let lied = MIPS_ICMP.replace("ranges=none items=ext", "ranges=0-0-1 items=ext");
-        let log = GuestLog::parse(&lied);
-        let r = judge_case(
-            ctx(Arch::Mips, true),
-            "icmp",
-            log.cases.get("icmp").map(|v| &v[..]),
-        );
+        let r = judge_text(ctx(Arch::Mips, true), "icmp", &lied);
         assert!(
             matches!(&r.outcome, Outcome::Fail(w) if w.contains("host decodes ranges=none")),
             "{r:?}"
@@ -820,22 +812,15 @@ CASE name=probe
 CALL name=setsockopt_SO_ZEROCOPY ret=-1 errno=220
 END case=probe status=unsupported detail=x
 ";
-        let log = GuestLog::parse(text);
-        let get = |c: &str| log.cases.get(c).map(|v| &v[..]);
-        let r = judge_case(ctx(Arch::Hppa, true), "zc_udp4", get("zc_udp4"));
+        let r = judge_text(ctx(Arch::Hppa, true), "zc_udp4", text);
         assert!(matches!(r.outcome, Outcome::EmulatorUnsupported(_)));
-        let r = judge_case(ctx(Arch::Hppa, false), "zc_udp4", get("zc_udp4"));
+        let r = judge_text(ctx(Arch::Hppa, false), "zc_udp4", text);
         assert!(matches!(r.outcome, Outcome::Fail(_)));
-        let r = judge_case(ctx(Arch::Hppa, true), "probe", get("probe"));
+        let r = judge_text(ctx(Arch::Hppa, true), "probe", text);
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         // A wrong errno (the host's 92 instead of parisc's 220) is no excuse.
         let wrong = text.replace("errno=220", "errno=92");
-        let log = GuestLog::parse(&wrong);
-        let r = judge_case(
-            ctx(Arch::Hppa, true),
-            "zc_udp4",
-            log.cases.get("zc_udp4").map(|v| &v[..]),
-        );
+        let r = judge_text(ctx(Arch::Hppa, true), "zc_udp4", &wrong);
         assert!(matches!(r.outcome, Outcome::Fail(_)));
     }
 
@@ -850,8 +835,7 @@ DONE
 ";
 
     fn icmp(ctx: Ctx, text: &str) -> CaseResult {
-        let log = GuestLog::parse(text);
-        judge_case(ctx, "icmp", log.cases.get("icmp").map(|v| &v[..]))
+        judge_text(ctx, "icmp", text)
     }
 
     #[test]
@@ -879,10 +863,7 @@ END case=ctrunc status=ok detail=x
 "
             )
         };
-        let judge = |c: Ctx, t: &str| {
-            let log = GuestLog::parse(t);
-            judge_case(c, "ctrunc", log.cases.get("ctrunc").map(|v| &v[..]))
-        };
+        let judge = |c: Ctx, t: &str| judge_text(c, "ctrunc", t);
         // Stock qemu-user: the host's 111 in the host's byte order.
         let raw = text("6f000000");
         let r = judge(ctx(Arch::Mips, true), &raw);
@@ -905,14 +886,12 @@ CASE name=enobufs
 CALL name=setsockopt_SO_ZEROCOPY ret=-1 errno=220
 END case=enobufs status=unsupported detail=x
 ";
-        let log = GuestLog::parse(text);
-        let get = |c: &str| log.cases.get(c).map(|v| &v[..]);
-        let r = judge_case(ctx(Arch::Hppa, true), "enobufs", get("enobufs"));
+        let r = judge_text(ctx(Arch::Hppa, true), "enobufs", text);
         assert!(
             matches!(r.outcome, Outcome::EmulatorUnsupported(_)),
             "{r:?}"
         );
-        let r = judge_case(patched(Arch::Hppa), "enobufs", get("enobufs"));
+        let r = judge_text(patched(Arch::Hppa), "enobufs", text);
         assert!(
             matches!(&r.outcome, Outcome::Fail(w) if w.contains("patched emulator refused")),
             "{r:?}"
