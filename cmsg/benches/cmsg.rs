@@ -1,6 +1,10 @@
 //! Control-buffer costs of the safe API against the same work written the C
 //! way (libc's `CMSG_*` macros and raw pointer reads), measured in the same
 //! run. Report ratios (msgzc / libc) from criterion's output.
+//!
+//! `libc` is the C idiom, which trusts the buffer; `libc_checked` (and the
+//! tracker's `c_checked`) is the same C with the checks the safe API must
+//! make, so the pair brackets what safety costs.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
@@ -63,19 +67,64 @@ fn libc_walk(buf: &mut [u8], len: usize) -> u64 {
     acc
 }
 
+/// [`libc_walk`] with the checks the safe walker and decoder must make, as
+/// a careful C reader adds them: each `cmsg_len` at least a header and
+/// inside `msg_controllen` (`CMSG_FIRSTHDR` checks neither, `CMSG_NXTHDR`
+/// only that the *next* header starts inside), a message long enough for a
+/// `sock_extended_err` before reading one, and the IPv6 form of the error
+/// message too, which the kernel sends on IPv6 sockets (the kernel's
+/// `msg_zerocopy` selftest accepts both).
+fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
+    // SAFETY: msghdr is plain old data.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = len as _;
+    let end = buf.as_ptr() as usize + len;
+    let mut acc = 0u64;
+    // SAFETY: the buffer is aligned; every header CMSG_* returns lies
+    // inside msg_controllen, and its data is read only when cmsg_len says
+    // it is there and inside too.
+    unsafe {
+        let hdr = libc::CMSG_LEN(0) as usize;
+        let ee_len = libc::CMSG_LEN(std::mem::size_of::<libc::sock_extended_err>() as u32) as usize;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let clen = (*c).cmsg_len as usize;
+            if clen < hdr || clen > end - c as usize {
+                break;
+            }
+            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
+            let recverr = (level == libc::SOL_IP && ty == libc::IP_RECVERR)
+                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR);
+            if recverr && clen >= ee_len {
+                let ee =
+                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::sock_extended_err>());
+                if ee.ee_errno == 0 && ee.ee_origin == 5 {
+                    let count = u64::from(ee.ee_data.wrapping_sub(ee.ee_info)) + 1;
+                    acc += count + u64::from(ee.ee_code & 1);
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    acc
+}
+
 fn bench_walk(c: &mut Criterion) {
     let mut g = c.benchmark_group("errqueue_walk_decode");
     for n in [1usize, 8] {
         let (mut buf, len) = errqueue_buffer(n);
-        assert_eq!(
-            msgzc_walk(buf.as_bytes(), len),
-            libc_walk(buf.as_mut_bytes(), len)
-        );
+        let expect = msgzc_walk(buf.as_bytes(), len);
+        assert_eq!(libc_walk(buf.as_mut_bytes(), len), expect);
+        assert_eq!(libc_checked_walk(buf.as_mut_bytes(), len), expect);
         g.bench_with_input(BenchmarkId::new("msgzc", n), &n, |b, _| {
             b.iter(|| msgzc_walk(black_box(buf.as_bytes()), len))
         });
         g.bench_with_input(BenchmarkId::new("libc", n), &n, |b, _| {
             b.iter(|| libc_walk(black_box(buf.as_mut_bytes()), len))
+        });
+        g.bench_with_input(BenchmarkId::new("libc_checked", n), &n, |b, _| {
+            b.iter(|| libc_checked_walk(black_box(buf.as_mut_bytes()), len))
         });
     }
     g.finish();
@@ -122,6 +171,49 @@ fn libc_zc_decode(buf: &mut [u8], len: usize) -> u64 {
     acc
 }
 
+/// [`libc_zc_decode`] with the checks the safe API must make on a kernel's
+/// answer, in one pass the way C would write them: the length within the
+/// placeholder's capacity, an untouched placeholder (length == capacity,
+/// elements still poisoned: what a parisc 6.13+ kernel leaves, having taken
+/// the number for `SCM_TS_OPT_ID`) not read as completions, `zerocopy`
+/// bytes 0 or 1, and the elements past the length still poisoned.
+fn libc_checked_zc_decode(buf: &mut [u8], len: usize, capacity: usize) -> u64 {
+    // SAFETY: msghdr is plain old data.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = len as _;
+    let mut acc = 0u64;
+    // SAFETY: one message built above with room for `capacity` elements;
+    // no element past them is read.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        let d = libc::CMSG_DATA(c);
+        let n = std::ptr::read_unaligned(d.cast::<u32>()) as usize;
+        if n > capacity {
+            return 0;
+        }
+        let elem = |i: usize| d.add(4 + i * 12);
+        let poisoned = |i: usize| (0..12).all(|k| *elem(i).add(k) == 0xa5);
+        if n == capacity && (0..n).all(poisoned) {
+            return 0; // unwritten
+        }
+        for i in 0..n {
+            let e = elem(i);
+            let zerocopy = *e.add(8);
+            if zerocopy > 1 {
+                return 0;
+            }
+            let lo = std::ptr::read_unaligned(e.cast::<u32>());
+            let hi = std::ptr::read_unaligned(e.add(4).cast::<u32>());
+            acc += u64::from(hi.wrapping_sub(lo)) + 1 + u64::from(zerocopy == 0);
+        }
+        if !(n..capacity).all(poisoned) {
+            return 0;
+        }
+    }
+    acc
+}
+
 fn bench_zc_info(c: &mut Criterion) {
     let mut g = c.benchmark_group("zc_info_decode_16");
     let mut buf = ControlBuf::<512>::new();
@@ -143,8 +235,15 @@ fn bench_zc_info(c: &mut Criterion) {
     g.bench_function("msgzc", |b| b.iter(|| msgzc(black_box(&control))));
     let _ = control;
     assert_eq!(libc_zc_decode(buf.as_mut_bytes(), len), expect);
+    assert_eq!(
+        libc_checked_zc_decode(buf.as_mut_bytes(), len, FULL),
+        expect
+    );
     g.bench_function("libc", |b| {
         b.iter(|| libc_zc_decode(black_box(buf.as_mut_bytes()), len))
+    });
+    g.bench_function("libc_checked", |b| {
+        b.iter(|| libc_checked_zc_decode(black_box(buf.as_mut_bytes()), len, black_box(FULL)))
     });
     g.finish();
 }

@@ -546,21 +546,38 @@ impl<'a> Control<'a> {
     /// // SCM_TS_OPT_ID) left msg_controllen alone:
     /// assert_eq!(c.zc_outcome(c.len(), MsgFlags::empty()), Ok(ZcOutcome::Unwritten { capacity: 4 }));
     /// ```
+    #[inline]
     pub fn zc_outcome(&self, controllen: usize, flags: MsgFlags) -> Result<ZcOutcome<'_>, ZcError> {
         let Some(slot) = self.zc else {
             return Ok(ZcOutcome::NotRequested);
         };
+        if controllen == self.len && !flags.contains(MsgFlags::CTRUNC) {
+            // Untouched length: the placeholder is where we put it (written
+            // back in place when it was the only message, or not at all).
+            let t = self.target;
+            let start = slot.offset + t.cmsg().header_size();
+            let end = start + v8::zc_info_size(slot.capacity);
+            // The builder reserved these bytes below `self.len`.
+            let Some(data) = self.buf.get(start..end) else {
+                return Err(ZcError::Missing);
+            };
+            return decode_zc_info(t.endian, data, slot.capacity);
+        }
+        self.zc_outcome_moved(slot, controllen, flags)
+    }
+
+    /// [`zc_outcome`](Self::zc_outcome) when the kernel changed
+    /// `msg_controllen`: find the placeholder it copied back.
+    fn zc_outcome_moved(
+        &self,
+        slot: ZcSlot,
+        controllen: usize,
+        flags: MsgFlags,
+    ) -> Result<ZcOutcome<'_>, ZcError> {
         let t = self.target;
         let ty = v8::scm_zc_notification(t.family);
         let level = t.family.socket().sol_socket;
         let expected = v8::zc_info_size(slot.capacity);
-        if controllen == self.len && !flags.contains(MsgFlags::CTRUNC) {
-            // Untouched length: the placeholder is where we put it (written
-            // back in place when it was the only message, or not at all).
-            let hdr = t.cmsg().header_size();
-            let data = &self.buf[slot.offset + hdr..slot.offset + hdr + expected];
-            return decode_zc_info(t.endian, data, slot.capacity);
-        }
         for m in Walker::new(t, self.buf, controllen, flags) {
             let m = m?;
             if m.level == level && m.ty == ty {

@@ -3,10 +3,17 @@
 //! Every field offset and width comes from the zerocopy-derived types in
 //! `msgzc-abi`; this module only picks the byte-order parameter at run time,
 //! so the target's byte order is applied in exactly one place.
+//!
+//! Readers view the bytes in place (`ref_from_prefix`, `transmute_ref!`)
+//! rather than copying a struct out: each field then compiles to its own
+//! load, as the C idiom does, instead of a wide copy taken apart with
+//! shifts.
 
 use msgzc_abi::proposal::v8::{ZcInfo, ZcInfoElem};
 use msgzc_abi::{BigEndian, FromBytes, IntoBytes, LittleEndian};
-use msgzc_abi::{CmsgHdr32, CmsgHdr64, CmsgLayout, Endian, SockExtendedErr, Target};
+use msgzc_abi::{
+    CmsgHdr32, CmsgHdr64, CmsgLayout, Endian, SockExtendedErr, Target, Timespec32, Timespec64,
+};
 use zerocopy::byteorder::U32;
 
 /// Runs `$body` with `$O` bound to the zerocopy byte-order type of `$e`.
@@ -37,12 +44,12 @@ pub(crate) struct Header {
 #[inline]
 pub(crate) fn read_header(t: Target, b: &[u8]) -> Option<Header> {
     by_order!(t.endian, O => match t.cmsg() {
-        CmsgLayout::Bits64 => CmsgHdr64::<O>::read_from_prefix(b).ok().map(|(h, _)| Header {
+        CmsgLayout::Bits64 => CmsgHdr64::<O>::ref_from_prefix(b).ok().map(|(h, _)| Header {
             len: h.cmsg_len.get(),
             level: h.cmsg_level.get(),
             ty: h.cmsg_type.get(),
         }),
-        CmsgLayout::Bits32 => CmsgHdr32::<O>::read_from_prefix(b).ok().map(|(h, _)| Header {
+        CmsgLayout::Bits32 => CmsgHdr32::<O>::ref_from_prefix(b).ok().map(|(h, _)| Header {
             len: u64::from(h.cmsg_len.get()),
             level: h.cmsg_level.get(),
             ty: h.cmsg_type.get(),
@@ -90,7 +97,7 @@ pub(crate) const EE_SIZE: usize = core::mem::size_of::<SockExtendedErr<LittleEnd
 
 #[inline]
 pub(crate) fn read_ee(e: Endian, b: &[u8]) -> Option<Ee> {
-    by_order!(e, O => SockExtendedErr::<O>::read_from_prefix(b).ok().map(|(x, _)| Ee {
+    by_order!(e, O => SockExtendedErr::<O>::ref_from_prefix(b).ok().map(|(x, _)| Ee {
         errno: x.ee_errno.get(),
         origin: x.ee_origin,
         ty: x.ee_type,
@@ -98,6 +105,23 @@ pub(crate) fn read_ee(e: Endian, b: &[u8]) -> Option<Ee> {
         info: x.ee_info.get(),
         data: x.ee_data.get(),
     }))
+}
+
+/// The three timespecs of an `SCM_TIMESTAMPING` report at the start of
+/// `b`, 64-bit (`wide`) or 32-bit fields, as `(seconds, nanoseconds)`;
+/// `None` if `b` is too short.
+#[inline]
+pub(crate) fn read_timestamps(e: Endian, wide: bool, b: &[u8]) -> Option<[(i64, i64); 3]> {
+    by_order!(e, O => if wide {
+        <[Timespec64<O>; 3]>::ref_from_prefix(b)
+            .ok()
+            .map(|(t, _)| t.each_ref().map(|t| (t.tv_sec.get(), t.tv_nsec.get())))
+    } else {
+        <[Timespec32<O>; 3]>::ref_from_prefix(b).ok().map(|(t, _)| {
+            t.each_ref()
+                .map(|t| (i64::from(t.tv_sec.get()), i64::from(t.tv_nsec.get())))
+        })
+    })
 }
 
 /// Encodes a `sock_extended_err` (used by tests and fuzzers to forge
@@ -126,10 +150,13 @@ pub(crate) const ZC_ELEM_SIZE: usize = core::mem::size_of::<ZcInfoElem<LittleEnd
 pub(crate) const ZC_ELEM_ZEROCOPY: usize =
     core::mem::offset_of!(ZcInfoElem<LittleEndian>, zerocopy);
 
-/// The `length` of a `struct zc_info` at the start of `b`.
+/// The `length` of a `struct zc_info`.
 #[inline]
-pub(crate) fn read_zc_length(e: Endian, b: &[u8]) -> Option<u32> {
-    by_order!(e, O => ZcInfo::<O>::read_from_prefix(b).ok().map(|(x, _)| x.length.get()))
+pub(crate) fn read_zc_length(e: Endian, b: &[u8; ZC_INFO_SIZE]) -> u32 {
+    by_order!(e, O => {
+        let x: ZcInfo<O> = zerocopy::transmute!(*b);
+        x.length.get()
+    })
 }
 
 #[inline]
@@ -145,12 +172,13 @@ pub(crate) fn u32_bytes(e: Endian, v: u32) -> [u8; 4] {
     by_order!(e, O => U32::<O>::new(v).to_bytes())
 }
 
-/// One `zc_info_elem`: `(lo, hi, zerocopy byte, pad)`.
+/// One `zc_info_elem`: `(lo, hi, zerocopy byte)`.
 #[inline]
-pub(crate) fn read_elem(e: Endian, b: &[u8]) -> Option<(u32, u32, u8, [u8; 3])> {
-    by_order!(e, O => ZcInfoElem::<O>::read_from_prefix(b)
-        .ok()
-        .map(|(x, _)| (x.lo.get(), x.hi.get(), x.zerocopy, x.pad)))
+pub(crate) fn read_elem(e: Endian, b: &[u8; ZC_ELEM_SIZE]) -> (u32, u32, u8) {
+    by_order!(e, O => {
+        let x: &ZcInfoElem<O> = zerocopy::transmute_ref!(b);
+        (x.lo.get(), x.hi.get(), x.zerocopy)
+    })
 }
 
 #[inline]

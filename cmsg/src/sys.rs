@@ -274,13 +274,19 @@ pub fn loopback_up() -> Result<(), SysError> {
     for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
         *d = *s as libc::c_char;
     }
+    // The request's C type is unsigned long in glibc but int in musl.
+    #[allow(clippy::unnecessary_cast)]
+    let (get, set) = (
+        libc::SIOCGIFFLAGS as libc::Ioctl,
+        libc::SIOCSIFFLAGS as libc::Ioctl,
+    );
     // SAFETY: `req` names a NUL-terminated interface and is writable; the
     // ioctls read and write only `req`.
     let r = unsafe {
-        let got = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        let got = libc::ioctl(fd, get, &mut req);
         if got == 0 {
             req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            libc::ioctl(fd, libc::SIOCSIFFLAGS, &req)
+            libc::ioctl(fd, set, &req)
         } else {
             got
         }
@@ -291,15 +297,18 @@ pub fn loopback_up() -> Result<(), SysError> {
     r.map(drop)
 }
 
-/// One `sendmsg` with an optional control buffer. Returns the bytes sent and
-/// the `(msg_controllen, msg_flags)` the kernel left in the header.
+/// One `sendmsg` with an optional control buffer. Returns its result and
+/// the `(msg_controllen, msg_flags)` the kernel left in the header, also
+/// when the call failed: a kernel with `SCM_ZC_NOTIFICATION` copies the
+/// placeholder back even then (a kernel that wrote nothing leaves both as
+/// passed: `controllen` and no flags).
 fn sendmsg_raw(
     fd: BorrowedFd<'_>,
     data: &[u8],
     control: Option<&mut [u8]>,
     controllen: usize,
     flags: MsgFlags,
-) -> Result<(usize, usize, MsgFlags), SysError> {
+) -> (Result<usize, SysError>, usize, MsgFlags) {
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -316,19 +325,43 @@ fn sendmsg_raw(
     // SAFETY: `msg` points to one iovec over `data` (read-only for the
     // kernel on send) and, if present, to a control buffer of at least
     // `controllen` bytes that is writable for the call (a kernel with
-    // SCM_ZC_NOTIFICATION writes back into it). All pointers outlive the
-    // call.
-    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags.bits() as libc::c_int) };
-    if ret < 0 {
-        return Err(SysError::last("sendmsg"));
-    }
+    // SCM_ZC_NOTIFICATION writes back into it, and into `msg`). All
+    // pointers outlive the call.
+    #[cfg(not(all(target_env = "musl", target_pointer_width = "64")))]
+    let ret = unsafe {
+        libc::sendmsg(
+            fd.as_raw_fd(),
+            core::ptr::addr_of_mut!(msg),
+            flags.bits() as libc::c_int,
+        )
+    };
+    // 64-bit musl's sendmsg sends a copy of the header and of the control
+    // buffer (to clear their padding), so whatever the kernel writes back
+    // would land in musl's copies and be lost, with the completions in
+    // them. Our header is zeroed and our messages use the kernel's own
+    // layout, which is all that copy is for: make the system call directly.
+    #[cfg(all(target_env = "musl", target_pointer_width = "64"))]
+    // SAFETY: as for `sendmsg` above; the kernel reads the same header.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            fd.as_raw_fd(),
+            core::ptr::addr_of_mut!(msg),
+            flags.bits() as libc::c_int,
+        )
+    } as isize;
+    let res = if ret < 0 {
+        Err(SysError::last("sendmsg"))
+    } else {
+        Ok(ret as usize)
+    };
     // msg_controllen is size_t in glibc but socklen_t in musl.
     #[allow(clippy::unnecessary_cast)]
-    Ok((
-        ret as usize,
+    (
+        res,
         msg.msg_controllen as usize,
         MsgFlags::from_bits_retain(msg.msg_flags as u32),
-    ))
+    )
 }
 
 /// A token handed back because its send completed.
@@ -384,6 +417,26 @@ pub struct SendError<T> {
     /// The token, returned unused: the kernel holds no reference to the
     /// data.
     pub token: T,
+    /// Tokens of earlier sends released anyway, from completions a kernel
+    /// with `SCM_ZC_NOTIFICATION` returned in the placeholder of the failed
+    /// [`send_notify`](ZcSocket::send_notify) (it copies them back even
+    /// when the send fails). Always 0 for the other sends.
+    pub inline: usize,
+    /// The first of those inline completion ranges the tracker refused (see
+    /// [`SentNotify::rejected`]).
+    pub rejected: Option<CompletionError>,
+}
+
+impl<T> SendError<T> {
+    /// A failure that released nothing.
+    fn new(error: SysError, token: T) -> Self {
+        SendError {
+            error,
+            token,
+            inline: 0,
+            rejected: None,
+        }
+    }
 }
 
 impl<T> fmt::Display for SendError<T> {
@@ -432,6 +485,47 @@ pub struct SentNotify<T> {
     /// The first inline completion range the tracker refused (ids never
     /// sent or completed twice); such ranges release nothing.
     pub rejected: Option<CompletionError>,
+}
+
+impl<T> SentNotify<T> {
+    /// A send without inline completions.
+    fn plain(sent: Sent<T>) -> Self {
+        SentNotify {
+            sent,
+            inline: 0,
+            rejected: None,
+        }
+    }
+}
+
+/// What a placeholder came back as, its completions aside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answer {
+    /// Written (possibly with no completion): the kernel implements it.
+    Written,
+    /// As built, or no placeholder at all.
+    Unwritten,
+    /// Something no v8 kernel writes.
+    Corrupt(ZcError),
+}
+
+/// The mode after a placeholder send that left `answer` (`failed`: the
+/// errno, if `sendmsg` failed), and whether to send the data again without
+/// the placeholder. A failed send that left the placeholder unwritten
+/// proves nothing, except the probe's `EINVAL`; anything the kernel wrote
+/// counts whether or not the send failed.
+fn next_mode(mode: NotifyMode, failed: Option<i32>, answer: Answer) -> (NotifyMode, bool) {
+    match (answer, failed) {
+        (Answer::Written, _) => (NotifyMode::Inline, false),
+        (Answer::Corrupt(e), _) => (NotifyMode::ErrorQueue(Fallback::Corrupt(e)), false),
+        (Answer::Unwritten, None) => (NotifyMode::ErrorQueue(Fallback::Unwritten), false),
+        (Answer::Unwritten, Some(e))
+            if e == NATIVE.family.errno().einval && mode == NotifyMode::Unprobed =>
+        {
+            (NotifyMode::ErrorQueue(Fallback::Rejected), true)
+        }
+        (Answer::Unwritten, Some(_)) => (mode, false),
+    }
 }
 
 /// Why a socket reads completions from the error queue only (see
@@ -642,25 +736,25 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
         match self.tracker.register(token) {
             Ok(id) => Ok(Sent::Pending { bytes, id }),
             // Unreachable: the window was checked before sending.
-            Err(full) => Err(SendError {
-                error: SysError {
+            Err(full) => Err(SendError::new(
+                SysError {
                     call: "register",
                     errno: libc::ENOBUFS,
                 },
-                token: full.0,
-            }),
+                full.0,
+            )),
         }
     }
 
     fn full(&self, token: T) -> Result<Sent<T>, SendError<T>> {
         // Sending now would hand the kernel data we could not track.
-        Err(SendError {
-            error: SysError {
+        Err(SendError::new(
+            SysError {
                 call: "sendmsg",
                 errno: NATIVE.family.errno().enobufs,
             },
             token,
-        })
+        ))
     }
 
     /// Sends `data` with `MSG_ZEROCOPY` and keeps `token` (which should own
@@ -710,9 +804,9 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
             return self.full(token);
         }
         self.calls.sendmsg += 1;
-        match sendmsg_raw(self.fd.as_fd(), data, None, 0, flags | MsgFlags::ZEROCOPY) {
-            Ok((n, _, _)) => self.register(n, token),
-            Err(error) => Err(SendError { error, token }),
+        match sendmsg_raw(self.fd.as_fd(), data, None, 0, flags | MsgFlags::ZEROCOPY).0 {
+            Ok(n) => self.register(n, token),
+            Err(error) => Err(SendError::new(error, token)),
         }
     }
 
@@ -720,12 +814,30 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// placeholder for up to `capacity` completions, releasing those the
     /// kernel returns inline through `release`.
     ///
-    /// The first such send probes the kernel: on `EINVAL` the data is sent
-    /// again without the placeholder, and on `EINVAL` or an unwritten
-    /// placeholder the socket switches to the error queue for good
-    /// ([`mode`](Self::mode) says why). Either way, call
+    /// The first such send probes the kernel: when it fails with `EINVAL`
+    /// and the placeholder unwritten, the data is sent again without the
+    /// placeholder, and on that `EINVAL` or an unwritten placeholder after a
+    /// successful send the socket switches to the error queue for good
+    /// ([`mode`](Self::mode) says why). Should the data alone fail with
+    /// `EINVAL` too, that was not the placeholder's doing: the socket stays
+    /// unprobed and the error is returned. Either way, call
     /// [`drain`](Self::drain) too: completions that arrive after the last
     /// send are only on the error queue.
+    ///
+    /// # When the send fails
+    ///
+    /// A kernel with `SCM_ZC_NOTIFICATION` fills the placeholder before it
+    /// looks at the data, and copies it back even when the send then fails
+    /// (returning the send's error), so that completions it took off the
+    /// error queue are never lost. **`release` may therefore run even when
+    /// this returns `Err`**: the completions are applied first, releasing
+    /// tokens of earlier sends (counted in [`SendError::inline`]), while
+    /// the token of the failed send itself comes back unreleased in
+    /// [`SendError::token`]. A failed send that left the placeholder
+    /// unwritten says nothing about support (it may have failed before the
+    /// kernel read the control messages): the mode stays as it was, except
+    /// for the probe's `EINVAL` above. A placeholder that comes back
+    /// corrupt switches to the error queue whether or not the send failed.
     ///
     /// ```
     /// use msgzc_cmsg::sys::{Fallback, NotifyMode, Sent, ZcSocket};
@@ -743,6 +855,28 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
     /// }
     /// # Ok::<(), std::io::Error>(())
     /// ```
+    ///
+    /// A failed send keeps its token and leaves an unprobed socket
+    /// unprobed:
+    ///
+    /// ```
+    /// use msgzc_cmsg::sys::{NotifyMode, ZcSocket};
+    /// use std::net::UdpSocket;
+    ///
+    /// let rx = UdpSocket::bind("127.0.0.1:0")?;
+    /// let tx = UdpSocket::bind("127.0.0.1:0")?;
+    /// tx.connect(rx.local_addr()?)?;
+    /// let mut zc = ZcSocket::<_, &str, 8>::new(tx)?;
+    /// // Too long for one UDP datagram: refused before any control message
+    /// // is read.
+    /// let big = vec![0u8; 70_000];
+    /// let mut released = Vec::new();
+    /// let e = zc.send_notify(&big, "big", 16, |r| released.push(r.token)).unwrap_err();
+    /// assert_eq!((e.error.errno, e.token, e.inline), (libc::EMSGSIZE, "big", 0));
+    /// assert!(released.is_empty());
+    /// assert_eq!(zc.mode(), NotifyMode::Unprobed);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn send_notify(
         &mut self,
         data: &[u8],
@@ -750,16 +884,11 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
         capacity: usize,
         mut release: impl FnMut(Released<T>),
     ) -> Result<SentNotify<T>, SendError<T>> {
-        let plain = |s: Sent<T>| SentNotify {
-            sent: s,
-            inline: 0,
-            rejected: None,
-        };
         if let NotifyMode::ErrorQueue(_) = self.mode {
-            return self.send(data, token).map(plain);
+            return self.send(data, token).map(SentNotify::plain);
         }
         if self.tracker.is_full() {
-            return self.full(token).map(plain);
+            return self.full(token).map(SentNotify::plain);
         }
         let mut buf = ControlBuf::<{ crate::zc_placeholder_space(16) }>::new();
         let mut b = match ControlBuilder::new(NATIVE, buf.as_mut_bytes()) {
@@ -773,49 +902,85 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
                 call: "sendmsg",
                 errno: NATIVE.family.errno().einval,
             };
-            return Err(SendError { error, token });
+            return Err(SendError::new(error, token));
         }
         let mut control = b.finish();
         let len = control.len();
         self.calls.sendmsg += 1;
-        let res = sendmsg_raw(
+        let (res, controllen, flags) = sendmsg_raw(
             self.fd.as_fd(),
             data,
             Some(control.buffer_mut()),
             len,
             MsgFlags::ZEROCOPY,
         );
-        let (n, controllen, flags) = match res {
-            Ok(r) => r,
-            Err(e)
-                if e.errno == NATIVE.family.errno().einval && self.mode == NotifyMode::Unprobed =>
-            {
-                self.mode = NotifyMode::ErrorQueue(Fallback::Rejected);
-                return self.send(data, token).map(plain);
-            }
-            Err(error) => return Err(SendError { error, token }),
+        let outcome = control.zc_outcome(controllen, flags);
+        self.finish_notify(res, outcome, data, token, &mut release)
+    }
+
+    /// The rest of [`send_notify`](Self::send_notify), once `sendmsg`
+    /// returned `res` and left the placeholder as `outcome` says.
+    fn finish_notify(
+        &mut self,
+        res: Result<usize, SysError>,
+        outcome: Result<ZcOutcome<'_>, ZcError>,
+        data: &[u8],
+        token: T,
+        release: &mut impl FnMut(Released<T>),
+    ) -> Result<SentNotify<T>, SendError<T>> {
+        let answer = match outcome {
+            Ok(ZcOutcome::Written(_)) => Answer::Written,
+            Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Answer::Unwritten,
+            Err(e) => Answer::Corrupt(e),
         };
-        // The kernel handles control messages before queueing data, so the
-        // completions below are for earlier sends; register this one first.
-        let mut out = plain(self.register(n, token)?);
-        match control.zc_outcome(controllen, flags) {
-            Ok(ZcOutcome::Written(done)) => {
-                self.mode = NotifyMode::Inline;
-                for range in done.iter() {
-                    match self.apply(range, &mut release) {
-                        Ok(k) => out.inline += k,
-                        Err(e) => {
-                            out.rejected.get_or_insert(e);
-                        }
+        let before = self.mode;
+        let (mode, resend) = next_mode(before, res.as_ref().err().map(|e| e.errno), answer);
+        self.mode = mode;
+        if resend {
+            return match self.send(data, token) {
+                // The same EINVAL without the placeholder: it was not the
+                // placeholder's, so support is still unknown.
+                Err(e) if e.error.errno == NATIVE.family.errno().einval => {
+                    self.mode = before;
+                    Err(e)
+                }
+                r => r.map(SentNotify::plain),
+            };
+        }
+        // Completions first: they are for earlier sends (the kernel reads
+        // the control messages before it queues any data), and they must
+        // reach the tracker whatever became of this send.
+        let (mut inline, mut rejected) = (0, None);
+        if let Ok(ZcOutcome::Written(done)) = outcome {
+            for range in done.iter() {
+                match self.apply(range, release) {
+                    Ok(k) => inline += k,
+                    Err(e) => {
+                        rejected.get_or_insert(e);
                     }
                 }
             }
-            Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => {
-                self.mode = NotifyMode::ErrorQueue(Fallback::Unwritten);
-            }
-            Err(e) => self.mode = NotifyMode::ErrorQueue(Fallback::Corrupt(e)),
         }
-        Ok(out)
+        match res {
+            Ok(n) => match self.register(n, token) {
+                Ok(sent) => Ok(SentNotify {
+                    sent,
+                    inline,
+                    rejected,
+                }),
+                Err(e) => Err(SendError {
+                    inline,
+                    rejected,
+                    ..e
+                }),
+            },
+            Err(error) => Err(SendError {
+                error,
+                token,
+                inline,
+                rejected,
+            }),
+        }
     }
 
     /// Applies a completion range the caller read itself (e.g. with
@@ -997,5 +1162,153 @@ impl<F: AsFd, T, const N: usize> ZcSocket<F, T, N> {
                 return Ok(report);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::kernel_writes;
+    use std::net::UdpSocket;
+    use std::vec::Vec;
+
+    fn einval() -> i32 {
+        NATIVE.family.errno().einval
+    }
+
+    #[test]
+    fn only_what_the_kernel_wrote_decides_the_mode_after_a_failed_send() {
+        use Answer::*;
+        use NotifyMode::*;
+        let corrupt = ZcError::Missing;
+        let enobufs = NATIVE.family.errno().enobufs;
+        for mode in [Unprobed, Inline] {
+            // Written, even by a failed send: the kernel implements it.
+            for failed in [None, Some(enobufs), Some(einval())] {
+                assert_eq!(next_mode(mode, failed, Written), (Inline, false));
+                assert_eq!(
+                    next_mode(mode, failed, Corrupt(corrupt)),
+                    (ErrorQueue(Fallback::Corrupt(corrupt)), false)
+                );
+            }
+            // Unwritten by a successful send: not implemented.
+            assert_eq!(
+                next_mode(mode, None, Unwritten),
+                (ErrorQueue(Fallback::Unwritten), false)
+            );
+            // Unwritten by a send that failed otherwise: nothing learnt.
+            assert_eq!(next_mode(mode, Some(enobufs), Unwritten), (mode, false));
+        }
+        // The probe: EINVAL and unwritten on the first placeholder.
+        assert_eq!(
+            next_mode(Unprobed, Some(einval()), Unwritten),
+            (ErrorQueue(Fallback::Rejected), true)
+        );
+        assert_eq!(
+            next_mode(Inline, Some(einval()), Unwritten),
+            (Inline, false)
+        );
+    }
+
+    fn udp() -> (ZcSocket<UdpSocket, u32, 8>, UdpSocket) {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        (ZcSocket::new(tx).unwrap(), rx)
+    }
+
+    /// `send_notify` after its `sendmsg`, with the kernel's answer
+    /// simulated: `written` ranges copied back (None: left unwritten).
+    fn after_sendmsg(
+        zc: &mut ZcSocket<UdpSocket, u32, 8>,
+        res: Result<usize, SysError>,
+        written: Option<&[(u32, u32, u8)]>,
+        token: u32,
+    ) -> (Result<SentNotify<u32>, SendError<u32>>, Vec<u32>) {
+        let mut buf = ControlBuf::<512>::new();
+        let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).unwrap();
+        b.zc_placeholder(16).unwrap();
+        let mut c = b.finish();
+        let controllen = match written {
+            Some(ranges) => kernel_writes(&mut c, ranges),
+            None => c.len(),
+        };
+        let outcome = c.zc_outcome(controllen, MsgFlags::empty());
+        let mut released = Vec::new();
+        let r = zc.finish_notify(res, outcome, b"data", token, &mut |r: Released<u32>| {
+            released.push(r.token)
+        });
+        (r, released)
+    }
+
+    #[test]
+    fn completions_copied_back_by_a_failed_send_are_released() {
+        let (mut zc, _rx) = udp();
+        for token in 0..3 {
+            zc.send(b"earlier", token).unwrap();
+        }
+        let enobufs = SysError {
+            call: "sendmsg",
+            errno: NATIVE.family.errno().enobufs,
+        };
+        // Ids 0..=1 came back in the placeholder of a send that failed.
+        let (r, released) = after_sendmsg(&mut zc, Err(enobufs), Some(&[(0, 1, 0)]), 7);
+        let e = r.unwrap_err();
+        assert_eq!(
+            (e.error, e.token, e.inline, e.rejected),
+            (enobufs, 7, 2, None)
+        );
+        assert_eq!(released, [0, 1]);
+        assert_eq!(zc.mode(), NotifyMode::Inline);
+        // The failed send took no id: the next one is still 3.
+        assert_eq!((zc.tracker().outstanding(), zc.tracker().next_id()), (1, 3));
+        // A bogus range (never sent) is reported, not released.
+        let (r, released) = after_sendmsg(&mut zc, Err(enobufs), Some(&[(2, 2, 0), (5, 5, 0)]), 8);
+        let e = r.unwrap_err();
+        assert_eq!((e.token, e.inline), (8, 1));
+        assert!(matches!(
+            e.rejected,
+            Some(CompletionError::NotOutstanding { id: 5, .. })
+        ));
+        assert_eq!(released, [2]);
+    }
+
+    #[test]
+    fn an_unwritten_placeholder_after_a_failed_send_proves_nothing() {
+        let (mut zc, _rx) = udp();
+        let e = SysError {
+            call: "sendmsg",
+            errno: libc::EMSGSIZE,
+        };
+        let (r, released) = after_sendmsg(&mut zc, Err(e), None, 1);
+        let err = r.unwrap_err();
+        assert_eq!((err.error, err.token, err.inline), (e, 1, 0));
+        assert!(released.is_empty());
+        assert_eq!(zc.mode(), NotifyMode::Unprobed);
+        // Written by a successful send: the send is registered too.
+        let (r, released) = after_sendmsg(&mut zc, Ok(4), Some(&[]), 2);
+        assert_eq!(r.unwrap().sent, Sent::Pending { bytes: 4, id: 0 });
+        assert!(released.is_empty());
+        assert_eq!(zc.mode(), NotifyMode::Inline);
+    }
+
+    #[test]
+    fn the_probes_einval_resends_without_the_placeholder() {
+        let (mut zc, rx) = udp();
+        let e = SysError {
+            call: "sendmsg",
+            errno: einval(),
+        };
+        let (r, _) = after_sendmsg(&mut zc, Err(e), None, 1);
+        assert_eq!(r.unwrap().sent, Sent::Pending { bytes: 4, id: 0 });
+        assert_eq!(zc.mode(), NotifyMode::ErrorQueue(Fallback::Rejected));
+        let mut got = [0u8; 8];
+        assert_eq!(rx.recv(&mut got).unwrap(), 4);
+        // EINVAL with the placeholder written: a supporting kernel's error
+        // for the send itself, no resend.
+        let (mut zc, _rx) = udp();
+        let (r, _) = after_sendmsg(&mut zc, Err(e), Some(&[]), 1);
+        assert_eq!(r.unwrap_err().token, 1);
+        assert_eq!(zc.mode(), NotifyMode::Inline);
     }
 }

@@ -451,7 +451,7 @@ fn timestamps_follow_word_size_and_byte_order() {
 
 /// Simulates a v8 kernel's answer: `ranges` written into the placeholder at
 /// the start of the buffer, `msg_controllen` set to what it wrote.
-fn kernel_writes(c: &mut Control<'_>, ranges: &[(u32, u32, u8)]) -> usize {
+pub(crate) fn kernel_writes(c: &mut Control<'_>, ranges: &[(u32, u32, u8)]) -> usize {
     let t = c.target();
     let slot = c.zc_slot().unwrap();
     let l = t.cmsg();

@@ -8,7 +8,7 @@ use msgzc_abi::ErrOrigin;
 use msgzc_cmsg::sys::{self, Fallback, NotifyMode, Released, Sent, ZcSocket, NATIVE};
 use msgzc_cmsg::{decode_errqueue, Advice, ErrqueueItem, MsgFlags, WalkErrorKind, Walker};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::thread;
@@ -205,6 +205,87 @@ fn scm_zc_notification_probe_real_kernel_unsupported_and_hybrid() {
         rx.set_nonblocking(true).unwrap();
         assert!(rx.recv(&mut buf).is_err(), "no duplicate datagram");
     }
+}
+
+/// A `send_notify` that fails before the kernel reads its control messages
+/// (a datagram over 64 KiB: `EMSGSIZE`) keeps its token, releases nothing
+/// and leaves the socket unprobed; the next one probes as usual, and every
+/// send that did go out completes once, inline or on the error queue.
+#[test]
+fn failed_send_notify_real_kernel_keeps_the_socket_unprobed() {
+    let (tx, _rx) = udp_pair(loopback(false).unwrap());
+    let mut zc = ZcSocket::<_, u32, 256>::new(tx).unwrap();
+    let mut released = BTreeMap::new();
+    let big = vec![0u8; 70_000];
+    let e = zc
+        .send_notify(&big, 99, 16, |r| record(&mut released, r))
+        .unwrap_err();
+    assert_eq!((e.error.errno, e.token, e.inline), (libc::EMSGSIZE, 99, 0));
+    assert_eq!(zc.mode(), NotifyMode::Unprobed);
+    let data = [3u8; 256];
+    for token in 0..8u32 {
+        let out = zc
+            .send_notify(&data, token, 16, |r| record(&mut released, r))
+            .unwrap();
+        assert_eq!(
+            out.sent,
+            Sent::Pending {
+                bytes: 256,
+                id: token
+            }
+        );
+        assert_eq!(out.rejected, None);
+    }
+    assert!(matches!(
+        zc.mode(),
+        NotifyMode::Inline | NotifyMode::ErrorQueue(Fallback::Rejected)
+    ));
+    drain_all(&mut zc, &mut released);
+    assert_eq!(released.len(), 8);
+    assert!(released.iter().all(|(t, (id, _))| t == id));
+}
+
+/// A `send_notify` that fails after the kernel read its control messages
+/// (`EAGAIN`: a non-blocking TCP socket whose send buffer is full). A
+/// kernel with `SCM_ZC_NOTIFICATION` has then taken the queued completions
+/// and copied them back anyway: they are released although the call
+/// fails. One without refuses the placeholder, and the data sent again
+/// without it meets the same `EAGAIN`. Either way the failed send's token
+/// comes back and takes no id.
+#[test]
+fn send_notify_failing_after_the_control_messages_real_kernel_loses_no_completion() {
+    let l = TcpListener::bind(loopback(false).unwrap()).unwrap();
+    let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (_unread, _) = l.accept().unwrap();
+    let mut zc = ZcSocket::<_, u32, 256>::new(c.try_clone().unwrap()).unwrap();
+    let mut released = BTreeMap::new();
+    for token in 0..4 {
+        zc.send(&[1u8; 100], token).unwrap();
+    }
+    // At least one completion queued (loopback: on ACK), none taken.
+    assert!(zc.wait(Some(Duration::from_secs(5))).unwrap());
+    c.set_nonblocking(true).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    while c.write(&chunk).is_ok() {}
+    let e = zc
+        .send_notify(&[2u8; 100], 99, 16, |r| record(&mut released, r))
+        .unwrap_err();
+    assert_eq!((e.error.errno, e.token), (libc::EAGAIN, 99));
+    assert_eq!(e.rejected, None);
+    assert_eq!(zc.tracker().next_id(), 4, "the failed send took no id");
+    match zc.mode() {
+        NotifyMode::Inline => {
+            assert_eq!(e.inline, released.len());
+            assert!(e.inline > 0, "a written placeholder returned nothing");
+        }
+        mode => {
+            assert_eq!(mode, NotifyMode::ErrorQueue(Fallback::Rejected));
+            assert_eq!(e.inline, 0);
+            assert!(released.is_empty());
+        }
+    }
+    drain_all(&mut zc, &mut released);
+    assert_eq!(released.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
 }
 
 /// A control buffer too small for the error-queue message: the kernel sets
