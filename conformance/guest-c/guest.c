@@ -133,6 +133,7 @@ static void call(const char *name, long ret, int err)
 /* Completion bookkeeping: how often each send id was completed. */
 struct cover {
 	int count[SENDS];
+	long ids;		/* ids covered, counting repeats */
 	int bogus;		/* ids outside 0..SENDS-1 */
 	int uncopied;		/* ranges without the copied bit */
 	int ranges;
@@ -146,6 +147,7 @@ static void cover_range(struct cover *cv, uint32_t lo, uint32_t hi, int copied)
 	if (!copied)
 		cv->uncopied++;
 	for (;;) {
+		cv->ids++;
 		if (id < SENDS)
 			cv->count[id]++;
 		else
@@ -359,8 +361,8 @@ static void wait_err(int fd, int ms)
 	poll(&p, 1, ms);
 }
 
-/* Reads the error queue until every send is covered or 5 s pass. */
-static void drain(int fd, struct cover *cv)
+/* Reads the error queue until sends 0..want-1 are covered or 5 s pass. */
+static void drain(int fd, struct cover *cv, int want)
 {
 	double deadline = now() + 5;
 
@@ -370,7 +372,7 @@ static void drain(int fd, struct cover *cv)
 		size_t len;
 		int flags;
 
-		for (i = 0; i < SENDS; i++)
+		for (i = 0; i < want; i++)
 			done &= cv->count[i] >= 1;
 		if (done || now() > deadline)
 			return;
@@ -476,6 +478,50 @@ static ssize_t send_ctl(int fd, const void *data, size_t n, unsigned char *ctl,
 	return r;
 }
 
+/*
+ * sendmsg of data with a fresh placeholder, printing it (RAW dir=send, when
+ * show), the call (CALL name=sendmsg_placeholder) and, whatever the result
+ * (the proposal copies the answer back even when the send fails), the
+ * buffer afterwards (RAW dir=after). *o: placeholder_outcome (completions
+ * applied to cv); *err: the call's errno.
+ */
+static ssize_t placeholder_send(int fd, const void *data, size_t n, int msgflags,
+				int show, struct cover *cv, int *o, int *err)
+{
+	ctlbuf sent, u;
+	size_t len, ctllen;
+	int flags = 0;
+	ssize_t r;
+
+	len = placeholder(sent.b);
+	if (show)
+		raw("send", sent.b, len, 0, NULL);
+	memcpy(u.b, sent.b, len);
+	ctllen = len;
+	r = send_ctl(fd, data, n, u.b, &ctllen, &flags, msgflags);
+	*err = errno;
+	call("sendmsg_placeholder", r, *err);
+	/* The kernel writes back at most the len bytes it was given. */
+	if (ctllen > len)
+		ctllen = len;
+	raw("after", u.b, ctllen, flags, NULL);
+	*o = placeholder_outcome(u.b, sent.b, len, ctllen, flags, cv);
+	return r;
+}
+
+/* Prints the PROBE line for a placeholder send; returns its outcome word. */
+static const char *probe_line(ssize_t r, int err, int o)
+{
+	const char *w = o < 0 ? "corrupt" : o > 0 ? "written" :
+			r < 0 && err == EINVAL ? "rejected" : "unwritten";
+
+	if (o > 0)
+		printf("PROBE outcome=%s n=%d\n", w, o - 1);
+	else
+		printf("PROBE outcome=%s\n", w);
+	return w;
+}
+
 /* ---- cases ----------------------------------------------------------- */
 
 static unsigned char payload[PAYLOAD];
@@ -533,7 +579,7 @@ static void zc_case(const char *c, int v6, int tcp)
 			goto out;
 		}
 	}
-	drain(tx, &cv);
+	drain(tx, &cv, SENDS);
 	if (cover_exact(&cv, why, sizeof(why)))
 		end(c, "ok", why);
 	else
@@ -561,50 +607,34 @@ static int udp_pair(int *tx, int *rx)
 }
 
 /*
- * The SCM_ZC_NOTIFICATION probe on a plain socket (no SO_ZEROCOPY needed):
- * a kernel without the proposal must refuse the placeholder (EINVAL) or
- * leave it unwritten, and nothing may appear on the error queue.
+ * The SCM_ZC_NOTIFICATION probe: a placeholder on a socket with SO_ZEROCOPY
+ * (the proposal refuses it otherwise), sent without MSG_ZEROCOPY. A kernel
+ * with the proposal writes zero completions; one without refuses it
+ * (EINVAL) or leaves it unwritten. The error queue must stay empty.
  */
 static void probe(const char *c)
 {
-	ctlbuf sent, u;
-	size_t len, ctllen;
-	int tx, rx, flags = 0, o;
-	ssize_t r;
-	char why[160];
+	ctlbuf u;
+	size_t ctllen;
+	int tx, rx, flags = 0, o, e, err;
+	ssize_t r, q;
 
 	if (udp_pair(&tx, &rx) < 0) {
 		end(c, "fail", "udp pair");
 		return;
 	}
-	len = placeholder(sent.b);
-	raw("send", sent.b, len, 0, NULL);
-	memcpy(u.b, sent.b, len);
-	ctllen = len;
-	r = send_ctl(tx, payload, 100, u.b, &ctllen, &flags, 0);
-	call("sendmsg_placeholder", r, errno);
-	if (r < 0 && errno == EINVAL) {
-		o = -2;
-		printf("PROBE outcome=rejected\n");
-	} else if (r < 0) {
-		snprintf(why, sizeof(why), "sendmsg: %s", strerror(errno));
-		end(c, "fail", why);
-		return;
-	} else {
-		raw("after", u.b, ctllen, flags, NULL);
-		o = placeholder_outcome(u.b, sent.b, len, ctllen, flags, NULL);
-		if (o == 0)
-			printf("PROBE outcome=unwritten\n");
-		else if (o > 0)
-			printf("PROBE outcome=written n=%d\n", o - 1);
-		else
-			printf("PROBE outcome=corrupt\n");
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
 	}
+	r = placeholder_send(tx, payload, 100, 0, 1, NULL, &o, &err);
+	probe_line(r, err, o);
 	/* Nothing was sent with MSG_ZEROCOPY: the error queue must be empty. */
 	wait_err(tx, 100);
-	r = recv_errq(tx, u.b, 256, &ctllen, &flags);
-	call("recvmsg_errqueue", r, errno);
-	if (r >= 0) {
+	q = recv_errq(tx, u.b, 256, &ctllen, &flags);
+	call("recvmsg_errqueue", q, errno);
+	if (q >= 0) {
 		raw("recv", u.b, ctllen, flags, NULL);
 		end(c, "fail", "an error-queue item after a probe without MSG_ZEROCOPY");
 	} else if (errno != EAGAIN) {
@@ -613,16 +643,22 @@ static void probe(const char *c)
 		end(c, "fail", "placeholder came back corrupt");
 	} else if (o > 1) {
 		end(c, "fail", "bogus completions written into the placeholder");
+	} else if (r < 0 && !(o == 0 && err == EINVAL)) {
+		end(c, "fail", "sendmsg failed");
 	} else {
-		end(c, "ok", o == -2 ? "unsupported: placeholder rejected with EINVAL" :
+		end(c, "ok", o == 0 && r < 0 ? "unsupported: placeholder rejected with EINVAL" :
 		    o == 0 ? "unsupported: placeholder left unwritten" :
 		    "supported: zero completions written");
 	}
+out:
 	close(tx);
 	close(rx);
 }
 
-/* Both mechanisms: placeholder sends with MSG_ZEROCOPY, then the error queue. */
+/*
+ * Both mechanisms: placeholder sends with MSG_ZEROCOPY (each after the first
+ * once the previous completion is queued), then the error queue.
+ */
 static void hybrid(const char *c)
 {
 	int tx, rx, e, i, mode = 0;	/* 0 unprobed, 1 inline, 2 rejected, 3 unwritten */
@@ -647,6 +683,9 @@ static void hybrid(const char *c)
 		int flags = 0, o;
 		ssize_t r;
 
+		/* The previous completion queued: one to return inline. */
+		if (i > 0)
+			wait_err(tx, 1000);
 		if (mode >= 2) {
 			r = send(tx, payload, PAYLOAD, MSG_ZEROCOPY);
 		} else {
@@ -674,7 +713,7 @@ static void hybrid(const char *c)
 		}
 	}
 	printf("MODE %s\n", modes[mode]);
-	drain(tx, &cv);
+	drain(tx, &cv, SENDS);
 	if (mode == 4)
 		end(c, "fail", "placeholder came back corrupt");
 	else if (cover_exact(&cv, why, sizeof(why)))
@@ -684,6 +723,221 @@ static void hybrid(const char *c)
 out:
 	close(tx);
 	close(rx);
+}
+
+/*
+ * inline_tcp4, inline_tcp6, inline_udp4, inline_udp6: SENDS MSG_ZEROCOPY
+ * sends on an SO_ZEROCOPY socket, each with a fresh placeholder, each after
+ * the first once the previous completion is queued (POLLERR, up to 1 s): a
+ * kernel with the proposal returns earlier completions inline and the last
+ * one on the error queue, drained at the end. After an EINVAL on the first
+ * placeholder (no proposal) the sends go on without one.
+ */
+static void inline_case(const char *c, int v6, int tcp)
+{
+	union addr a;
+	socklen_t alen;
+	int lfd, tx, rx = -1, e, i, o, err, with = 1;
+	long inl = 0;
+	pid_t reader = -1;
+	struct cover cv;
+	char why[160];
+
+	memset(&cv, 0, sizeof(cv));
+	lfd = bound(v6, tcp ? SOCK_STREAM : SOCK_DGRAM, &a, &alen);
+	if (lfd < 0) {
+		snprintf(why, sizeof(why), "no %s loopback: %s", v6 ? "IPv6" : "IPv4",
+			 strerror(errno));
+		end(c, "skip", why);
+		return;
+	}
+	tx = socket(v6 ? AF_INET6 : AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+	if (tcp && listen(lfd, 1) < 0) {
+		end(c, "fail", "listen");
+		goto out;
+	}
+	if (connect(tx, &a.sa, alen) < 0) {
+		snprintf(why, sizeof(why), "connect: %s", strerror(errno));
+		end(c, "fail", why);
+		goto out;
+	}
+	if (tcp) {
+		rx = accept(lfd, NULL, NULL);
+		/* A child drains the receiving end until the sender closes. */
+		fflush(stdout);
+		reader = fork();
+		if (reader == 0) {
+			char b[4096];
+
+			close(tx);
+			while (read(rx, b, sizeof(b)) > 0)
+				;
+			_exit(0);
+		}
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	for (i = 0; i < SENDS; i++) {
+		ssize_t r = -1;
+
+		if (i > 0)
+			wait_err(tx, 1000);
+		if (with) {
+			long before = cv.ids;
+
+			r = placeholder_send(tx, payload, PAYLOAD, MSG_ZEROCOPY, i == 0, &cv,
+					     &o, &err);
+			if (i == 0)
+				probe_line(r, err, o);
+			if (o < 0) {
+				snprintf(why, sizeof(why), "placeholder %d came back corrupt", i);
+				end(c, "fail", why);
+				goto out;
+			}
+			inl += cv.ids - before;
+			/* No SCM_ZC_NOTIFICATION: the rest go without it. */
+			if (i == 0 && o == 0 && r < 0 && err == EINVAL)
+				with = 0;
+		}
+		if (!with) {
+			r = send(tx, payload, PAYLOAD, MSG_ZEROCOPY);
+			err = errno;
+			call("send_MSG_ZEROCOPY", r, err);
+		}
+		if (r != PAYLOAD) {
+			snprintf(why, sizeof(why), "send %d: returned %ld, %s", i, (long)r,
+				 strerror(err));
+			end(c, "fail", why);
+			goto out;
+		}
+	}
+	printf("INLINE n=%ld\n", inl);
+	drain(tx, &cv, SENDS);
+	if (cover_exact(&cv, why, sizeof(why)))
+		end(c, "ok", why);
+	else
+		end(c, "fail", why);
+out:
+	close(tx);
+	if (reader > 0)
+		waitpid(reader, NULL, 0);
+	close(lfd);
+	if (rx >= 0)
+		close(rx);
+}
+
+/*
+ * A SCM_ZC_NOTIFICATION message claiming capacity cap with elems poisoned
+ * elements (shapes placeholder() never builds); returns msg_controllen.
+ */
+static size_t bad_placeholder_buf(unsigned char *buf, uint32_t cap, size_t elems)
+{
+	struct msghdr m;
+	struct cmsghdr *h;
+	size_t dlen = 4 + elems * ZC_ELEM;
+
+	memset(buf, 0, CMSG_SPACE(dlen));
+	memset(&m, 0, sizeof(m));
+	m.msg_control = buf;
+	m.msg_controllen = CMSG_SPACE(dlen);
+	h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_ZC_NOTIFICATION;
+	h->cmsg_len = CMSG_LEN(dlen);
+	memcpy(CMSG_DATA(h), &cap, 4);
+	memset(CMSG_DATA(h) + 4, ZC_POISON, elems * ZC_ELEM);
+	return CMSG_SPACE(dlen);
+}
+
+/*
+ * bad_placeholder: with one completion queued on an SO_ZEROCOPY socket,
+ * placeholders the proposal refuses with EINVAL (capacity 0, capacity
+ * ZC_MAX + 1, a length that does not match the capacity, and a good one on
+ * a second socket without SO_ZEROCOPY), sent without MSG_ZEROCOPY; the
+ * completion must still be on the error queue afterwards.
+ */
+static void bad_placeholder(const char *c)
+{
+	static const struct {
+		const char *name;
+		uint32_t cap;
+		size_t elems;
+	} bad[] = {
+		{ "sendmsg_cap0", 0, 0 },
+		{ "sendmsg_cap17", ZC_MAX + 1, ZC_MAX + 1 },
+		{ "sendmsg_len_mismatch", 2, 3 },
+	};
+	int tx, rx, tx2 = -1, rx2 = -1, e, i, wrong = 0;
+	struct cover cv;
+	ctlbuf u;
+	size_t len, wo = 0;
+	ssize_t r;
+	char why[512] = "";
+
+	memset(&cv, 0, sizeof(cv));
+	if (udp_pair(&tx, &rx) < 0) {
+		end(c, "fail", "udp pair");
+		return;
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	r = send(tx, payload, PAYLOAD, MSG_ZEROCOPY);
+	call("send_MSG_ZEROCOPY", r, errno);
+	if (r != PAYLOAD) {
+		end(c, "fail", "the zerocopy send");
+		goto out;
+	}
+	wait_err(tx, 1000);
+	for (i = 0; i < 4; i++) {
+		const char *name = i < 3 ? bad[i].name : "sendmsg_no_so_zerocopy";
+		int fd = tx;
+
+		if (i < 3) {
+			len = bad_placeholder_buf(u.b, bad[i].cap, bad[i].elems);
+		} else {
+			if (udp_pair(&tx2, &rx2) < 0) {
+				end(c, "fail", "second udp pair");
+				goto out;
+			}
+			fd = tx2;
+			len = placeholder(u.b);
+		}
+		raw("send", u.b, len, 0, NULL);
+		r = send_ctl(fd, payload, 100, u.b, &len, NULL, 0);
+		e = errno;
+		call(name, r, e);
+		if ((r >= 0 || e != EINVAL) && wo < sizeof(why)) {
+			wrong++;
+			wo += snprintf(why + wo, sizeof(why) - wo, "%s: returned %ld errno %d, want EINVAL; ",
+				       name, (long)r, r < 0 ? e : 0);
+		}
+	}
+	/* The one completion must still be queued: nothing refused took it. */
+	drain(tx, &cv, 1);
+	if (cv.count[0] != 1 || cv.ids != 1 || cv.uncopied) {
+		wrong++;
+		if (wo < sizeof(why))
+			snprintf(why + wo, sizeof(why) - wo,
+				 "the queued completion: %ld ids, send 0 seen %d times", cv.ids,
+				 cv.count[0]);
+	}
+	if (wrong)
+		end(c, "fail", why);
+	else
+		end(c, "ok", "every bad placeholder refused with EINVAL, the completion left queued");
+out:
+	close(tx);
+	close(rx);
+	if (tx2 >= 0)
+		close(tx2);
+	if (rx2 >= 0)
+		close(rx2);
 }
 
 /* Control messages through real sendmsg/recvmsg: SCM_RIGHTS and IP_TTL. */
@@ -952,6 +1206,16 @@ static void run(const char *c)
 		probe(c);
 	else if (!strcmp(c, "hybrid"))
 		hybrid(c);
+	else if (!strcmp(c, "inline_tcp4"))
+		inline_case(c, 0, 1);
+	else if (!strcmp(c, "inline_tcp6"))
+		inline_case(c, 1, 1);
+	else if (!strcmp(c, "inline_udp4"))
+		inline_case(c, 0, 0);
+	else if (!strcmp(c, "inline_udp6"))
+		inline_case(c, 1, 0);
+	else if (!strcmp(c, "bad_placeholder"))
+		bad_placeholder(c);
 	else if (!strcmp(c, "cmsg_roundtrip"))
 		roundtrip(c);
 	else if (!strcmp(c, "ctrunc"))
@@ -992,7 +1256,8 @@ int main(int argc, char **argv)
 {
 	static const char *const all[] = {
 		"native_facts", "zc_tcp4", "zc_tcp6", "zc_udp4", "zc_udp6", "probe",
-		"hybrid", "cmsg_roundtrip", "ctrunc", "icmp", "enobufs",
+		"hybrid", "inline_tcp4", "inline_tcp6", "inline_udp4", "inline_udp6",
+		"bad_placeholder", "cmsg_roundtrip", "ctrunc", "icmp", "enobufs",
 	};
 	size_t i;
 

@@ -13,9 +13,16 @@ pub const PAYLOAD: usize = 1000;
 /// (`ZC_NOTIFICATION_MAX`).
 pub const PROBE_CAPACITY: usize = 16;
 
+/// The malformed placeholders of `bad_placeholder`, each refused with
+/// `EINVAL` by a kernel with the proposal: the call's name (after
+/// `sendmsg_`), the capacity written into `zc_info`, and the number of
+/// poisoned elements that follow (`ZC_NOTIFICATION_MAX + 1` is 17).
+pub const BAD_PLACEHOLDERS: [(&str, u32, usize); 3] =
+    [("cap0", 0, 0), ("cap17", 17, 17), ("len_mismatch", 2, 3)];
+
 /// Every case, in matrix order. `abi_facts` is run by the host runner (a C
 /// program built with the target's own toolchain); the others by the guest.
-pub const CASES: [&str; 12] = [
+pub const CASES: [&str; 17] = [
     "abi_facts",
     "native_facts",
     "zc_tcp4",
@@ -24,6 +31,11 @@ pub const CASES: [&str; 12] = [
     "zc_udp6",
     "probe",
     "hybrid",
+    "inline_tcp4",
+    "inline_tcp6",
+    "inline_udp4",
+    "inline_udp6",
+    "bad_placeholder",
     "cmsg_roundtrip",
     "ctrunc",
     "icmp",
@@ -36,11 +48,34 @@ pub fn guest_cases() -> impl Iterator<Item = &'static str> {
 }
 
 /// Whether a case needs `SO_ZEROCOPY`: only these may end as
-/// "emulator-unsupported" (stock qemu-user refuses the option).
+/// "emulator-unsupported" (stock qemu-user refuses the option). Every
+/// `SCM_ZC_NOTIFICATION` case does: the proposal refuses a placeholder on a
+/// socket without it.
 pub fn needs_zerocopy(case: &str) -> bool {
     matches!(
         case,
-        "zc_tcp4" | "zc_tcp6" | "zc_udp4" | "zc_udp6" | "hybrid" | "enobufs"
+        "zc_tcp4"
+            | "zc_tcp6"
+            | "zc_udp4"
+            | "zc_udp6"
+            | "probe"
+            | "hybrid"
+            | "inline_tcp4"
+            | "inline_tcp6"
+            | "inline_udp4"
+            | "inline_udp6"
+            | "bad_placeholder"
+            | "enobufs"
+    )
+}
+
+/// Whether a case tests the `SCM_ZC_NOTIFICATION` proposal itself: on a
+/// kernel without it these end as "kernel-unsupported" (`hybrid`, which
+/// checks the library's fallback, passes there).
+pub fn proposal_case(case: &str) -> bool {
+    matches!(
+        case,
+        "probe" | "inline_tcp4" | "inline_tcp6" | "inline_udp4" | "inline_udp6" | "bad_placeholder"
     )
 }
 
@@ -80,7 +115,14 @@ mod tests {
     #[test]
     fn case_lists_are_consistent() {
         assert_eq!(guest_cases().count(), CASES.len() - 1);
-        assert!(CASES.iter().filter(|c| needs_zerocopy(c)).count() == 6);
+        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 12);
+        // Every proposal case needs SO_ZEROCOPY (stock qemu-user: emu-unsup).
+        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 6);
+        assert!(CASES.iter().all(|c| !proposal_case(c) || needs_zerocopy(c)));
+        let at = |name| CASES.iter().position(|c| *c == name).unwrap();
+        assert_eq!(at("inline_tcp4"), at("hybrid") + 1);
+        let max = msgzc_abi::proposal::v8::ZC_NOTIFICATION_MAX;
+        assert_eq!(BAD_PLACEHOLDERS[1], ("cap17", max + 1, max as usize + 1));
         assert_eq!(extra(Arch::Hppa, "ECONNREFUSED"), 239);
         assert_eq!(extra(Arch::Sparc64, "ECONNREFUSED"), 61);
     }

@@ -22,9 +22,11 @@
 //! CALL name=WHAT ret=N errno=E                 a system call's result
 //! RAW dir=send|after|recv controllen=N flags=N hex=HEX msgs=.. ranges=.. items=.. trunc=0|1
 //! VALUE name=NAME v=N                          a value the guest read
-//! PROBE outcome=rejected|unwritten|written|corrupt [n=N]
+//! PROBE outcome=rejected|unwritten|written|corrupt [n=N]   probe, inline_*:
+//!                                              the first placeholder
 //! MODE NOTIFY-MODE                             hybrid: how completions came
-//! INLINE n=N                                   hybrid: tokens released inline
+//! INLINE n=N                                   hybrid: tokens released inline;
+//!                                              inline_*: ids completed inline
 //! NOTE ...
 //! END case=CASE status=ok|unsupported|skip|fail detail=WORDS
 //! DONE
@@ -33,15 +35,21 @@
 //! `RAW dir=send` is a buffer as passed to `sendmsg`, `dir=after` the same
 //! buffer after `sendmsg` returned (with the `msg_controllen` and
 //! `msg_flags` the kernel left), `dir=recv` a received one; the last four
-//! fields are the guest's own decoding (see [`crate::view`]).
+//! fields are the guest's own decoding (see [`crate::view`]). In `probe`
+//! and `inline_*` every `CALL name=sendmsg_placeholder` is followed by its
+//! `RAW dir=after`, also when the call failed (the proposal copies the
+//! placeholder back even then).
 
-use crate::cases::{guest_cases, PAYLOAD, PROBE_CAPACITY, SENDS};
+use crate::cases::{guest_cases, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY, SENDS};
 use crate::report::{hex, jobj, jstr};
 use crate::table::table_row;
 use crate::view;
+use msgzc_abi::proposal::v8;
 use msgzc_abi::{Arch, IP_RECVERR, SOL_IP};
 use msgzc_cmsg::sys::{self, Released, ZcSocket, NATIVE};
-use msgzc_cmsg::{ControlBuf, ControlBuilder, ZcOutcome};
+use msgzc_cmsg::{
+    CompletionTracker, ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange, ZC_POISON,
+};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
@@ -113,6 +121,11 @@ pub fn main(args: &[String]) -> ExitCode {
             "zc_udp6" => zc_dgram(true),
             "probe" => probe(),
             "hybrid" => hybrid(),
+            "inline_tcp4" => inline_case(true, false),
+            "inline_tcp6" => inline_case(true, true),
+            "inline_udp4" => inline_case(false, false),
+            "inline_udp6" => inline_case(false, true),
+            "bad_placeholder" => bad_placeholder(),
             "cmsg_roundtrip" => roundtrip(),
             "ctrunc" => icmp_case(true),
             "icmp" => icmp_case(false),
@@ -137,7 +150,7 @@ pub fn main(args: &[String]) -> ExitCode {
 /// PID 1 on a bare kernel: `/proc` for the sysctls `enobufs` writes, the
 /// console kept for this agent's lines (only emergencies such as a panic
 /// still print), and the kernel named.
-fn pid1_setup() {
+pub(crate) fn pid1_setup() {
     // SAFETY: NUL-terminated strings and no mount data; a failure (already
     // mounted) is reported and harmless.
     let r = unsafe {
@@ -181,7 +194,7 @@ fn pid1_setup() {
 /// PID 1's exit: returning would panic the kernel, so flush, sync and
 /// power off (QEMU exits). Should that fail, the return that follows
 /// still ends the run, through the panic.
-fn power_off() {
+pub(crate) fn power_off() {
     use std::io::Write;
     let _ = std::io::stdout().flush();
     // SAFETY: plain system calls without pointers.
@@ -376,6 +389,43 @@ fn drain<F: AsFd, const N: usize>(
     Ok(())
 }
 
+/// [`drain`] for sends tracked by hand: reads the error queue until
+/// nothing is outstanding or 5 s pass.
+fn drain_tracker<const N: usize>(
+    fd: BorrowedFd<'_>,
+    tracker: &mut CompletionTracker<u32, N>,
+    released: &mut Vec<u32>,
+) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tracker.outstanding() > 0 {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "timeout with {} outstanding",
+                tracker.outstanding()
+            ));
+        }
+        let mut control = ControlBuf::<256>::new();
+        let (len, flags) = match recv_errq(fd, control.as_mut_bytes()) {
+            Ok(r) => r,
+            Err(e) if e == NATIVE.family.errno().eagain => {
+                poll_err(fd, 50);
+                continue;
+            }
+            Err(e) => {
+                call("recvmsg_errqueue", -1, e);
+                return Err(format!("recvmsg: errno {e}"));
+            }
+        };
+        let v = raw("recv", control.as_bytes(), len, flags);
+        for r in v.ranges {
+            tracker
+                .complete(r, |_, t, _| released.push(t))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 fn finish(released: &mut [u32]) -> End {
     released.sort_unstable();
     let want: Vec<u32> = (0..SENDS).collect();
@@ -461,6 +511,26 @@ fn sendmsg_ctl(
     controllen: usize,
     flags: i32,
 ) -> (isize, i32, usize, u32) {
+    assert!(controllen <= control.len());
+    // SAFETY: `control` is writable for `controllen` bytes for the call.
+    unsafe { sendmsg_at(fd, data, control.as_mut_ptr(), controllen, flags) }
+}
+
+/// [`sendmsg_ctl`] with a control buffer given by pointer (a library
+/// [`Control`](msgzc_cmsg::Control), which a kernel with
+/// `SCM_ZC_NOTIFICATION` writes back into).
+///
+/// # Safety
+///
+/// `control` must be valid for reads and writes of `controllen` bytes for
+/// the call.
+unsafe fn sendmsg_at(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    control: *mut u8,
+    controllen: usize,
+    flags: i32,
+) -> (isize, i32, usize, u32) {
     let mut iov = libc::iovec {
         iov_base: data.as_ptr() as *mut libc::c_void,
         iov_len: data.len(),
@@ -469,12 +539,13 @@ fn sendmsg_ctl(
     let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_control = control.cast();
     msg.msg_controllen = controllen as _;
-    // SAFETY: one iovec over `data` (only read by the kernel) and a control
-    // buffer of at least `controllen` writable bytes; all alive for the
-    // call.
-    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
+    // SAFETY: one iovec over `data` (only read by the kernel) and, by the
+    // caller's promise, a control buffer of `controllen` writable bytes;
+    // `msg` is passed mutably because the kernel may write it back. All
+    // alive for the call.
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), core::ptr::addr_of_mut!(msg), flags) };
     let e = errno();
     // msg_controllen is size_t in glibc but socklen_t in musl.
     #[allow(clippy::unnecessary_cast)]
@@ -486,77 +557,131 @@ fn sendmsg_ctl(
     )
 }
 
-/// The `SCM_ZC_NOTIFICATION` probe on a plain socket (no `SO_ZEROCOPY`
-/// needed): a kernel without the proposal refuses the placeholder or
-/// leaves it unwritten, and the error queue stays empty.
-fn probe() -> End {
-    let (tx, _rx) = match udp_pair(false) {
-        Ok(p) => p,
-        Err(e) => return End::Fail(format!("udp pair: {e}")),
-    };
-    let mut sent = ControlBuf::<256>::new();
-    let len = placeholder(&mut sent);
-    let mut buf = sent.clone();
-    let (ret, e, controllen, flags) =
-        sendmsg_ctl(tx.as_fd(), &[7u8; 100], buf.as_mut_bytes(), len, 0);
+/// What became of a placeholder: the library's reading of the buffer
+/// `sendmsg` left (`None`: unwritten), or why it is corrupt.
+type Answer = Result<Option<Vec<ZcRange>>, String>;
+
+/// One `sendmsg` of `data` carrying a fresh poisoned placeholder of
+/// [`PROBE_CAPACITY`] elements built by the library: prints the buffer
+/// (`RAW dir=send`, when `show`), the call (`CALL name=sendmsg_placeholder`)
+/// and, whatever the result (the proposal copies the answer back even when
+/// the send fails), the buffer afterwards (`RAW dir=after`).
+fn placeholder_send(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    flags: i32,
+    show: bool,
+) -> (isize, i32, Answer) {
+    let mut buf = ControlBuf::<256>::new();
+    let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).expect("aligned");
+    b.zc_placeholder(PROBE_CAPACITY).expect("fits");
+    let mut c = b.finish();
+    let len = c.len();
+    if show {
+        raw("send", c.as_bytes(), len, 0);
+    }
+    // SAFETY: the Control's buffer (256 bytes) is writable for at least
+    // `len` bytes and stays borrowed by `c` for the call.
+    let (ret, e, controllen, mflags) = unsafe { sendmsg_at(fd, data, c.as_mut_ptr(), len, flags) };
     call("sendmsg_placeholder", ret, e);
-    let outcome = if ret < 0 && e == NATIVE.family.errno().einval {
-        println!("PROBE outcome=rejected");
-        "unsupported: placeholder rejected with EINVAL"
-    } else if ret < 0 {
-        return End::Fail(format!("sendmsg: errno {e}"));
-    } else {
-        raw("after", buf.as_bytes(), controllen, flags);
-        // Rebuild the same placeholder to ask the library what happened.
-        let mut again = buf.clone();
-        let mut b = ControlBuilder::new(NATIVE, again.as_mut_bytes()).expect("aligned");
-        b.zc_placeholder(PROBE_CAPACITY).expect("fits");
-        let mut c = b.finish();
-        // SAFETY: the Control's buffer holds 256 bytes; we copy back
-        // exactly what the kernel left in ours, as a kernel would.
-        unsafe {
-            core::ptr::copy_nonoverlapping(buf.as_bytes().as_ptr(), c.as_mut_ptr(), 256);
-        }
-        let o = c.zc_outcome(controllen, msgzc_cmsg::MsgFlags::from_bits_retain(flags));
-        match o {
-            Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => {
-                println!("PROBE outcome=unwritten");
-                "unsupported: placeholder left unwritten"
-            }
-            Ok(ZcOutcome::Written(done)) => {
-                println!("PROBE outcome=written n={}", done.len());
-                if !done.is_empty() {
-                    return End::Fail("bogus completions written into the placeholder".into());
-                }
-                "supported: zero completions written"
-            }
-            Err(err) => {
-                println!("PROBE outcome=corrupt");
-                return End::Fail(format!("placeholder came back corrupt: {err}"));
-            }
-        }
+    // The kernel writes back at most the `len` bytes it was given.
+    raw("after", c.as_bytes(), controllen.min(len), mflags);
+    let answer = match c.zc_outcome(controllen, MsgFlags::from_bits_retain(mflags)) {
+        Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
+        Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
+        Err(err) => Err(err.to_string()),
     };
-    poll_err(tx.as_fd(), 100);
+    (ret, e, answer)
+}
+
+/// The `PROBE outcome=` word for a placeholder send, printed.
+fn probe_line(ret: isize, e: i32, answer: &Answer) -> String {
+    let o = match answer {
+        Err(_) => "corrupt".to_string(),
+        Ok(Some(done)) => format!("written n={}", done.len()),
+        Ok(None) if ret < 0 && e == NATIVE.family.errno().einval => "rejected".into(),
+        Ok(None) => "unwritten".into(),
+    };
+    println!("PROBE outcome={o}");
+    o
+}
+
+/// `SO_ZEROCOPY` on `fd`, printed as a call; ENOPROTOOPT (stock
+/// qemu-user) ends the case as unsupported.
+fn enable_zc(fd: BorrowedFd<'_>) -> Result<(), End> {
+    match sys::enable_zerocopy(fd) {
+        Ok(()) => {
+            call("setsockopt_SO_ZEROCOPY", 0, 0);
+            Ok(())
+        }
+        Err(e) => {
+            call("setsockopt_SO_ZEROCOPY", -1, e.errno);
+            let d = format!("SO_ZEROCOPY: {e}");
+            Err(if e.errno == NATIVE.family.errno().enoprotoopt {
+                End::Unsupported(d)
+            } else {
+                End::Fail(d)
+            })
+        }
+    }
+}
+
+/// Fails unless the error queue of `fd` is empty, printing the read.
+fn errqueue_empty(fd: BorrowedFd<'_>) -> Result<(), End> {
+    poll_err(fd, 100);
     let mut control = ControlBuf::<256>::new();
-    match recv_errq(tx.as_fd(), control.as_mut_bytes()) {
+    match recv_errq(fd, control.as_mut_bytes()) {
         Ok((len, flags)) => {
             call("recvmsg_errqueue", 0, 0);
             raw("recv", control.as_bytes(), len, flags);
-            End::Fail("an error-queue item after a probe without MSG_ZEROCOPY".into())
+            Err(End::Fail("an error-queue item where none was due".into()))
         }
         Err(e) => {
             call("recvmsg_errqueue", -1, e);
             if e == NATIVE.family.errno().eagain {
-                End::Ok(outcome.into())
+                Ok(())
             } else {
-                End::Fail(format!("error-queue read: errno {e}"))
+                Err(End::Fail(format!("error-queue read: errno {e}")))
             }
         }
     }
 }
 
+/// The `SCM_ZC_NOTIFICATION` probe: a placeholder on a socket with
+/// `SO_ZEROCOPY` (the proposal refuses it otherwise), sent without
+/// `MSG_ZEROCOPY`. A kernel with the proposal writes zero completions; one
+/// without refuses it or leaves it unwritten. The error queue stays empty.
+fn probe() -> End {
+    let (tx, _rx) = match udp_pair(false) {
+        Ok(p) => p,
+        Err(e) => return End::Fail(format!("udp pair: {e}")),
+    };
+    if let Err(end) = enable_zc(tx.as_fd()) {
+        return end;
+    }
+    let (ret, e, answer) = placeholder_send(tx.as_fd(), &[7u8; 100], 0, true);
+    let o = probe_line(ret, e, &answer);
+    let outcome = match answer {
+        Err(err) => return End::Fail(format!("placeholder came back corrupt: {err}")),
+        Ok(Some(done)) if !done.is_empty() => {
+            return End::Fail("bogus completions written into the placeholder".into())
+        }
+        Ok(Some(_)) if ret < 0 => return End::Fail(format!("sendmsg: errno {e}")),
+        Ok(Some(_)) => "supported: zero completions written",
+        Ok(None) if o == "rejected" => "unsupported: placeholder rejected with EINVAL",
+        Ok(None) if ret < 0 => return End::Fail(format!("sendmsg: errno {e}")),
+        Ok(None) => "unsupported: placeholder left unwritten",
+    };
+    match errqueue_empty(tx.as_fd()) {
+        Ok(()) => End::Ok(outcome.into()),
+        Err(end) => end,
+    }
+}
+
 /// Both mechanisms through the library: `send_notify` (placeholder, with
-/// its fallback) for every send, then the error queue.
+/// its fallback) for every send, then the error queue. Before each send
+/// after the first it waits (up to 1 s) for the previous completion, so a
+/// kernel with the proposal has one to return inline.
 fn hybrid() -> End {
     let (tx, _rx) = match udp_pair(false) {
         Ok(p) => p,
@@ -572,6 +697,9 @@ fn hybrid() -> End {
     let mut released = Vec::new();
     let mut inline = 0;
     for token in 0..SENDS {
+        if token > 0 {
+            let _ = zc.wait(Some(Duration::from_secs(1)));
+        }
         match zc.send_notify(&data, token, PROBE_CAPACITY, |r| released.push(r.token)) {
             Ok(s) => {
                 inline += s.inline;
@@ -591,6 +719,188 @@ fn hybrid() -> End {
         return End::Fail(e);
     }
     finish(&mut released)
+}
+
+/// `inline_*`: [`SENDS`] `MSG_ZEROCOPY` sends on an `SO_ZEROCOPY` socket,
+/// each carrying a fresh placeholder, each after the first once the
+/// previous completion is queued (`POLLERR`, up to 1 s): a kernel with the
+/// proposal returns earlier completions inline, and the last one (no send
+/// follows it) on the error queue, drained at the end. A kernel without it
+/// refuses the first placeholder with `EINVAL` (the sends go on without
+/// one, so the error queue is still checked) or leaves every placeholder
+/// unwritten.
+fn inline_case(tcp: bool, v6: bool) -> End {
+    if tcp {
+        let l = match TcpListener::bind(addr(v6)) {
+            Ok(l) => l,
+            Err(e) => return no_loopback(v6, e),
+        };
+        let c = match TcpStream::connect(l.local_addr().unwrap()) {
+            Ok(c) => c,
+            Err(e) => return End::Fail(format!("connect: {e}")),
+        };
+        let (mut s, _) = l.accept().unwrap();
+        let reader =
+            std::thread::spawn(move || std::io::copy(&mut s, &mut std::io::sink()).unwrap_or(0));
+        let end = inline_sends(c.as_fd());
+        let _ = c.shutdown(std::net::Shutdown::Both);
+        drop(c);
+        let _ = reader.join();
+        end
+    } else {
+        match udp_pair(v6) {
+            Ok((tx, _rx)) => inline_sends(tx.as_fd()),
+            Err(e) => no_loopback(v6, e),
+        }
+    }
+}
+
+fn inline_sends(fd: BorrowedFd<'_>) -> End {
+    if let Err(end) = enable_zc(fd) {
+        return end;
+    }
+    let data = [0x42u8; PAYLOAD];
+    let mut tracker = CompletionTracker::<u32, 64>::new();
+    let mut released = Vec::new();
+    let mut inline = 0;
+    let mut with_placeholder = true;
+    for token in 0..SENDS {
+        if token > 0 {
+            poll_err(fd, 1000);
+        }
+        let (mut ret, mut e) = (-1, 0);
+        if with_placeholder {
+            let (r, err, answer) = placeholder_send(fd, &data, libc::MSG_ZEROCOPY, token == 0);
+            (ret, e) = (r, err);
+            let o = if token == 0 {
+                probe_line(ret, e, &answer)
+            } else {
+                String::new()
+            };
+            match answer {
+                Err(err) => {
+                    return End::Fail(format!("placeholder {token} came back corrupt: {err}"))
+                }
+                Ok(Some(done)) => {
+                    for r in done {
+                        inline += r.count();
+                        if let Err(err) = tracker.complete(r, |_, t, _| released.push(t)) {
+                            return End::Fail(format!("inline completion refused: {err}"));
+                        }
+                    }
+                }
+                Ok(None) if o == "rejected" => {
+                    // No SCM_ZC_NOTIFICATION: the rest go without it.
+                    with_placeholder = false;
+                }
+                Ok(None) => {}
+            }
+        }
+        if !with_placeholder {
+            // SAFETY: one byte slice, only read by the kernel.
+            let r = unsafe {
+                libc::send(
+                    fd.as_raw_fd(),
+                    data.as_ptr().cast(),
+                    data.len(),
+                    libc::MSG_ZEROCOPY,
+                )
+            };
+            (ret, e) = (r as isize, errno());
+            call("send_MSG_ZEROCOPY", ret, e);
+        }
+        if ret != PAYLOAD as isize {
+            return End::Fail(format!("send {token}: returned {ret}, errno {e}"));
+        }
+        if tracker.register(token).is_err() {
+            return End::Fail("tracker full".into());
+        }
+    }
+    println!("INLINE n={inline}");
+    if let Err(e) = drain_tracker(fd, &mut tracker, &mut released) {
+        return End::Fail(e);
+    }
+    finish(&mut released)
+}
+
+/// `bad_placeholder`: with one completion queued on an `SO_ZEROCOPY`
+/// socket, placeholders the proposal refuses with `EINVAL` (capacity 0,
+/// capacity `ZC_NOTIFICATION_MAX + 1`, a data length that does not match
+/// the capacity, and a well-formed one on a second socket without
+/// `SO_ZEROCOPY`), sent without `MSG_ZEROCOPY`; then the completion must
+/// still be on the error queue.
+fn bad_placeholder() -> End {
+    let (tx, _rx) = match udp_pair(false) {
+        Ok(p) => p,
+        Err(e) => return End::Fail(format!("udp pair: {e}")),
+    };
+    if let Err(end) = enable_zc(tx.as_fd()) {
+        return end;
+    }
+    let data = [0x42u8; PAYLOAD];
+    // SAFETY: one byte slice, only read by the kernel.
+    let r = unsafe {
+        libc::send(
+            tx.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_ZEROCOPY,
+        )
+    };
+    call("send_MSG_ZEROCOPY", r as isize, errno());
+    if r != PAYLOAD as isize {
+        return End::Fail(format!("send: returned {r}"));
+    }
+    poll_err(tx.as_fd(), 1000);
+    let einval = NATIVE.family.errno().einval;
+    let mut wrong = Vec::new();
+    for (name, capacity, elems) in BAD_PLACEHOLDERS {
+        let mut buf = ControlBuf::<256>::new();
+        let len = bad_placeholder_bytes(&mut buf, capacity, elems);
+        raw("send", buf.as_bytes(), len, 0);
+        let (ret, e, _, _) = sendmsg_ctl(tx.as_fd(), &data[..100], buf.as_mut_bytes(), len, 0);
+        call(&format!("sendmsg_{name}"), ret, e);
+        if ret >= 0 || e != einval {
+            wrong.push(format!("{name}: returned {ret}, errno {e}, want EINVAL"));
+        }
+    }
+    let (tx2, _rx2) = match udp_pair(false) {
+        Ok(p) => p,
+        Err(e) => return End::Fail(format!("udp pair: {e}")),
+    };
+    let mut buf = ControlBuf::<256>::new();
+    let len = placeholder(&mut buf);
+    let (ret, e, _, _) = sendmsg_ctl(tx2.as_fd(), &data[..100], buf.as_mut_bytes(), len, 0);
+    call("sendmsg_no_so_zerocopy", ret, e);
+    if ret >= 0 || e != einval {
+        wrong.push(format!(
+            "no_so_zerocopy: returned {ret}, errno {e}, want EINVAL"
+        ));
+    }
+    // The one completion must still be queued: nothing refused took it.
+    let mut tracker = CompletionTracker::<u32, 4>::new();
+    tracker.register(0).expect("room");
+    let mut released = Vec::new();
+    if let Err(e) = drain_tracker(tx.as_fd(), &mut tracker, &mut released) {
+        wrong.push(format!("the queued completion: {e}"));
+    }
+    if !wrong.is_empty() {
+        return End::Fail(wrong.join("; "));
+    }
+    End::Ok("every bad placeholder refused with EINVAL, the completion left queued".into())
+}
+
+/// A `SCM_ZC_NOTIFICATION` message claiming `capacity` with `elems`
+/// poisoned elements, built with the library's generic `push` (its
+/// placeholder builder refuses such shapes); returns `msg_controllen`.
+fn bad_placeholder_bytes(buf: &mut ControlBuf<256>, capacity: u32, elems: usize) -> usize {
+    let mut data = capacity.to_ne_bytes().to_vec();
+    data.resize(4 + elems * 12, ZC_POISON);
+    let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).expect("aligned");
+    let s = NATIVE.family.socket();
+    b.push(s.sol_socket, v8::scm_zc_notification(NATIVE.family), &data)
+        .expect("fits");
+    b.finish().len()
 }
 
 /// Control messages through real `sendmsg`/`recvmsg`: `SCM_RIGHTS` (built

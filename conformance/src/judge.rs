@@ -3,7 +3,10 @@
 //! layout. A guest's "ok" counts only when the host's own decoding agrees
 //! with the guest's and the case's invariant holds on the host's view.
 
-use crate::cases::{extra, extra_row, needs_zerocopy, PROBE_CAPACITY, SENDS};
+use crate::cases::{
+    extra, extra_row, needs_zerocopy, proposal_case, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY,
+    SENDS,
+};
 use crate::report::unhex;
 use crate::table::{parse_flat, table_row};
 use crate::view::{self, View};
@@ -24,6 +27,10 @@ pub enum Outcome {
     /// `SO_ZEROCOPY`); never a pass, and never allowed under the patched
     /// emulator.
     EmulatorUnsupported(String),
+    /// The kernel does not implement `SCM_ZC_NOTIFICATION` and the guest
+    /// saw exactly what such a kernel must do (the placeholder refused or
+    /// left as written); never a pass, and a failure on a patched kernel.
+    KernelUnsupported(String),
     /// The case could not run here (a missing tool, no IPv6, no namespace
     /// permission), with why.
     Skip(String),
@@ -36,6 +43,7 @@ impl Outcome {
             Outcome::Pass => "pass",
             Outcome::Fail(_) => "FAIL",
             Outcome::EmulatorUnsupported(_) => "emu-unsup",
+            Outcome::KernelUnsupported(_) => "kern-unsup",
             Outcome::Skip(_) => "skip",
         }
     }
@@ -46,6 +54,7 @@ impl Outcome {
             Outcome::Pass => "pass",
             Outcome::Fail(_) => "fail",
             Outcome::EmulatorUnsupported(_) => "emulator-unsupported",
+            Outcome::KernelUnsupported(_) => "kernel-unsupported",
             Outcome::Skip(_) => "skip",
         }
     }
@@ -54,7 +63,10 @@ impl Outcome {
     pub fn detail(&self) -> &str {
         match self {
             Outcome::Pass => "",
-            Outcome::Fail(w) | Outcome::EmulatorUnsupported(w) | Outcome::Skip(w) => w,
+            Outcome::Fail(w)
+            | Outcome::EmulatorUnsupported(w)
+            | Outcome::KernelUnsupported(w)
+            | Outcome::Skip(w) => w,
         }
     }
 }
@@ -168,6 +180,11 @@ pub struct Ctx {
     /// truncated `IP_RECVERR`): it must behave like the target's kernel, so
     /// stock qemu-user's known deviations are failures there.
     pub patched: bool,
+    /// Whether the kernel implements `SCM_ZC_NOTIFICATION`
+    /// (`conformance/kernel/0001-*.patch`). The proposal's cases must
+    /// then show it working; on a stock kernel they end as
+    /// [`Outcome::KernelUnsupported`].
+    pub zc_kernel: bool,
 }
 
 impl Ctx {
@@ -421,6 +438,9 @@ fn judge_case(ctx: Ctx, case: &'static str, lines: Option<&[Line]>) -> CaseResul
     let outcome = match lines {
         None => Outcome::Fail("the guest never started this case".into()),
         Some(lines) => match judge_lines(ctx, case, lines, &mut findings) {
+            Ok(Outcome::KernelUnsupported(why)) if ctx.zc_kernel || !proposal_case(case) => {
+                Outcome::Fail(format!("kernel-unsupported is no outcome here: {why}"))
+            }
             Ok(o) => o,
             Err(e) => Outcome::Fail(e),
         },
@@ -485,45 +505,43 @@ fn judge_lines(
         "probe" => {
             check_placeholder(t, &raws)?;
             let (ret, e) = call_result(lines, "sendmsg_placeholder")?;
-            let host = if ret < 0 {
-                if e != i64::from(errno.einval) {
-                    return Err(format!("placeholder refused with errno {e}, not EINVAL"));
-                }
-                "rejected".to_string()
-            } else {
-                let after = raws
-                    .iter()
-                    .find(|r| r.dir() == "after")
-                    .ok_or("no buffer after sendmsg")?;
-                match host_outcome(t, after)? {
-                    None => "unwritten".into(),
-                    Some(done) if done.is_empty() => "written".into(),
-                    Some(done) => {
-                        return Err(format!(
-                            "{} bogus completions written without any zerocopy send",
-                            done.len()
-                        ))
-                    }
-                }
-            };
-            let guest = first(lines, "PROBE", None).and_then(|l| l.get("outcome"));
-            if guest != Some(host.as_str()) {
-                return Err(format!("guest says {guest:?}, host sees {host}"));
-            }
+            let after = raws
+                .iter()
+                .find(|r| r.dir() == "after")
+                .ok_or("no buffer after sendmsg")?;
+            let seen = seen(t, ret, e, after)?;
+            check_probe_line(lines, &seen)?;
             if !recvs.is_empty() {
                 return Err("error-queue items after a probe without MSG_ZEROCOPY".into());
             }
-            let (ret, e) = call_result(lines, "recvmsg_errqueue")?;
-            if ret >= 0 || e != i64::from(errno.eagain) {
-                return Err(format!("error queue not empty (ret {ret}, errno {e})"));
+            let (r, e) = call_result(lines, "recvmsg_errqueue")?;
+            if r >= 0 || e != i64::from(errno.eagain) {
+                return Err(format!("error queue not empty (ret {r}, errno {e})"));
             }
-            Ok(Outcome::Pass)
+            match (&seen, ctx.zc_kernel) {
+                (Seen::Written(done), _) if !done.is_empty() => Err(format!(
+                    "{} bogus completions written without any zerocopy send",
+                    done.len()
+                )),
+                (Seen::Written(_), _) if ret < 0 => {
+                    Err(format!("the probe's send failed with errno {e}"))
+                }
+                (Seen::Written(_), true) => Ok(Outcome::Pass),
+                (Seen::Written(_), false) => {
+                    Err("a kernel without SCM_ZC_NOTIFICATION wrote the placeholder".into())
+                }
+                (s, true) => Err(format!("the patched kernel {} the placeholder", s.what())),
+                (s, false) => Ok(Outcome::KernelUnsupported(format!(
+                    "placeholder {}",
+                    s.what()
+                ))),
+            }
         }
         "hybrid" => {
             check_placeholder(t, &raws)?;
-            if first(lines, "MODE", None).is_none() {
-                return Err("no MODE line".into());
-            }
+            let mode = first(lines, "MODE", None)
+                .and_then(|l| l.text.split_whitespace().nth(1))
+                .ok_or("no MODE line")?;
             let mut inline = Vec::new();
             for after in raws.iter().filter(|r| r.dir() == "after") {
                 inline.extend(host_outcome(t, after)?.unwrap_or_default());
@@ -546,8 +564,26 @@ fn judge_lines(
                     unseen
                 ));
             }
+            let n_inline = unseen + inline.iter().map(|r| r.count() as i64).sum::<i64>();
+            if ctx.zc_kernel {
+                if mode != "Inline" || n_inline < 1 {
+                    return Err(format!(
+                        "mode {mode} with {n_inline} completions inline on a kernel with \
+                         SCM_ZC_NOTIFICATION, want Inline and at least one"
+                    ));
+                }
+            } else if mode != "ErrorQueue(Rejected)" || n_inline != 0 {
+                return Err(format!(
+                    "mode {mode} with {n_inline} completions inline on a kernel without \
+                     SCM_ZC_NOTIFICATION, want the fallback ErrorQueue(Rejected) and none"
+                ));
+            }
             Ok(Outcome::Pass)
         }
+        "inline_tcp4" | "inline_tcp6" | "inline_udp4" | "inline_udp6" => {
+            inline(ctx, &raws, &recvs, lines)
+        }
+        "bad_placeholder" => bad_placeholder(ctx, &raws, &recvs, lines),
         "cmsg_roundtrip" => roundtrip(ctx, &raws, lines),
         "ctrunc" => {
             let [r] = recvs.as_slice() else {
@@ -633,6 +669,259 @@ fn judge_lines(
             }
         }
         _ => Err(format!("no judge for case {case}")),
+    }
+}
+
+/// The host's reading of one placeholder send: its call's result and the
+/// buffer it left.
+#[derive(Debug)]
+enum Seen {
+    /// Failed with `EINVAL` and left unwritten: the kernel refused it.
+    Rejected,
+    /// Left unwritten by a send that succeeded.
+    Unwritten,
+    /// Written, with these completions (whether or not the send failed).
+    Written(Vec<msgzc_cmsg::ZcRange>),
+}
+
+impl Seen {
+    fn what(&self) -> &'static str {
+        match self {
+            Seen::Rejected => "refused with EINVAL",
+            Seen::Unwritten => "left unwritten",
+            Seen::Written(_) => "written",
+        }
+    }
+}
+
+fn seen(t: Target, ret: i64, e: i64, after: &Raw<'_>) -> Result<Seen, String> {
+    match host_outcome(t, after)? {
+        Some(done) => Ok(Seen::Written(done)),
+        None if ret < 0 && e == i64::from(t.family.errno().einval) => Ok(Seen::Rejected),
+        None if ret < 0 => Err(format!(
+            "placeholder send failed with errno {e}, not EINVAL"
+        )),
+        None => Ok(Seen::Unwritten),
+    }
+}
+
+/// The guest's `PROBE` line must say what the host sees.
+fn check_probe_line(lines: &[Line], seen: &Seen) -> Result<(), String> {
+    let host = match seen {
+        Seen::Rejected => "rejected".to_string(),
+        Seen::Unwritten => "unwritten".to_string(),
+        Seen::Written(done) => format!("written n={}", done.len()),
+    };
+    let guest = first(lines, "PROBE", None).map(|l| {
+        let o = l.get("outcome").unwrap_or("?");
+        match l.get("n") {
+            Some(n) => format!("{o} n={n}"),
+            None => o.to_string(),
+        }
+    });
+    if guest.as_deref() != Some(host.as_str()) {
+        return Err(format!("guest says {guest:?}, host sees {host}"));
+    }
+    Ok(())
+}
+
+/// `inline_*`: every placeholder re-decoded; inline and error-queue
+/// completions together cover every send exactly once; on a kernel with
+/// the proposal both halves must have carried some, on one without the
+/// placeholder must have been refused or ignored (kernel-unsupported).
+fn inline(
+    ctx: Ctx,
+    raws: &[Raw<'_>],
+    recvs: &[&Raw<'_>],
+    lines: &[Line],
+) -> Result<Outcome, String> {
+    let t = ctx.t();
+    check_placeholder(t, raws)?;
+    if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {
+        return Err(format!("unexpected error-queue items {:?}", r.host.items));
+    }
+    let calls = |name: &str| -> Vec<&Line> {
+        lines
+            .iter()
+            .filter(|l| l.kind == "CALL" && l.get("name") == Some(name))
+            .collect()
+    };
+    let placed = calls("sendmsg_placeholder");
+    let plain = calls("send_MSG_ZEROCOPY");
+    let afters: Vec<&Raw<'_>> = raws.iter().filter(|r| r.dir() == "after").collect();
+    if placed.is_empty() || placed.len() != afters.len() {
+        return Err(format!(
+            "{} placeholder sends with {} buffers after them",
+            placed.len(),
+            afters.len()
+        ));
+    }
+    let result = |l: &Line| (l.num("ret").unwrap_or(-1), l.num("errno").unwrap_or(-1));
+    let mut seens = Vec::new();
+    for (l, after) in placed.iter().zip(&afters) {
+        let (ret, e) = result(l);
+        seens.push(seen(t, ret, e, after)?);
+    }
+    check_probe_line(lines, &seens[0])?;
+    // After a refused first placeholder the guest sends the rest (and that
+    // one again) without one.
+    let refused = matches!(seens[0], Seen::Rejected);
+    if refused && placed.len() != 1 {
+        return Err("placeholder sends after the first was refused".into());
+    }
+    if !refused && !plain.is_empty() {
+        return Err("sends without a placeholder, though the first was not refused".into());
+    }
+    let full = i64::try_from(PAYLOAD).expect("small");
+    for (i, l) in placed.iter().chain(&plain).enumerate() {
+        let (ret, e) = result(l);
+        if ret != full && !(refused && i == 0) {
+            return Err(format!("send {i} returned {ret} errno {e}, want {full}"));
+        }
+    }
+    let sent = if refused { plain.len() } else { placed.len() };
+    if sent != SENDS as usize {
+        return Err(format!("{sent} sends went out, want {SENDS}"));
+    }
+    let inline: Vec<msgzc_cmsg::ZcRange> = seens
+        .iter()
+        .flat_map(|s| match s {
+            Seen::Written(done) => done.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let queued: Vec<msgzc_cmsg::ZcRange> =
+        recvs.iter().flat_map(|r| r.host.ranges.clone()).collect();
+    let covered = coverage(inline.iter().chain(&queued))?;
+    if covered.len() != SENDS as usize {
+        return Err(format!(
+            "{} of {SENDS} sends completed ({} inline, {} on the error queue)",
+            covered.len(),
+            inline.iter().map(|r| r.count()).sum::<u64>(),
+            queued.iter().map(|r| r.count()).sum::<u64>()
+        ));
+    }
+    let n_inline: u64 = inline.iter().map(|r| r.count()).sum();
+    let said = first(lines, "INLINE", None).and_then(|l| l.num("n"));
+    if said != Some(n_inline as i64) {
+        return Err(format!(
+            "guest counted {said:?} completions inline, host {n_inline}"
+        ));
+    }
+    if !ctx.zc_kernel {
+        if n_inline > 0 {
+            return Err(format!(
+                "{n_inline} completions inline from a kernel without SCM_ZC_NOTIFICATION"
+            ));
+        }
+        if let Some(i) = seens.iter().position(|s| matches!(s, Seen::Written(_))) {
+            return Err(format!(
+                "placeholder {i} written by a kernel without SCM_ZC_NOTIFICATION"
+            ));
+        }
+        return Ok(Outcome::KernelUnsupported(format!(
+            "placeholder {}; all {SENDS} sends completed once on the error queue",
+            seens[0].what()
+        )));
+    }
+    if let Some((i, s)) = seens
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !matches!(s, Seen::Written(_)))
+    {
+        return Err(format!("the patched kernel {} placeholder {i}", s.what()));
+    }
+    if n_inline == 0 {
+        return Err("no completion came back inline".into());
+    }
+    let last = SENDS - 1;
+    if !queued.iter().any(|r| r.contains(last)) {
+        return Err(format!(
+            "the last send's completion (id {last}) was not on the error queue"
+        ));
+    }
+    Ok(Outcome::Pass)
+}
+
+/// The malformed placeholder `bad_placeholder` must have sent, built here
+/// with the library's generic `push` (its placeholder builder refuses
+/// these shapes).
+fn host_bad_placeholder(t: Target, capacity: u32, elems: usize) -> Vec<u8> {
+    let mut data = match t.endian {
+        Endian::Big => capacity.to_be_bytes(),
+        Endian::Little => capacity.to_le_bytes(),
+    }
+    .to_vec();
+    data.resize(4 + elems * 12, msgzc_cmsg::ZC_POISON);
+    let mut buf = ControlBuf::<256>::new();
+    let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).expect("aligned");
+    let ty = msgzc_abi::proposal::v8::scm_zc_notification(t.family);
+    b.push(t.family.socket().sol_socket, ty, &data)
+        .expect("fits");
+    b.finish().as_bytes().to_vec()
+}
+
+/// `bad_placeholder`: each malformed placeholder (and a good one on a
+/// socket without `SO_ZEROCOPY`) refused with the target's `EINVAL`, and
+/// the one completion still on the error queue afterwards.
+fn bad_placeholder(
+    ctx: Ctx,
+    raws: &[Raw<'_>],
+    recvs: &[&Raw<'_>],
+    lines: &[Line],
+) -> Result<Outcome, String> {
+    let t = ctx.t();
+    let einval = i64::from(t.family.errno().einval);
+    let (ret, e) = call_result(lines, "send_MSG_ZEROCOPY")?;
+    if ret != i64::try_from(PAYLOAD).expect("small") {
+        return Err(format!("the zerocopy send returned {ret} errno {e}"));
+    }
+    let sends: Vec<&Raw<'_>> = raws.iter().filter(|r| r.dir() == "send").collect();
+    let mut want: Vec<(String, Vec<u8>)> = BAD_PLACEHOLDERS
+        .iter()
+        .map(|(name, cap, elems)| {
+            (
+                format!("sendmsg_{name}"),
+                host_bad_placeholder(t, *cap, *elems),
+            )
+        })
+        .collect();
+    want.push(("sendmsg_no_so_zerocopy".into(), host_placeholder(t)));
+    if sends.len() != want.len() {
+        return Err(format!("{} buffers sent, want {}", sends.len(), want.len()));
+    }
+    for (sent, (name, bytes)) in sends.iter().zip(&want) {
+        if sent.bytes != *bytes {
+            return Err(format!(
+                "{name}: buffer differs from msgzc-cmsg's (decodes as {})",
+                sent.host.msgs_field()
+            ));
+        }
+        let (ret, e) = call_result(lines, name)?;
+        if ret >= 0 || e != einval {
+            return Err(format!(
+                "{name} returned {ret} errno {e}, want EINVAL ({einval})"
+            ));
+        }
+    }
+    if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {
+        return Err(format!("unexpected error-queue items {:?}", r.host.items));
+    }
+    let covered = coverage(recvs.iter().flat_map(|r| &r.host.ranges))?;
+    if covered.keys().copied().collect::<Vec<_>>() != [0] {
+        return Err(format!(
+            "error queue held ids {:?} afterwards, want the one completion (0)",
+            covered.keys().collect::<Vec<_>>()
+        ));
+    }
+    if ctx.zc_kernel {
+        Ok(Outcome::Pass)
+    } else {
+        Ok(Outcome::KernelUnsupported(
+            "every placeholder refused with EINVAL, as a kernel without \
+             SCM_ZC_NOTIFICATION refuses any"
+                .into(),
+        ))
     }
 }
 
@@ -759,6 +1048,7 @@ mod tests {
             host: Arch::X86_64,
             emulated,
             patched: false,
+            zc_kernel: false,
         }
     }
 
@@ -811,12 +1101,19 @@ END case=zc_udp4 status=unsupported detail=x
 CASE name=probe
 CALL name=setsockopt_SO_ZEROCOPY ret=-1 errno=220
 END case=probe status=unsupported detail=x
+CASE name=icmp
+CALL name=setsockopt_SO_ZEROCOPY ret=-1 errno=220
+END case=icmp status=unsupported detail=x
 ";
         let r = judge_text(ctx(Arch::Hppa, true), "zc_udp4", text);
         assert!(matches!(r.outcome, Outcome::EmulatorUnsupported(_)));
         let r = judge_text(ctx(Arch::Hppa, false), "zc_udp4", text);
         assert!(matches!(r.outcome, Outcome::Fail(_)));
+        // The probe needs SO_ZEROCOPY (the proposal refuses a placeholder
+        // without it); icmp does not.
         let r = judge_text(ctx(Arch::Hppa, true), "probe", text);
+        assert!(matches!(r.outcome, Outcome::EmulatorUnsupported(_)));
+        let r = judge_text(ctx(Arch::Hppa, true), "icmp", text);
         assert!(matches!(r.outcome, Outcome::Fail(_)));
         // A wrong errno (the host's 92 instead of parisc's 220) is no excuse.
         let wrong = text.replace("errno=220", "errno=92");
@@ -903,5 +1200,410 @@ END case=enobufs status=unsupported detail=x
         let good = host_placeholder(Arch::Sparc64.target());
         assert_eq!(&good[..8], &[0, 0, 0, 0, 0, 0, 0, 0xd4]);
         assert_eq!(&good[8..16], &[0, 0, 0xff, 0xff, 0, 0, 0, 0x57]);
+    }
+
+    // ---- SCM_ZC_NOTIFICATION cases: transcripts built with msgzc-cmsg ----
+
+    fn kernel(arch: Arch) -> Ctx {
+        Ctx {
+            zc_kernel: true,
+            ..ctx(arch, false)
+        }
+    }
+
+    fn word(t: Target, v: u32) -> [u8; 4] {
+        match t.endian {
+            Endian::Big => v.to_be_bytes(),
+            Endian::Little => v.to_le_bytes(),
+        }
+    }
+
+    /// A `RAW` line as a guest for `t` prints it (its own decoding being
+    /// the library's).
+    fn raw_line(t: Target, dir: &str, bytes: &[u8], flags: u32) -> String {
+        let v = view::decode(t, bytes, bytes.len(), flags);
+        format!(
+            "RAW dir={dir} controllen={} flags={flags} hex={} {}",
+            bytes.len(),
+            crate::report::hex(bytes),
+            v.fields()
+        )
+    }
+
+    /// One message built with the library.
+    fn cmsg(t: Target, level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
+        let mut buf = ControlBuf::<512>::new();
+        let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+        b.push(level, ty, data).unwrap();
+        b.finish().as_bytes().to_vec()
+    }
+
+    /// The placeholder as a kernel with the proposal leaves it: `ranges`
+    /// written (copied, reserved bytes zero), the other elements poisoned.
+    fn answered(t: Target, ranges: &[(u32, u32)]) -> Vec<u8> {
+        let mut data = word(t, ranges.len() as u32).to_vec();
+        for &(lo, hi) in ranges {
+            data.extend(word(t, lo));
+            data.extend(word(t, hi));
+            data.extend([0, 0, 0, 0]);
+        }
+        data.resize(
+            msgzc_abi::proposal::v8::zc_info_size(PROBE_CAPACITY),
+            msgzc_cmsg::ZC_POISON,
+        );
+        let ty = msgzc_abi::proposal::v8::scm_zc_notification(t.family);
+        let answer = cmsg(t, t.family.socket().sol_socket, ty, &data);
+        assert_eq!(answer.len(), host_placeholder(t).len());
+        answer
+    }
+
+    /// An error-queue read holding the zerocopy completion `lo..=hi`
+    /// (copied), as `IP_RECVERR` with a zeroed offender.
+    fn completion(t: Target, lo: u32, hi: u32) -> String {
+        let mut ee = word(t, 0).to_vec();
+        ee.extend([5, 0, 1, 0]); // SO_EE_ORIGIN_ZEROCOPY, copied
+        ee.extend(word(t, lo));
+        ee.extend(word(t, hi));
+        ee.resize(32, 0);
+        let flags = MsgFlags::ERRQUEUE.bits();
+        raw_line(t, "recv", &cmsg(t, SOL_IP, IP_RECVERR, &ee), flags)
+    }
+
+    /// How one placeholder send of an `inline_*` transcript went.
+    #[derive(Clone)]
+    enum Sent {
+        /// Sent; the placeholder came back with these completions.
+        Written(Vec<(u32, u32)>),
+        /// Sent; the placeholder came back as built.
+        Unwritten,
+        /// Refused with this errno; the placeholder came back as built.
+        Refused(i64),
+    }
+
+    /// An `inline_*` transcript: the placeholder sends, then (after a
+    /// refusal) `plain` sends without one, then the error-queue reads.
+    fn inline_text(
+        arch: Arch,
+        case: &str,
+        placed: &[Sent],
+        plain: usize,
+        queued: &[(u32, u32)],
+    ) -> String {
+        let t = arch.target();
+        let ph = host_placeholder(t);
+        let mut out = vec![
+            format!("GUEST target={} lang=rust pid=1", arch.name()),
+            format!("CASE name={case}"),
+            "CALL name=setsockopt_SO_ZEROCOPY ret=0 errno=0".into(),
+            raw_line(t, "send", &ph, 0),
+        ];
+        let mut n_inline = 0;
+        for (i, s) in placed.iter().enumerate() {
+            let (ret, e, after, probe) = match s {
+                Sent::Written(r) => {
+                    n_inline += r.iter().map(|(lo, hi)| hi - lo + 1).sum::<u32>();
+                    (1000, 0, answered(t, r), format!("written n={}", r.len()))
+                }
+                Sent::Unwritten => (1000, 0, ph.clone(), "unwritten".into()),
+                Sent::Refused(e) => (-1, *e, ph.clone(), "rejected".into()),
+            };
+            out.push(format!("CALL name=sendmsg_placeholder ret={ret} errno={e}"));
+            out.push(raw_line(t, "after", &after, 0));
+            if i == 0 {
+                out.push(format!("PROBE outcome={probe}"));
+            }
+        }
+        for _ in 0..plain {
+            out.push("CALL name=send_MSG_ZEROCOPY ret=1000 errno=0".into());
+        }
+        out.push(format!("INLINE n={n_inline}"));
+        out.extend(queued.iter().map(|&(lo, hi)| completion(t, lo, hi)));
+        out.push(format!("END case={case} status=ok detail=x"));
+        out.join("\n") + "\n"
+    }
+
+    /// A kernel with the proposal: send i returns send i-1's completion.
+    fn inline_patched() -> Vec<Sent> {
+        (0..SENDS)
+            .map(|i| Sent::Written(if i == 0 { vec![] } else { vec![(i - 1, i - 1)] }))
+            .collect()
+    }
+
+    fn outcome_of(c: Ctx, case: &'static str, text: &str) -> Outcome {
+        judge_text(c, case, text).outcome
+    }
+
+    fn fails_with(o: &Outcome, what: &str) -> bool {
+        matches!(o, Outcome::Fail(w) if w.contains(what))
+    }
+
+    #[test]
+    fn inline_cases_pass_on_a_patched_kernel_only() {
+        for arch in [Arch::X86_64, Arch::Mips, Arch::I686] {
+            let text = inline_text(arch, "inline_udp4", &inline_patched(), 0, &[(15, 15)]);
+            let o = outcome_of(kernel(arch), "inline_udp4", &text);
+            assert_eq!(o, Outcome::Pass, "{arch:?}: {o:?}");
+            // The same on a kernel said to be stock: impossible, so a failure.
+            let o = outcome_of(ctx(arch, false), "inline_udp4", &text);
+            assert!(fails_with(&o, "without SCM_ZC_NOTIFICATION"), "{o:?}");
+        }
+        // Completions coalesced into fewer ranges, some left for the queue.
+        let mut placed = vec![Sent::Written(vec![]); SENDS as usize];
+        placed[8] = Sent::Written(vec![(0, 3), (4, 6)]);
+        let text = inline_text(Arch::X86_64, "inline_tcp6", &placed, 0, &[(7, 15)]);
+        assert_eq!(
+            outcome_of(kernel(Arch::X86_64), "inline_tcp6", &text),
+            Outcome::Pass
+        );
+    }
+
+    #[test]
+    fn inline_cases_are_kernel_unsupported_on_a_stock_kernel() {
+        // EINVAL on the first placeholder, the rest sent without one.
+        let text = inline_text(
+            Arch::X86_64,
+            "inline_tcp4",
+            &[Sent::Refused(22)],
+            SENDS as usize,
+            &[(0, 15)],
+        );
+        let o = outcome_of(ctx(Arch::X86_64, false), "inline_tcp4", &text);
+        assert!(
+            matches!(&o, Outcome::KernelUnsupported(w) if w.contains("EINVAL")),
+            "{o:?}"
+        );
+        assert!(fails_with(
+            &outcome_of(kernel(Arch::X86_64), "inline_tcp4", &text),
+            "refused with EINVAL"
+        ));
+        // Every placeholder ignored (the parisc 6.13+ shape of the problem).
+        let text = inline_text(
+            Arch::Hppa,
+            "inline_udp6",
+            &vec![Sent::Unwritten; 16],
+            0,
+            &[(0, 7), (8, 15)],
+        );
+        let o = outcome_of(ctx(Arch::Hppa, true), "inline_udp6", &text);
+        assert!(matches!(o, Outcome::KernelUnsupported(_)), "{o:?}");
+        // Stock, but a completion lost: coverage is still required.
+        let text = inline_text(
+            Arch::X86_64,
+            "inline_tcp4",
+            &[Sent::Refused(22)],
+            SENDS as usize,
+            &[(0, 14)],
+        );
+        let o = outcome_of(ctx(Arch::X86_64, false), "inline_tcp4", &text);
+        assert!(fails_with(&o, "15 of 16 sends completed"), "{o:?}");
+    }
+
+    #[test]
+    fn inline_cases_fail_on_what_no_kernel_may_do() {
+        let x = Arch::X86_64;
+        // An id completed twice: inline and again on the error queue.
+        let text = inline_text(x, "inline_udp4", &inline_patched(), 0, &[(14, 15)]);
+        assert!(fails_with(
+            &outcome_of(kernel(x), "inline_udp4", &text),
+            "id 14 completed 2 times"
+        ));
+        // The last completion inline (it cannot be: no send followed it),
+        // nothing on the error queue.
+        let mut placed = inline_patched();
+        placed[15] = Sent::Written(vec![(14, 15)]);
+        let text = inline_text(x, "inline_udp4", &placed, 0, &[]);
+        let o = outcome_of(kernel(x), "inline_udp4", &text);
+        assert!(fails_with(&o, "was not on the error queue"), "{o:?}");
+        // A patched kernel that returned nothing inline.
+        let text = inline_text(
+            x,
+            "inline_udp4",
+            &vec![Sent::Written(vec![]); 16],
+            0,
+            &[(0, 15)],
+        );
+        assert!(fails_with(
+            &outcome_of(kernel(x), "inline_udp4", &text),
+            "no completion came back inline"
+        ));
+        // Refused with something other than EINVAL (EOPNOTSUPP).
+        let text = inline_text(
+            x,
+            "inline_tcp4",
+            &[Sent::Refused(95)],
+            SENDS as usize,
+            &[(0, 15)],
+        );
+        for c in [ctx(x, false), kernel(x)] {
+            assert!(fails_with(
+                &outcome_of(c, "inline_tcp4", &text),
+                "not EINVAL"
+            ));
+        }
+        // A guest whose INLINE count disagrees with the buffers.
+        let text = inline_text(x, "inline_udp4", &inline_patched(), 0, &[(15, 15)])
+            .replace("INLINE n=15", "INLINE n=16");
+        assert!(fails_with(
+            &outcome_of(kernel(x), "inline_udp4", &text),
+            "guest counted"
+        ));
+    }
+
+    /// A `bad_placeholder` transcript: each refusal's errno (a negative
+    /// value: the call succeeded), and the completions read afterwards.
+    fn bad_text(arch: Arch, errnos: [i64; 4], queued: &[(u32, u32)]) -> String {
+        let t = arch.target();
+        let mut out = vec![
+            format!("GUEST target={} lang=c pid=1", arch.name()),
+            "CASE name=bad_placeholder".into(),
+            "CALL name=setsockopt_SO_ZEROCOPY ret=0 errno=0".into(),
+            "CALL name=send_MSG_ZEROCOPY ret=1000 errno=0".into(),
+        ];
+        let mut bufs: Vec<(String, Vec<u8>)> = BAD_PLACEHOLDERS
+            .iter()
+            .map(|(n, cap, elems)| {
+                (
+                    format!("sendmsg_{n}"),
+                    host_bad_placeholder(t, *cap, *elems),
+                )
+            })
+            .collect();
+        bufs.push(("sendmsg_no_so_zerocopy".into(), host_placeholder(t)));
+        for ((name, buf), e) in bufs.iter().zip(errnos) {
+            out.push(raw_line(t, "send", buf, 0));
+            let ret = if e < 0 { 100 } else { -1 };
+            out.push(format!("CALL name={name} ret={ret} errno={}", e.max(0)));
+        }
+        out.extend(queued.iter().map(|&(lo, hi)| completion(t, lo, hi)));
+        out.push("END case=bad_placeholder status=ok detail=x".into());
+        out.join("\n") + "\n"
+    }
+
+    #[test]
+    fn bad_placeholders_must_all_be_refused_with_einval() {
+        for arch in [Arch::X86_64, Arch::Sparc64, Arch::Armv7] {
+            let einval = i64::from(arch.target().family.errno().einval);
+            let good = bad_text(arch, [einval; 4], &[(0, 0)]);
+            assert_eq!(
+                outcome_of(kernel(arch), "bad_placeholder", &good),
+                Outcome::Pass
+            );
+            let o = outcome_of(ctx(arch, false), "bad_placeholder", &good);
+            assert!(matches!(o, Outcome::KernelUnsupported(_)), "{o:?}");
+        }
+        let x = Arch::X86_64;
+        // Capacity 0 accepted; capacity 17 refused with EOPNOTSUPP.
+        for errnos in [[-1, 22, 22, 22], [22, 95, 22, 22]] {
+            let text = bad_text(x, errnos, &[(0, 0)]);
+            for c in [ctx(x, false), kernel(x)] {
+                let o = outcome_of(c, "bad_placeholder", &text);
+                assert!(fails_with(&o, "want EINVAL"), "{o:?}");
+            }
+        }
+        // The queued completion consumed by a refused call.
+        let text = bad_text(x, [22; 4], &[]);
+        for c in [ctx(x, false), kernel(x)] {
+            let o = outcome_of(c, "bad_placeholder", &text);
+            assert!(fails_with(&o, "want the one completion"), "{o:?}");
+        }
+        // A buffer that is not the malformed placeholder claimed.
+        let text = bad_text(x, [22; 4], &[(0, 0)]).replacen("hex=1400", "hex=1800", 1);
+        assert!(matches!(
+            outcome_of(kernel(x), "bad_placeholder", &text),
+            Outcome::Fail(_)
+        ));
+    }
+
+    fn probe_text(arch: Arch, sent: Sent) -> String {
+        let t = arch.target();
+        let ph = host_placeholder(t);
+        let (ret, e, after, probe) = match sent {
+            Sent::Written(r) => (100, 0, answered(t, &r), format!("written n={}", r.len())),
+            Sent::Unwritten => (100, 0, ph.clone(), "unwritten".into()),
+            Sent::Refused(e) => (-1, e, ph.clone(), "rejected".into()),
+        };
+        [
+            format!("GUEST target={} lang=rust pid=1", arch.name()),
+            "CASE name=probe".into(),
+            "CALL name=setsockopt_SO_ZEROCOPY ret=0 errno=0".into(),
+            raw_line(t, "send", &ph, 0),
+            format!("CALL name=sendmsg_placeholder ret={ret} errno={e}"),
+            raw_line(t, "after", &after, 0),
+            format!("PROBE outcome={probe}"),
+            "CALL name=recvmsg_errqueue ret=-1 errno=11".into(),
+            "END case=probe status=ok detail=x".into(),
+        ]
+        .join("\n")
+            + "\n"
+    }
+
+    #[test]
+    fn the_probe_passes_only_where_the_kernel_writes_zero_completions() {
+        let a = Arch::Aarch64;
+        let written = probe_text(a, Sent::Written(vec![]));
+        assert_eq!(outcome_of(kernel(a), "probe", &written), Outcome::Pass);
+        assert!(fails_with(
+            &outcome_of(ctx(a, false), "probe", &written),
+            "wrote the placeholder"
+        ));
+        for stock in [Sent::Refused(22), Sent::Unwritten] {
+            let text = probe_text(a, stock);
+            let o = outcome_of(ctx(a, false), "probe", &text);
+            assert!(matches!(o, Outcome::KernelUnsupported(_)), "{o:?}");
+            assert!(fails_with(
+                &outcome_of(kernel(a), "probe", &text),
+                "the patched kernel"
+            ));
+        }
+        let bogus = probe_text(a, Sent::Written(vec![(0, 0)]));
+        assert!(fails_with(
+            &outcome_of(kernel(a), "probe", &bogus),
+            "bogus completions"
+        ));
+        let wrong = probe_text(a, Sent::Refused(95));
+        assert!(fails_with(
+            &outcome_of(ctx(a, false), "probe", &wrong),
+            "not EINVAL"
+        ));
+    }
+
+    fn hybrid_text(mode: &str, inline: u32, queued: &[(u32, u32)]) -> String {
+        let t = Arch::X86_64.target();
+        let mut out = vec![
+            "GUEST target=x86_64 lang=rust pid=1".to_string(),
+            "CASE name=hybrid".into(),
+            "CALL name=setsockopt_SO_ZEROCOPY ret=0 errno=0".into(),
+            raw_line(t, "send", &host_placeholder(t), 0),
+            format!("MODE {mode}"),
+            format!("INLINE n={inline}"),
+        ];
+        out.extend(queued.iter().map(|&(lo, hi)| completion(t, lo, hi)));
+        out.push("END case=hybrid status=ok detail=x".into());
+        out.join("\n") + "\n"
+    }
+
+    #[test]
+    fn hybrid_requires_inline_delivery_exactly_where_the_kernel_has_it() {
+        let x = Arch::X86_64;
+        let inline = hybrid_text("Inline", 15, &[(15, 15)]);
+        assert_eq!(outcome_of(kernel(x), "hybrid", &inline), Outcome::Pass);
+        assert!(fails_with(
+            &outcome_of(ctx(x, false), "hybrid", &inline),
+            "want the fallback"
+        ));
+        let fallback = hybrid_text("ErrorQueue(Rejected)", 0, &[(0, 15)]);
+        assert_eq!(
+            outcome_of(ctx(x, false), "hybrid", &fallback),
+            Outcome::Pass
+        );
+        assert!(fails_with(
+            &outcome_of(kernel(x), "hybrid", &fallback),
+            "want Inline"
+        ));
+        let none_inline = hybrid_text("Inline", 0, &[(0, 15)]);
+        assert!(fails_with(
+            &outcome_of(kernel(x), "hybrid", &none_inline),
+            "at least one"
+        ));
     }
 }

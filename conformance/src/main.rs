@@ -15,6 +15,9 @@
 //!                         one agent as PID 1 on a real kernel under qemu-system
 //! msgzc-conformance bench [--proto ..] [--interval 1,32] [--size N] [--secs S]
 //!                         [--json PATH] [--markdown PATH]   end-to-end throughput
+//! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched]
+//!                         [--markdown PATH] [-- BENCH-ARGS]  the same, as PID 1
+//!                                                          under qemu-system
 //! ```
 //!
 //! The guest agent performs real system calls and prints one line per
@@ -43,8 +46,9 @@ fn usage() -> ExitCode {
          msgzc-conformance abi-check FACTS.jsonl\n  \
          msgzc-conformance guest [CASE..]\n  \
          msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT\n  \
-         msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH] [--fetch]\n  \
-         msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P]"
+         msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH] [--kernel stock|patched] [--fetch]\n  \
+         msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P]\n  \
+         msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched] [--markdown P] [-- BENCH-ARGS]"
     );
     ExitCode::from(2)
 }
@@ -62,8 +66,18 @@ fn main() -> ExitCode {
         "decode" => table::decode(rest),
         "guest" => guest::main(rest),
         "judge" => runner::judge_saved(rest),
+        // As PID 1 on a bare kernel (the system tier's bench): the agent's
+        // setup, then power off instead of returning.
+        "bench" if std::process::id() == 1 => {
+            guest::pid1_setup();
+            let code = bench::main(rest);
+            println!("DONE");
+            guest::power_off();
+            code
+        }
         "bench" => bench::main(rest),
         "system-boot" => system::main(rest),
+        "system-bench" => system::bench_main(rest),
         _ => usage(),
     }
 }

@@ -13,6 +13,13 @@
 //!   error-queue translation), selected with `--qemu patched|both`. The
 //!   runner calls `ci/qemu --targets ...`, which returns at once when the
 //!   binaries are cached and builds the missing ones otherwise.
+//! - `system` and `system-patched` (`--tier system|all`, `--kernel
+//!   stock|patched|both`): the agent as PID 1 on a real kernel under
+//!   qemu-system ([`crate::system`]); one row per kernel that runs the
+//!   target, its own and the 64-bit one that runs it in compat mode.
+//!   `system-patched` kernels implement `SCM_ZC_NOTIFICATION`
+//!   (`conformance/kernel/`), so the proposal's cases must pass there and
+//!   read "kern-unsup" everywhere else.
 //!
 //! Rust guests are built with Debian's `/usr/bin/cargo` and
 //! `/usr/bin/rustc` (`RUSTC_BOOTSTRAP=1`, `-Zbuild-std=std,panic_abort`,
@@ -25,6 +32,7 @@
 use crate::cases::CASES;
 use crate::judge::{judge_abi_facts, judge_guest, CaseResult, Ctx, GuestLog, Outcome};
 use crate::report::{jarr, jobj, jstr};
+use crate::system::{self, Kernel, KernelKind};
 use msgzc_abi::Arch;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -34,6 +42,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How long one guest or facts program may run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long one system-tier boot may take (TCG; hppa and sparc64 need the
+/// most, about 15 s when idle).
+const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The command that installs every tool the runner uses.
 const BOOTSTRAP: &str = "ci/bootstrap --cross";
@@ -103,6 +115,8 @@ enum Tier {
     QemuUser,
     /// qemu-user built by `ci/qemu` with the project's patches.
     QemuPatched,
+    /// PID 1 on a real kernel under qemu-system.
+    System(KernelKind),
 }
 
 impl Tier {
@@ -112,6 +126,8 @@ impl Tier {
             Tier::Compat => "compat",
             Tier::QemuUser => "qemu-user",
             Tier::QemuPatched => "qemu-patched",
+            Tier::System(KernelKind::Stock) => "system",
+            Tier::System(KernelKind::Patched) => "system-patched",
         }
     }
 
@@ -216,6 +232,9 @@ struct Row {
     arch: Arch,
     lang: Lang,
     tier: Tier,
+    /// The system tier's kernel architecture (the target's, or the 64-bit
+    /// one that runs it in compat mode).
+    kernel: Option<Arch>,
 }
 
 impl Row {
@@ -229,6 +248,9 @@ impl Row {
 
 struct RowResult {
     row: Row,
+    /// The kernel the guest ran on: `ARCH RELEASE` on the system tier,
+    /// the host's release otherwise.
+    kernel: String,
     cases: Vec<CaseResult>,
     build_secs: f64,
     run_secs: f64,
@@ -240,6 +262,12 @@ struct Opts {
     archs: Vec<Arch>,
     guest: String,
     qemu: QemuSel,
+    /// The user tiers (native, compat, qemu-user).
+    user: bool,
+    /// The system tier's kernels (empty: no system tier).
+    kernels: Vec<KernelKind>,
+    /// `--kernel-arch`: only these system-tier kernels.
+    kernel_archs: Option<Vec<Arch>>,
     json: Option<String>,
     require_all: bool,
     install: bool,
@@ -249,14 +277,20 @@ struct Opts {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: msgzc-conformance run [--all | --target NAME[,NAME..]] [--guest auto|rust|c|both]\n\
-         \x20                            [--qemu stock|patched|both | --tier user] [--json PATH] [--require-all]\n\
-         \x20                            [--install] [-v]\n\
+         \x20                            [--qemu stock|patched|both] [--tier user|system|all]\n\
+         \x20                            [--kernel stock|patched|both] [--kernel-arch A,B]\n\
+         \x20                            [--json PATH] [--require-all] [--install] [-v]\n\
          \n\
          Without --all/--target only the host's own target runs (nothing to install).\n\
          --guest      auto: Rust where Rust can build (C for alpha, hppa); both: two rows\n\
          --qemu       stock: Debian's qemu-user (default); patched: qemu-user with\n\
          \x20            conformance/qemu/*.patch, built and cached by ci/qemu; both: two rows\n\
-         --tier user  the whole user tier: --qemu both\n\
+         --tier       user: native/compat/qemu-user with --qemu both; system: only the\n\
+         \x20            agents as PID 1 on real kernels under qemu-system (ci/kernels\n\
+         \x20            fetches and builds them, cached); all: both, side by side\n\
+         --kernel     the system tier's kernels: stock (default), patched (6.1 with\n\
+         \x20            conformance/kernel/*.patch: SCM_ZC_NOTIFICATION), or both\n\
+         --kernel-arch  only the system-tier kernels of these architectures\n\
          --require-all  a missing tool fails instead of skipping (also MSGZC_REQUIRE_ALL=1)\n\
          --install    run `{BOOTSTRAP}` first when tools are missing (needs root)\n\
          targets: {}",
@@ -270,23 +304,28 @@ fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
         archs: vec![host],
         guest: "auto".into(),
         qemu: QemuSel::Stock,
+        user: true,
+        kernels: Vec::new(),
+        kernel_archs: None,
         json: None,
         require_all: std::env::var("MSGZC_REQUIRE_ALL").is_ok_and(|v| v == "1"),
         install: false,
         verbose: false,
     };
+    let mut kernel_sel = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
+        let archs = |v: String| -> Result<Vec<Arch>, String> {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|n| Arch::from_name(n).ok_or(format!("unknown target {n:?}")))
+                .collect()
+        };
         match a.as_str() {
             "--all" => o.archs = Arch::ALL.to_vec(),
-            "--target" => {
-                o.archs = val()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|n| Arch::from_name(n).ok_or(format!("unknown target {n:?}")))
-                    .collect::<Result<_, _>>()?
-            }
+            "--target" => o.archs = archs(val()?)?,
+            "--kernel-arch" => o.kernel_archs = Some(archs(val()?)?),
             "--guest" => {
                 o.guest = val()?;
                 if !["auto", "rust", "c", "both"].contains(&o.guest.as_str()) {
@@ -301,11 +340,27 @@ fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
                     v => return Err(format!("--qemu {v}: stock, patched or both")),
                 }
             }
-            // The user tier as a whole: stock and patched qemu-user.
-            "--tier" => match val()?.as_str() {
-                "user" => o.qemu = QemuSel::Both,
-                v => return Err(format!("--tier {v}: user")),
-            },
+            // The user tier as a whole is stock and patched qemu-user.
+            "--tier" => {
+                let v = val()?;
+                if v == "user" || v == "all" {
+                    o.qemu = QemuSel::Both;
+                }
+                (o.user, o.kernels) = match v.as_str() {
+                    "user" => (true, Vec::new()),
+                    "system" => (false, vec![KernelKind::Stock]),
+                    "all" => (true, vec![KernelKind::Stock]),
+                    _ => return Err(format!("--tier {v}: user, system or all")),
+                };
+            }
+            "--kernel" => {
+                kernel_sel = Some(match val()?.as_str() {
+                    "stock" => vec![KernelKind::Stock],
+                    "patched" => vec![KernelKind::Patched],
+                    "both" => vec![KernelKind::Stock, KernelKind::Patched],
+                    v => return Err(format!("--kernel {v}: stock, patched or both")),
+                })
+            }
             "--json" => o.json = Some(val()?),
             "--require-all" => o.require_all = true,
             "--install" => o.install = true,
@@ -313,11 +368,20 @@ fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
             _ => return Err(format!("unknown argument {a:?}")),
         }
     }
+    if let Some(k) = kernel_sel {
+        if o.kernels.is_empty() {
+            return Err("--kernel selects the system tier's kernels: add --tier system|all".into());
+        }
+        o.kernels = k;
+    }
     Ok(o)
 }
 
-fn plan(o: &Opts, host: Arch) -> Vec<Row> {
+/// The rows of a run, grouped by target (user tiers, then the system
+/// tier), and the targets the system tier has no kernel for.
+fn plan(o: &Opts, host: Arch) -> (Vec<Row>, Vec<Arch>) {
     let mut rows = Vec::new();
+    let mut no_kernel = Vec::new();
     for &arch in &o.archs {
         let tiers: &[Tier] = if arch == host {
             &[Tier::Native]
@@ -332,11 +396,35 @@ fn plan(o: &Opts, host: Arch) -> Vec<Row> {
             ("both", true) => &[Lang::Rust, Lang::C],
             _ => &[Lang::Rust],
         };
-        for &tier in tiers {
-            rows.extend(langs.iter().map(|&lang| Row { arch, lang, tier }));
+        if o.user {
+            for &tier in tiers {
+                rows.extend(langs.iter().map(|&lang| Row {
+                    arch,
+                    lang,
+                    tier,
+                    kernel: None,
+                }));
+            }
+        }
+        let before = rows.len();
+        for &kind in &o.kernels {
+            for k in system::kernels_for(arch, kind) {
+                if o.kernel_archs.as_ref().is_some_and(|ks| !ks.contains(&k)) {
+                    continue;
+                }
+                rows.extend(langs.iter().map(|&lang| Row {
+                    arch,
+                    lang,
+                    tier: Tier::System(kind),
+                    kernel: Some(k),
+                }));
+            }
+        }
+        if !o.kernels.is_empty() && rows.len() == before {
+            no_kernel.push(arch);
         }
     }
-    rows
+    (rows, no_kernel)
 }
 
 /// `$PATH` lookup (or the path itself, if it has a slash).
@@ -370,7 +458,11 @@ fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<String> {
     if c_compiler(row.arch, host).is_none() {
         m.push(tc.gcc.to_string());
     }
-    if row.tier == Tier::QemuUser && which(tc.qemu).is_none() {
+    // The system tier runs abi_facts on the user tiers.
+    let stock_qemu = row.tier == Tier::QemuUser
+        || (matches!(row.tier, Tier::System(_))
+            && facts_tier(row.arch, host, emu) == Tier::QemuUser);
+    if stock_qemu && which(tc.qemu).is_none() {
         m.push(tc.qemu.to_string());
     }
     if row.tier == Tier::QemuPatched && !emu.has_patched(row.arch) {
@@ -486,6 +578,7 @@ fn launcher(row: Row, exe: &Path, emu: &Emulators) -> Command {
             c
         }
         Tier::Native | Tier::Compat => Command::new(exe),
+        Tier::System(_) => unreachable!("system-tier rows boot a kernel (run_system_row)"),
     }
 }
 
@@ -607,10 +700,101 @@ fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
 
+/// Where `abi_facts` (a user program printing its toolchain's numbers)
+/// runs for `arch`: natively, through compat, else under qemu-user.
+fn facts_tier(arch: Arch, host: Arch, emu: &Emulators) -> Tier {
+    if arch == host {
+        Tier::Native
+    } else if host.compat_guest() == Some(arch) {
+        Tier::Compat
+    } else {
+        emu.fallback(arch)
+    }
+}
+
+/// Builds a row's guest agent: this binary for the native Rust row, else
+/// the cached static build.
+fn build_guest(row: Row, host: Arch, cache: &Path) -> Result<PathBuf, String> {
+    match (row.lang, row.tier) {
+        (Lang::Rust, Tier::Native) => std::env::current_exe().map_err(|e| e.to_string()),
+        (Lang::Rust, _) => build_rust(row.arch, cache),
+        (Lang::C, _) => {
+            let out = cache.join("c").join(row.arch.name()).join("guest");
+            let src = workspace_root().join("conformance/guest-c/guest.c");
+            build_c(row.arch, host, &src, &out).map(|()| out)
+        }
+    }
+}
+
+/// Every guest case failed (or skipped) for one reason.
+fn all_cases(row: Row, kernel: String, outcome: Outcome, build_secs: f64) -> RowResult {
+    RowResult {
+        row,
+        kernel,
+        cases: crate::cases::guest_cases()
+            .map(|case| CaseResult {
+                case,
+                outcome: outcome.clone(),
+                findings: Vec::new(),
+            })
+            .collect(),
+        build_secs,
+        run_secs: 0.0,
+        status: "not run".into(),
+        output: String::new(),
+    }
+}
+
+/// Boots one system-tier row's agent on `kernel` and judges it.
+fn run_system_row(
+    row: Row,
+    host: Arch,
+    cache: &Path,
+    facts: &Outcome,
+    kernel: &Kernel,
+) -> RowResult {
+    let label = format!("{} {}", kernel.arch, kernel.release);
+    let start = Instant::now();
+    let built = build_guest(row, host, cache);
+    let build_secs = secs(start.elapsed());
+    let exe = match built {
+        Ok(e) => e,
+        Err(why) => {
+            return with_facts(all_cases(row, label, Outcome::Fail(why), build_secs), facts)
+        }
+    };
+    let run = match system::boot(
+        kernel,
+        &exe,
+        &system::guest_args(row.lang.name(), &[]),
+        BOOT_TIMEOUT,
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("cannot boot: {e}");
+            return with_facts(all_cases(row, label, Outcome::Fail(why), build_secs), facts);
+        }
+    };
+    let cases = system::judge(&run, row.arch, row.lang.name());
+    with_facts(
+        RowResult {
+            row,
+            kernel: format!("{} {}", kernel.arch, run.kernel),
+            cases,
+            build_secs,
+            run_secs: secs(Duration::from_secs_f64(run.secs)),
+            status: run.status(),
+            output: run.guest_output(),
+        },
+        facts,
+    )
+}
+
 /// Builds and runs one row's guest and judges it.
 fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome, emu: &Emulators) -> RowResult {
     let fail_all = |why: String, build_secs| RowResult {
         row,
+        kernel: kernel_release(),
         cases: crate::cases::guest_cases()
             .map(|case| CaseResult {
                 case,
@@ -624,15 +808,7 @@ fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome, emu: &Emulators)
         output: String::new(),
     };
     let start = Instant::now();
-    let built = match (row.lang, row.tier) {
-        (Lang::Rust, Tier::Native) => std::env::current_exe().map_err(|e| e.to_string()),
-        (Lang::Rust, _) => build_rust(row.arch, cache),
-        (Lang::C, _) => {
-            let out = cache.join("c").join(row.arch.name()).join("guest");
-            let src = workspace_root().join("conformance/guest-c/guest.c");
-            build_c(row.arch, host, &src, &out).map(|()| out)
-        }
-    };
+    let built = build_guest(row, host, cache);
     let build_secs = secs(start.elapsed());
     let exe = match built {
         Ok(e) => e,
@@ -673,6 +849,8 @@ fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome, emu: &Emulators)
         host,
         emulated: row.tier.emulated(),
         patched: row.tier == Tier::QemuPatched,
+        // The host's kernel: no released kernel has the proposal.
+        zc_kernel: false,
     };
     let log = GuestLog::parse(&out.stdout);
     let mut cases = judge_guest(ctx, row.lang.name(), &log);
@@ -696,6 +874,7 @@ fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome, emu: &Emulators)
     with_facts(
         RowResult {
             row,
+            kernel: kernel_release(),
             cases,
             build_secs,
             run_secs,
@@ -730,6 +909,7 @@ fn abi_facts(arch: Arch, tier: Tier, host: Arch, cache: &Path, emu: &Emulators) 
         arch,
         lang: Lang::C,
         tier,
+        kernel: None,
     };
     match run_limited(launcher(row, &out, emu), RUN_TIMEOUT) {
         Ok(o) if o.status.is_some_and(|s| s.success()) => judge_abi_facts(arch, &o.stdout),
@@ -792,7 +972,7 @@ pub fn run(args: &[String]) -> ExitCode {
         }
     };
     let wall = Instant::now();
-    let rows = plan(&o, host);
+    let (rows, no_kernel) = plan(&o, host);
     let cache = cache_dir();
     let no_emu = Emulators {
         sel: o.qemu,
@@ -857,11 +1037,47 @@ pub fn run(args: &[String]) -> ExitCode {
         .any(|r| r.lang == Lang::Rust && r.tier != Tier::Native)
         .then(|| first_line(DEBIAN_RUSTC, &["-V"]))
         .flatten();
+    // The system tier's kernels: `ci/kernels` fetches or builds what is
+    // not cached (minutes per self-built kernel when cold).
+    let mut kernels: BTreeMap<(KernelKind, Arch), Result<Kernel, String>> = BTreeMap::new();
+    for r in &rows {
+        let (Tier::System(kind), Some(k)) = (r.tier, r.kernel) else {
+            continue;
+        };
+        kernels.entry((kind, k)).or_insert_with(|| {
+            let t = Instant::now();
+            let found = Kernel::locate(k, kind, true);
+            match &found {
+                Ok(kn) => println!(
+                    "{} {k} kernel: {} ({:.1}s) {}",
+                    kind.name(),
+                    kn.release,
+                    secs(t.elapsed()),
+                    kn.dir.display()
+                ),
+                Err(e) => println!("{} {k} kernel: {e}", kind.name()),
+            }
+            found
+        });
+    }
     println!(
         "msgzc conformance: {} row(s); host {host}, Linux {}",
         rows.len(),
         kernel_release()
     );
+    if !no_kernel.is_empty() {
+        let kinds: Vec<&str> = o.kernels.iter().map(|k| k.name()).collect();
+        println!(
+            "system tier: no {} kernel runs {} ({} target(s) without system rows)",
+            kinds.join("/"),
+            no_kernel
+                .iter()
+                .map(|a| a.name())
+                .collect::<Vec<_>>()
+                .join(" "),
+            no_kernel.len()
+        );
+    }
     if let Some(q) = &qemu_version {
         println!("emulator: {q}");
     }
@@ -878,7 +1094,7 @@ pub fn run(args: &[String]) -> ExitCode {
     let mut shown_missing = false;
     for (i, &row) in rows.iter().enumerate() {
         print!(
-            "[{:>2}/{}] {:<13} {:<12} {:<4} ",
+            "[{:>2}/{}] {:<13} {:<14} {:<4} ",
             i + 1,
             rows.len(),
             row.label(),
@@ -886,22 +1102,42 @@ pub fn run(args: &[String]) -> ExitCode {
             row.lang.name()
         );
         let _ = std::io::stdout().flush();
-        let missing = missing_tools(row, host, &emu);
+        let mut missing = missing_tools(row, host, &emu);
+        let kernel = match (row.tier, row.kernel) {
+            (Tier::System(kind), Some(k)) => match &kernels[&(kind, k)] {
+                Ok(kn) => Some(kn),
+                Err(e) => {
+                    missing.push(format!("kernel: {e}"));
+                    None
+                }
+            },
+            _ => None,
+        };
         let r = if missing.is_empty() {
+            let tier = match row.tier {
+                Tier::System(_) => facts_tier(row.arch, host, &emu),
+                t => t,
+            };
             let facts = facts_cache
                 .entry(row.arch)
-                .or_insert_with(|| abi_facts(row.arch, row.tier, host, &cache, &emu))
+                .or_insert_with(|| abi_facts(row.arch, tier, host, &cache, &emu))
                 .clone();
-            run_row(row, host, &cache, &facts, &emu)
+            match kernel {
+                Some(kn) => run_system_row(row, host, &cache, &facts, kn),
+                None => run_row(row, host, &cache, &facts, &emu),
+            }
         } else {
             let patched_only = missing.iter().all(|m| m.starts_with("patched "));
-            any_missing |= !patched_only;
+            let kernel_only = missing.iter().all(|m| m.starts_with("kernel: "));
+            any_missing |= !patched_only && !kernel_only;
             any_missing_patched |= patched_only;
             let how = if patched_only {
                 format!(
                     "build: ci/qemu --targets {} (root for its packages)",
                     qemu_target(row.arch)
                 )
+            } else if kernel_only {
+                "ci/kernels needs root the first time".to_string()
             } else {
                 format!("install: {BOOTSTRAP} (root)")
             };
@@ -913,6 +1149,7 @@ pub fn run(args: &[String]) -> ExitCode {
             };
             RowResult {
                 row,
+                kernel: kernel.map_or_else(kernel_release, |k| format!("{} {}", k.arch, k.release)),
                 cases: CASES
                     .iter()
                     .map(|&case| CaseResult {
@@ -933,12 +1170,13 @@ pub fn run(args: &[String]) -> ExitCode {
             _ => None,
         });
         println!(
-            "build {:>5.1}s run {:>4.1}s  {} pass, {} FAIL, {} emu-unsup, {} skip",
+            "build {:>5.1}s run {:>4.1}s  {} pass, {} FAIL, {} emu-unsup, {} kern-unsup, {} skip",
             r.build_secs,
             r.run_secs,
             count("pass"),
             count("FAIL"),
             count("emu-unsup"),
+            count("kern-unsup"),
             count("skip")
         );
         for c in &r.cases {
@@ -980,16 +1218,17 @@ pub fn run(args: &[String]) -> ExitCode {
             .filter(|c| c.outcome.label() == l)
             .count()
     };
-    let (pass, fail, unsup, skip) = (
+    let (pass, fail, unsup, kunsup, skip) = (
         total("pass"),
         total("FAIL"),
         total("emu-unsup"),
+        total("kern-unsup"),
         total("skip"),
     );
     let wall_secs = secs(wall.elapsed());
     println!(
-        "\n{pass} pass, {fail} fail, {unsup} emulator-unsupported, {skip} skipped \
-         ({} rows × {} cases) in {wall_secs:.1}s",
+        "\n{pass} pass, {fail} fail, {unsup} emulator-unsupported, {kunsup} kernel-unsupported, \
+         {skip} skipped ({} rows × {} cases) in {wall_secs:.1}s",
         results.len(),
         CASES.len()
     );
@@ -1007,7 +1246,7 @@ pub fn run(args: &[String]) -> ExitCode {
             &emu,
             rustc,
             wall_secs,
-            [pass, fail, unsup, skip],
+            [pass, fail, unsup, kunsup, skip],
         );
         if let Err(e) = std::fs::write(path, doc + "\n") {
             eprintln!("{path}: {e}");
@@ -1023,14 +1262,21 @@ pub fn run(args: &[String]) -> ExitCode {
 }
 
 fn print_matrix(results: &[RowResult]) {
-    let w = |c: &str| c.len().max(9);
+    let w = |c: &str| c.len().max(10);
     println!("\nmatrix ({} rows × {} cases)", results.len(), CASES.len());
     let head: Vec<String> = CASES.iter().map(|c| format!("{c:<0$}", w(c))).collect();
+    let kw = results
+        .iter()
+        .map(|r| r.kernel.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     println!(
-        "  {:<13} {:<12} {:<5} {}",
+        "  {:<13} {:<14} {:<5} {:<kw$} {}",
         "target",
         "tier",
         "guest",
+        "kernel",
         head.join(" ").trim_end()
     );
     for r in results {
@@ -1046,10 +1292,11 @@ fn print_matrix(results: &[RowResult]) {
             })
             .collect();
         println!(
-            "  {:<13} {:<12} {:<5} {}",
+            "  {:<13} {:<14} {:<5} {:<kw$} {}",
             r.row.label(),
             r.row.tier.name(),
             r.row.lang.name(),
+            r.kernel,
             cells.join(" ").trim_end()
         );
     }
@@ -1084,7 +1331,7 @@ fn json_doc(
     emulators: &Emulators,
     rustc: Option<String>,
     wall_secs: f64,
-    [pass, fail, emu, skip]: [usize; 4],
+    [pass, fail, emu, kernel, skip]: [usize; 5],
 ) -> String {
     let opt = |s: Option<String>| s.map_or("null".into(), |s| jstr(&s));
     let rows: Vec<String> = results
@@ -1110,6 +1357,7 @@ fn json_doc(
                 ("target", jstr(r.row.arch.name())),
                 ("guest", jstr(r.row.lang.name())),
                 ("tier", jstr(r.row.tier.name())),
+                ("kernel", jstr(&r.kernel)),
                 (
                     "emulator",
                     if r.row.tier.emulated() {
@@ -1145,6 +1393,7 @@ fn json_doc(
                 ("pass", pass.to_string()),
                 ("fail", fail.to_string()),
                 ("emulator_unsupported", emu.to_string()),
+                ("kernel_unsupported", kernel.to_string()),
                 ("skip", skip.to_string()),
             ]),
         ),
@@ -1193,6 +1442,7 @@ pub fn judge_saved(args: &[String]) -> ExitCode {
         host,
         emulated: tier != "native",
         patched: tier == "patched",
+        zc_kernel: false,
     };
     let cases = judge_guest(ctx, &lang, &GuestLog::parse(&text));
     let mut fails = 0;
@@ -1240,7 +1490,8 @@ mod tests {
             Arch::X86_64,
         )
         .unwrap();
-        let rows = plan(&o, Arch::X86_64);
+        let (rows, no_kernel) = plan(&o, Arch::X86_64);
+        assert!(no_kernel.is_empty());
         assert_eq!(rows.len(), 13 * 2 + 2);
         assert_eq!(rows[0].tier, Tier::Native);
         assert!(rows
@@ -1251,7 +1502,7 @@ mod tests {
             .filter(|r| r.arch == Arch::Hppa)
             .all(|r| r.lang == Lang::C && r.tier == Tier::QemuUser));
         let o = parse_opts(&[], Arch::X86_64).unwrap();
-        assert_eq!(plan(&o, Arch::X86_64).len(), 1);
+        assert_eq!(plan(&o, Arch::X86_64).0.len(), 1);
         assert!(parse_opts(&["--target".into(), "vax".into()], Arch::X86_64).is_err());
     }
 
@@ -1261,7 +1512,7 @@ mod tests {
 
     #[test]
     fn qemu_selects_the_emulated_tiers_only() {
-        let rows = |a: &str| plan(&parse_opts(&args(a), Arch::X86_64).unwrap(), Arch::X86_64);
+        let rows = |a: &str| plan(&parse_opts(&args(a), Arch::X86_64).unwrap(), Arch::X86_64).0;
         let stock = rows("--all --guest both");
         assert!(stock.iter().all(|r| r.tier != Tier::QemuPatched));
         let patched = rows("--all --guest both --qemu patched");
@@ -1280,6 +1531,56 @@ mod tests {
             .collect();
         assert_eq!(hppa, [Tier::QemuUser, Tier::QemuPatched]);
         assert!(parse_opts(&args("--qemu newest"), Arch::X86_64).is_err());
+    }
+
+    #[test]
+    fn system_tier_rows_follow_the_kernels() {
+        let plan_of = |a: &str| plan(&parse_opts(&args(a), Arch::X86_64).unwrap(), Arch::X86_64);
+        let (rows, none) = plan_of("--all --tier system");
+        assert!(rows
+            .iter()
+            .all(|r| r.tier == Tier::System(KernelKind::Stock)));
+        assert_eq!(none, [Arch::Riscv64, Arch::Powerpc, Arch::Mips64]);
+        // i686: its own kernel and x86_64's compat layer; armv7 and mipsel
+        // likewise on aarch64 and mips64el.
+        let kernels = |arch: Arch, rows: &[Row]| -> Vec<Option<Arch>> {
+            rows.iter()
+                .filter(|r| r.arch == arch)
+                .map(|r| r.kernel)
+                .collect()
+        };
+        assert_eq!(
+            kernels(Arch::I686, &rows),
+            [Some(Arch::I686), Some(Arch::X86_64)]
+        );
+        assert_eq!(
+            kernels(Arch::Mipsel, &rows),
+            [Some(Arch::Mipsel), Some(Arch::Mips64el)]
+        );
+        assert_eq!(rows.len(), 12 + 3);
+        let (patched, none) = plan_of("--all --tier system --kernel patched --guest both");
+        assert_eq!(none.len(), 15 - 6);
+        assert!(patched
+            .iter()
+            .all(|r| r.tier == Tier::System(KernelKind::Patched)));
+        // x86_64, i686 (own + compat), mips, sparc64: two agents; alpha,
+        // hppa: C only.
+        assert_eq!(patched.len(), 2 * 5 + 2);
+        let (side, _) = plan_of("--target aarch64 --tier all --kernel both");
+        let tiers: Vec<Tier> = side.iter().map(|r| r.tier).collect();
+        assert_eq!(
+            tiers,
+            [
+                Tier::QemuUser,
+                Tier::QemuPatched,
+                Tier::System(KernelKind::Stock)
+            ]
+        );
+        let (only, _) = plan_of("--target i686 --tier system --kernel-arch x86_64");
+        assert_eq!(only.len(), 1);
+        assert_eq!(only[0].kernel, Some(Arch::X86_64));
+        assert!(parse_opts(&args("--kernel patched"), Arch::X86_64).is_err());
+        assert!(parse_opts(&args("--tier kernel"), Arch::X86_64).is_err());
     }
 
     #[test]

@@ -37,9 +37,10 @@ use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The architectures `ci/kernels` has a kernel for.
-pub const KERNEL_ARCHS: [Arch; 11] = [
+/// The architectures `ci/kernels` has a stock kernel for.
+pub const KERNEL_ARCHS: [Arch; 12] = [
     Arch::X86_64,
+    Arch::I686,
     Arch::Aarch64,
     Arch::Armv7,
     Arch::Powerpc64le,
@@ -51,6 +52,60 @@ pub const KERNEL_ARCHS: [Arch; 11] = [
     Arch::Alpha,
     Arch::Hppa,
 ];
+
+/// The architectures `ci/kernels --patched` builds a kernel with
+/// `conformance/kernel/*.patch` for: every family of the proposal
+/// (generic 64- and 32-bit, mips, sparc, alpha, parisc).
+pub const PATCHED_ARCHS: [Arch; 6] = [
+    Arch::X86_64,
+    Arch::I686,
+    Arch::Mips,
+    Arch::Sparc64,
+    Arch::Alpha,
+    Arch::Hppa,
+];
+
+/// Which kernel of an architecture: as released, or with the proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KernelKind {
+    /// Debian's kernel or a self-built 6.1 without patches.
+    Stock,
+    /// A self-built 6.1 with `SCM_ZC_NOTIFICATION`
+    /// (`conformance/kernel/0001-*.patch`).
+    Patched,
+}
+
+impl KernelKind {
+    /// `stock` or `patched`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Stock => "stock",
+            KernelKind::Patched => "patched",
+        }
+    }
+
+    /// Parses [`name`](Self::name).
+    pub fn from_name(s: &str) -> Option<KernelKind> {
+        match s {
+            "stock" => Some(KernelKind::Stock),
+            "patched" => Some(KernelKind::Patched),
+            _ => None,
+        }
+    }
+
+    /// The architectures with a kernel of this kind.
+    pub fn archs(self) -> &'static [Arch] {
+        match self {
+            KernelKind::Stock => &KERNEL_ARCHS,
+            KernelKind::Patched => &PATCHED_ARCHS,
+        }
+    }
+
+    /// Whether `arch` has a kernel of this kind.
+    pub fn has(self, arch: Arch) -> bool {
+        self.archs().contains(&arch)
+    }
+}
 
 /// How QEMU boots a kernel of one architecture.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +123,7 @@ pub struct Machine {
 pub fn machine(kernel: Arch) -> Option<Machine> {
     let (qemu, args, console): (_, &'static [&'static str], _) = match kernel {
         Arch::X86_64 => ("x86_64", &["-M", "pc", "-m", "256"], "ttyS0"),
+        Arch::I686 => ("i386", &["-M", "pc", "-m", "256"], "ttyS0"),
         Arch::Aarch64 => (
             "aarch64",
             &["-M", "virt", "-cpu", "cortex-a57", "-m", "512"],
@@ -94,7 +150,7 @@ pub fn machine(kernel: Arch) -> Option<Machine> {
         Arch::Sparc64 => ("sparc64", &["-M", "sun4u", "-m", "256"], "ttyS0"),
         Arch::Alpha => ("alpha", &["-M", "clipper", "-m", "256"], "ttyS0"),
         Arch::Hppa => ("hppa", &["-m", "256"], "ttyS0"),
-        Arch::I686 | Arch::Riscv64 | Arch::Powerpc | Arch::Mips64 => return None,
+        Arch::Riscv64 | Arch::Powerpc | Arch::Mips64 => return None,
     };
     Some(Machine {
         qemu,
@@ -109,13 +165,23 @@ pub fn can_run(kernel: Arch, guest: Arch) -> bool {
     machine(kernel).is_some() && (kernel == guest || kernel.compat_guest() == Some(guest))
 }
 
+/// The kernels of `kind` that run `guest`: its own architecture's first,
+/// then the 64-bit one that runs it in compat mode (i686 on x86_64).
+pub fn kernels_for(guest: Arch, kind: KernelKind) -> Vec<Arch> {
+    let mut v: Vec<Arch> = kind
+        .archs()
+        .iter()
+        .copied()
+        .filter(|&k| can_run(k, guest))
+        .collect();
+    v.sort_by_key(|&k| k != guest);
+    v
+}
+
 /// The kernel a guest boots on by default: its own architecture's, else
-/// the 64-bit kernel that runs it in compat mode (i686 on x86_64).
-pub fn default_kernel(guest: Arch) -> Option<Arch> {
-    if machine(guest).is_some() {
-        return Some(guest);
-    }
-    KERNEL_ARCHS.into_iter().find(|&k| can_run(k, guest))
+/// the 64-bit kernel that runs it in compat mode.
+pub fn default_kernel(guest: Arch, kind: KernelKind) -> Option<Arch> {
+    kernels_for(guest, kind).first().copied()
 }
 
 /// A kernel and the emulator that boots it.
@@ -123,6 +189,8 @@ pub fn default_kernel(guest: Arch) -> Option<Arch> {
 pub struct Kernel {
     /// Its architecture.
     pub arch: Arch,
+    /// Stock or patched.
+    pub kind: KernelKind,
     /// The image `-kernel` takes.
     pub image: PathBuf,
     /// Its release (`uname -r`), from the cache.
@@ -134,19 +202,37 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Asks `ci/kernels` for `arch`'s kernel; with `fetch`, downloads or
-    /// builds what is missing (minutes when cold), else fails when it is.
-    pub fn locate(arch: Arch, fetch: bool) -> Result<Kernel, String> {
-        if machine(arch).is_none() {
-            return Err(format!("no system-tier kernel for {arch}"));
+    /// Asks `ci/kernels` for `arch`'s kernel of `kind`; with `fetch`,
+    /// downloads or builds what is missing (minutes when cold), else fails
+    /// when it is.
+    pub fn locate(arch: Arch, kind: KernelKind, fetch: bool) -> Result<Kernel, String> {
+        Ok(Kernel::locate_all(&[arch], kind, fetch)?.remove(0))
+    }
+
+    /// [`locate`](Self::locate) for several kernels of one kind with one
+    /// `ci/kernels` call (it builds them one after another).
+    pub fn locate_all(
+        archs: &[Arch],
+        kind: KernelKind,
+        fetch: bool,
+    ) -> Result<Vec<Kernel>, String> {
+        if let Some(a) = archs
+            .iter()
+            .find(|&&a| machine(a).is_none() || !kind.has(a))
+        {
+            return Err(format!("no {} system-tier kernel for {a}", kind.name()));
         }
+        let names: Vec<&str> = archs.iter().map(|a| a.name()).collect();
         let script = crate_root().join("ci/kernels");
         let mut cmd = Command::new(&script);
         if !fetch {
             cmd.arg("--print-dir");
         }
+        if kind == KernelKind::Patched {
+            cmd.arg("--patched");
+        }
         let out = cmd
-            .args(["--arch", arch.name()])
+            .args(["--arch", &names.join(",")])
             .stdin(Stdio::null())
             .stderr(if fetch {
                 Stdio::inherit()
@@ -162,28 +248,46 @@ impl Kernel {
                 .find(|(k, _)| *k == key)
                 .map(|(_, d)| PathBuf::from(d.trim()))
         };
-        let (Some(qemu_root), Some(dir)) = (find("qemu-system"), find(arch.name())) else {
+        let how = format!(
+            "run ci/kernels{} --arch {}",
+            if kind == KernelKind::Patched {
+                " --patched"
+            } else {
+                ""
+            },
+            names.join(",")
+        );
+        let Some(qemu_root) = find("qemu-system") else {
             return Err(format!(
-                "ci/kernels printed no directories ({})",
+                "ci/kernels printed no directories ({}); {how}",
                 out.status
             ));
         };
-        let image = dir.join("kernel");
-        if !out.status.success() || !image.is_file() || !qemu_root.join(".complete").is_file() {
-            return Err(format!(
-                "{arch}: kernel or qemu-system not cached; run ci/kernels --arch {arch}"
-            ));
+        if !qemu_root.join(".complete").is_file() {
+            return Err(format!("qemu-system not cached; {how}"));
         }
-        let release = std::fs::read_to_string(dir.join("release"))
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default();
-        Ok(Kernel {
-            arch,
-            image,
-            release,
-            dir,
-            qemu_root,
-        })
+        let mut kernels = Vec::new();
+        for &arch in archs {
+            let Some(dir) = find(arch.name()).filter(|d| d.join("kernel").is_file()) else {
+                return Err(format!(
+                    "{arch}: {} kernel not cached ({}); {how}",
+                    kind.name(),
+                    out.status
+                ));
+            };
+            let release = std::fs::read_to_string(dir.join("release"))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
+            kernels.push(Kernel {
+                arch,
+                kind,
+                image: dir.join("kernel"),
+                release,
+                dir,
+                qemu_root: qemu_root.clone(),
+            });
+        }
+        Ok(kernels)
     }
 
     /// The QEMU binary.
@@ -389,6 +493,8 @@ pub fn parse_console(raw: &str) -> Console {
 pub struct SystemRun {
     /// The kernel's architecture.
     pub kernel_arch: Arch,
+    /// Stock or patched.
+    pub kernel_kind: KernelKind,
     /// The kernel release: as the guest saw it, else the banner's, else
     /// the cache's.
     pub kernel: String,
@@ -562,6 +668,7 @@ fn boot_initrd(
         .unwrap_or_else(|| kernel.release.clone());
     Ok(SystemRun {
         kernel_arch: kernel.arch,
+        kernel_kind: kernel.kind,
         kernel: release,
         console,
         transcript,
@@ -574,14 +681,16 @@ fn boot_initrd(
 }
 
 /// Judges a system run's guest output like the user tier's (no emulator
-/// between the guest and the kernel). A run that did not end cleanly
-/// appends its status to every failure.
+/// between the guest and the kernel; the proposal's cases must work on a
+/// patched kernel). A run that did not end cleanly appends its status to
+/// every failure.
 pub fn judge(run: &SystemRun, guest: Arch, lang: &str) -> Vec<crate::judge::CaseResult> {
     let ctx = Ctx {
         arch: guest,
         host: run.kernel_arch,
         emulated: false,
         patched: false,
+        zc_kernel: run.kernel_kind == KernelKind::Patched,
     };
     let log = GuestLog::parse(&run.guest_output());
     let mut cases = judge_guest(ctx, lang, &log);
@@ -629,15 +738,19 @@ pub fn guest_args<'a>(lang: &str, cases: &[&'a str]) -> Vec<&'a str> {
 fn usage() -> ExitCode {
     eprintln!(
         "usage: msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH]\n\
-         \x20                                    [--timeout SECS] [--fetch] [--console] [CASE..]\n\
+         \x20                                    [--kernel stock|patched] [--timeout SECS]\n\
+         \x20                                    [--fetch] [--console] [CASE..]\n\
          \n\
          Builds ARCH's guest agent, boots it as PID 1 on a kernel under qemu-system\n\
          (default: ARCH's own, or the 64-bit kernel that runs it in compat mode),\n\
          prints its lines and judges them.\n\
+         --kernel   stock (default) or patched: 6.1 with conformance/kernel/*.patch\n\
          --fetch    run ci/kernels to fetch or build a missing kernel (else fail)\n\
          --console  print the whole console instead of the guest's lines\n\
-         kernels: {}",
-        KERNEL_ARCHS.map(Arch::name).join(" ")
+         stock kernels: {}\n\
+         patched kernels: {}",
+        KERNEL_ARCHS.map(Arch::name).join(" "),
+        PATCHED_ARCHS.map(Arch::name).join(" ")
     );
     ExitCode::from(2)
 }
@@ -647,6 +760,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut target = None;
     let mut lang = None;
     let mut kernel_arch = None;
+    let mut kind = KernelKind::Stock;
     let mut timeout = Duration::from_secs(600);
     let (mut fetch, mut show_console) = (false, false);
     let mut cases: Vec<&str> = Vec::new();
@@ -665,6 +779,10 @@ pub fn main(args: &[String]) -> ExitCode {
             "--guest" => match it.next().map(String::as_str) {
                 Some(l @ ("rust" | "c")) => lang = Some(l.to_string()),
                 _ => return usage(),
+            },
+            "--kernel" => match it.next().and_then(|k| KernelKind::from_name(k)) {
+                Some(k) => kind = k,
+                None => return usage(),
             },
             "--timeout" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
                 Some(s) => timeout = Duration::from_secs(s),
@@ -686,15 +804,15 @@ pub fn main(args: &[String]) -> ExitCode {
             "c".into()
         }
     });
-    let Some(karch) = kernel_arch.or_else(|| default_kernel(target)) else {
-        eprintln!("system-boot: no kernel runs {target}");
+    let Some(karch) = kernel_arch.or_else(|| default_kernel(target, kind)) else {
+        eprintln!("system-boot: no {} kernel runs {target}", kind.name());
         return ExitCode::FAILURE;
     };
     if !can_run(karch, target) {
         eprintln!("system-boot: a {karch} kernel does not run {target} binaries");
         return ExitCode::FAILURE;
     }
-    let kernel = match Kernel::locate(karch, fetch) {
+    let kernel = match Kernel::locate(karch, kind, fetch) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("system-boot: {e}");
@@ -715,9 +833,10 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     eprintln!(
-        "system-boot: {target}/{lang} agent {} (built in {:.1}s) on {karch} kernel {} ({})",
+        "system-boot: {target}/{lang} agent {} (built in {:.1}s) on {} {karch} kernel {} ({})",
         guest.display(),
         t.elapsed().as_secs_f64(),
+        kind.name(),
         kernel.release,
         kernel.dir.display()
     );
@@ -740,7 +859,8 @@ pub fn main(args: &[String]) -> ExitCode {
         results.iter().filter(|c| cases.contains(&c.case)).collect()
     };
     println!(
-        "\nsystem: {target}/{lang} on {karch} kernel {}: {} in {:.1}s",
+        "\nsystem: {target}/{lang} on {} {karch} kernel {}: {} in {:.1}s",
+        kind.name(),
         run.kernel,
         run.status(),
         run.secs
@@ -767,6 +887,141 @@ pub fn main(args: &[String]) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The bench's own lines in a console transcript: from its table's
+/// header (`msgzc bench: ...`, printed twice: first as the run starts,
+/// then above the table) up to `DONE`.
+pub fn bench_table(transcript: &str) -> Option<String> {
+    let lines: Vec<&str> = transcript.lines().map(str::trim_end).collect();
+    let start = lines.iter().rposition(|l| l.starts_with("msgzc bench:"))?;
+    let body: Vec<&str> = lines[start..]
+        .iter()
+        .take_while(|l| **l != "DONE")
+        .filter(|l| !l.starts_with("NOTE "))
+        .copied()
+        .collect();
+    body.iter()
+        .any(|l| l.starts_with('|'))
+        .then(|| body.join("\n").trim_end().to_string() + "\n")
+}
+
+/// The `system-bench` subcommand: `msgzc-conformance bench` as PID 1 on a
+/// kernel under qemu-system, so that `zc-inline` meets a kernel that
+/// implements `SCM_ZC_NOTIFICATION`. Under TCG only the ratios between the
+/// modes of one run mean anything.
+pub fn bench_main(args: &[String]) -> ExitCode {
+    let usage = || {
+        eprintln!(
+            "usage: msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched]\n\
+             \x20                                     [--markdown PATH] [--timeout SECS] [-- BENCH-ARGS]\n\
+             defaults: --target x86_64 --kernel patched -- --net loopback --size 8192 --secs 2 --interval 1,32"
+        );
+        ExitCode::from(2)
+    };
+    let (mut target, mut kind) = (Arch::X86_64, KernelKind::Patched);
+    let (mut markdown, mut timeout) = (None, Duration::from_secs(1800));
+    let mut bench: Vec<String> = ["--net", "loopback", "--size", "8192", "--secs", "2"]
+        .into_iter()
+        .chain(["--interval", "1,32"])
+        .map(String::from)
+        .collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" => match it.next().and_then(|n| Arch::from_name(n)) {
+                Some(t) => target = t,
+                None => return usage(),
+            },
+            "--kernel" => match it.next().and_then(|k| KernelKind::from_name(k)) {
+                Some(k) => kind = k,
+                None => return usage(),
+            },
+            "--markdown" => match it.next() {
+                Some(p) => markdown = Some(p.clone()),
+                None => return usage(),
+            },
+            "--timeout" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
+                Some(s) => timeout = Duration::from_secs(s),
+                None => return usage(),
+            },
+            "--" => {
+                bench = it.by_ref().cloned().collect();
+                break;
+            }
+            _ => return usage(),
+        }
+    }
+    if target.rust_triple().is_none() || !kind.has(target) {
+        eprintln!(
+            "system-bench: needs a Rust agent and a {} {target} kernel",
+            kind.name()
+        );
+        return ExitCode::FAILURE;
+    }
+    let kernel = match Kernel::locate(target, kind, true) {
+        Ok(k) => k,
+        Err(e) => {
+            eprintln!("system-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let guest = match build_rust_guest(target) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("system-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut guest_args = vec!["bench"];
+    guest_args.extend(bench.iter().map(String::as_str));
+    eprintln!(
+        "system-bench: {} on {} {target} kernel {} (qemu-system, TCG)",
+        guest_args.join(" "),
+        kind.name(),
+        kernel.release
+    );
+    let run = match boot(&kernel, &guest, &guest_args, timeout) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("system-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(table) = bench_table(&run.transcript) else {
+        eprintln!(
+            "system-bench: no result table ({}); console:\n{}",
+            run.status(),
+            run.transcript
+        );
+        return ExitCode::FAILURE;
+    };
+    let cmd = format!(
+        "msgzc-conformance system-bench --target {target} --kernel {} -- {}",
+        kind.name(),
+        bench.join(" ")
+    );
+    let doc = format!(
+        "Under `qemu-system-{}` (TCG, one vCPU) on the {} {target} kernel {}, \
+         the agent as PID 1: `{cmd}`. ({:.0} s in all.)\n\n{table}",
+        machine(target).map_or("?", |m| m.qemu),
+        kind.name(),
+        run.kernel,
+        run.secs
+    );
+    print!("{doc}");
+    if let Some(p) = markdown {
+        if let Err(e) = std::fs::write(&p, &doc) {
+            eprintln!("{p}: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if run.status() == "ok" {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("system-bench: {}", run.status());
+        ExitCode::FAILURE
     }
 }
 
@@ -847,6 +1102,20 @@ mod tests {
     }
 
     #[test]
+    fn bench_table_is_cut_from_the_console() {
+        let t = "SeaBIOS\nNOTE kernel=6.1.158 machine=x86_64\n\
+                 msgzc bench: Linux 6.1.158, 1 CPU(s)\n\
+                 loopback tcp4 interval 1 copy 10.0 MB/s\n\n\
+                 msgzc bench: Linux 6.1.158, 1 CPU(s).\n\nCommand: x\n\
+                 | net | proto |\n|---|---|\n| loopback | tcp4 |\nDONE\nreboot: Power down\n";
+        let table = bench_table(t).unwrap();
+        assert!(table.starts_with("msgzc bench: Linux 6.1.158, 1 CPU(s).\n"));
+        assert!(table.ends_with("| loopback | tcp4 |\n"));
+        assert!(!table.contains("DONE"));
+        assert_eq!(bench_table("msgzc bench: x\nno table\nDONE\n"), None);
+    }
+
+    #[test]
     fn console_recognises_panics() {
         let c = parse_console(
             "GUEST target=mips lang=c pid=1\n\
@@ -861,9 +1130,30 @@ mod tests {
 
     #[test]
     fn kernels_run_their_own_and_compat_guests() {
-        assert_eq!(default_kernel(Arch::I686), Some(Arch::X86_64));
-        assert_eq!(default_kernel(Arch::Hppa), Some(Arch::Hppa));
-        assert_eq!(default_kernel(Arch::Riscv64), None);
+        assert_eq!(
+            default_kernel(Arch::I686, KernelKind::Stock),
+            Some(Arch::I686)
+        );
+        assert_eq!(
+            kernels_for(Arch::I686, KernelKind::Patched),
+            [Arch::I686, Arch::X86_64]
+        );
+        assert_eq!(
+            kernels_for(Arch::Armv7, KernelKind::Stock),
+            [Arch::Armv7, Arch::Aarch64]
+        );
+        assert!(kernels_for(Arch::Armv7, KernelKind::Patched).is_empty());
+        assert_eq!(
+            default_kernel(Arch::Hppa, KernelKind::Patched),
+            Some(Arch::Hppa)
+        );
+        assert_eq!(default_kernel(Arch::Riscv64, KernelKind::Stock), None);
+        for k in PATCHED_ARCHS {
+            assert!(
+                KernelKind::Stock.has(k),
+                "{k}: every patched kernel has a stock twin"
+            );
+        }
         assert!(can_run(Arch::Aarch64, Arch::Armv7));
         assert!(can_run(Arch::Mips64el, Arch::Mipsel));
         assert!(!can_run(Arch::Mips64el, Arch::Mips));
