@@ -10,6 +10,16 @@ added for every target.
 
     cargo run -p msgzc-conformance -- run --all --json target/conformance/all.json
     fuzz/seeds.py target/conformance/all.json
+
+With `--buffers FILE`, the buffers that system-tier rows (a real kernel of
+the target's own architecture, or a 64-bit one through its compat layer)
+received are also written to FILE, one representative per target and
+shape (direction, message list, item kinds, truncation, completion count),
+for the regression test in conformance/src/view.rs:
+
+    ci/system --all
+    fuzz/seeds.py --buffers conformance/facts/kernel-buffers.txt \
+        target/conformance/system-all.json
 """
 import hashlib
 import json
@@ -41,6 +51,7 @@ def write(target, data):
 
 
 def raw_lines(paths):
+    """(row, RAW line, its fields) of every RAW line in the results."""
     for p in paths:
         with open(p) as f:
             doc = json.load(f)
@@ -49,17 +60,53 @@ def raw_lines(paths):
                 if not line.startswith("RAW "):
                     continue
                 fields = dict(kv.split("=", 1) for kv in line.split()[1:] if "=" in kv)
-                yield row["target"], int(fields["controllen"]), int(fields["flags"]), bytes.fromhex(fields["hex"])
+                yield row, line, fields
+
+
+def is_system(row):
+    return row["tier"].startswith("system")
+
+
+def write_buffers(path, paths):
+    """The system tier's kernel-written buffers (received, or sendmsg's
+    copy-back), one per target and shape, sorted; returns them."""
+    kept = {}
+    for row, line, f in raw_lines(paths):
+        if not is_system(row) or f["dir"] == "send":
+            continue
+        n_ranges = 0 if f["ranges"] == "none" else f["ranges"].count(",") + 1
+        shape = (row["target"], f["dir"], f["msgs"], f["items"], f["trunc"],
+                 int(f["flags"]) & 0x8, n_ranges)
+        kernel = row["kernel"].replace(" ", "/")
+        kept.setdefault(shape, (f"{row['target']} {kernel} {line}", row, f))
+    with open(path, "w") as out:
+        out.write("# Control buffers real kernels handed the conformance agents (system tier):\n"
+                  "# TARGET KERNEL-ARCH/RELEASE RAW-LINE, one per target and shape.\n"
+                  "# Written by fuzz/seeds.py --buffers; read by conformance/src/view.rs.\n")
+        for key in sorted(kept):
+            out.write(kept[key][0] + "\n")
+    print(f"{path}: {len(kept)} buffers")
+    return [(row, f) for _, row, f in kept.values()]
 
 
 def main():
+    args = sys.argv[1:]
+    system = []
+    if len(args) >= 2 and args[0] == "--buffers":
+        system = write_buffers(args[1], args[2:])
+        args = args[2:]
     order = arch_order()
     added = {}
 
     def add(target, data):
         added[target] = added.get(target, 0) + write(target, data)
 
-    for target, controllen, flags, buf in raw_lines(sys.argv[1:]):
+    # The system tier's buffers: only the representatives (the corpus stays
+    # small); the user tiers' all (SHA-1 names deduplicate them).
+    user = [(row, f) for row, _, f in raw_lines(args) if not is_system(row)]
+    for row, f in user + system:
+        target, controllen, flags = row["target"], int(f["controllen"]), int(f["flags"])
+        buf = bytes.fromhex(f["hex"])
         header = struct.pack("<BHI", order.index(target), min(controllen, 0xFFFF), flags & 0xFFFFFFFF)
         add("cmsg_parse", header + buf)
         if target == "x86_64" and 0 < controllen <= len(buf):
