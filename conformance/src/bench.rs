@@ -787,6 +787,10 @@ fn markdown(header: &str, o: &Opts, samples: &[Sample]) -> String {
             )),
         }
     }
+    t.push_str(
+        "\n`notifications`: error-queue messages read (each a range of sends); for \
+         zc-inline, the sends released through the placeholders.\n",
+    );
     t
 }
 
