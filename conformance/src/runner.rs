@@ -792,21 +792,8 @@ fn run_system_row(
 
 /// Builds and runs one row's guest and judges it.
 fn run_row(row: Row, host: Arch, cache: &Path, facts: &Outcome, emu: &Emulators) -> RowResult {
-    let fail_all = |why: String, build_secs| RowResult {
-        row,
-        kernel: kernel_release(),
-        cases: crate::cases::guest_cases()
-            .map(|case| CaseResult {
-                case,
-                outcome: Outcome::Fail(why.clone()),
-                findings: Vec::new(),
-            })
-            .collect(),
-        build_secs,
-        run_secs: 0.0,
-        status: "not run".into(),
-        output: String::new(),
-    };
+    let fail_all =
+        |why: String, build_secs| all_cases(row, kernel_release(), Outcome::Fail(why), build_secs);
     let start = Instant::now();
     let built = build_guest(row, host, cache);
     let build_secs = secs(start.elapsed());
