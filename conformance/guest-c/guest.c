@@ -940,127 +940,6 @@ out:
 		close(rx2);
 }
 
-#define FAILED_SENDS 3		/* cases::FAILED_SENDS */
-#define BAD_CMSG_TYPE 0x7fff	/* cases::BAD_CMSG_TYPE */
-
-/*
- * failed_send: with FAILED_SENDS completions queued on an SO_ZEROCOPY
- * socket, one sendmsg (no MSG_ZEROCOPY) whose control buffer is a fresh
- * poisoned placeholder followed by an unknown SOL_SOCKET message, so the
- * send fails with EINVAL after the placeholder was processed. A kernel with
- * the proposal hands the completions back in the placeholder anyway; one
- * without refuses it and leaves them queued. Either way every id must turn
- * up exactly once, in the buffer or on the error queue (read until empty).
- */
-static void failed_send(const char *c)
-{
-	ctlbuf sent, u;
-	struct msghdr m;
-	struct cmsghdr *h;
-	struct cover cv;
-	size_t len, total, ctllen;
-	int tx, rx, e, i, o, flags = 0, err, bad = 0;
-	ssize_t r;
-	char why[256] = "";
-
-	memset(&cv, 0, sizeof(cv));
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
-		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		goto out;
-	}
-	for (i = 0; i < FAILED_SENDS; i++) {
-		r = send(tx, payload, PAYLOAD, MSG_ZEROCOPY);
-		call("send_MSG_ZEROCOPY", r, errno);
-		if (r != PAYLOAD) {
-			end(c, "fail", "a zerocopy send");
-			goto out;
-		}
-	}
-	wait_err(tx, 1000);
-	/* Let every completion arrive (and coalesce) before the failing send. */
-	usleep(50000);
-	memset(sent.b, 0, sizeof(sent.b));
-	len = placeholder(sent.b);
-	total = len + CMSG_SPACE(4);
-	memset(&m, 0, sizeof(m));
-	m.msg_control = sent.b;
-	m.msg_controllen = total;
-	h = CMSG_NXTHDR(&m, CMSG_FIRSTHDR(&m));
-	if (!h || (unsigned char *)h != sent.b + len) {
-		end(c, "fail", "CMSG_NXTHDR found no room after the placeholder");
-		goto out;
-	}
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = BAD_CMSG_TYPE;
-	h->cmsg_len = CMSG_LEN(4);
-	memset(CMSG_DATA(h), 0, 4);
-	raw("send", sent.b, total, 0, NULL);
-	memcpy(u.b, sent.b, total);
-	ctllen = total;
-	r = send_ctl(tx, payload, 100, u.b, &ctllen, &flags, 0);
-	err = errno;
-	call("sendmsg_invalid_cmsg", r, err);
-	/* The kernel writes back at most the total bytes it was given. */
-	if (ctllen > total)
-		ctllen = total;
-	raw("after", u.b, ctllen, flags, NULL);
-	o = placeholder_outcome(u.b, sent.b, total, ctllen, flags, &cv);
-	if (o < 0) {
-		end(c, "fail", "placeholder came back corrupt");
-		goto out;
-	}
-	if (r >= 0 || err != EINVAL) {
-		bad++;
-		snprintf(why, sizeof(why), "sendmsg returned %ld errno %d, want EINVAL; ",
-			 (long)r, r < 0 ? err : 0);
-	}
-	/* The error queue, until empty. */
-	for (i = 0; i < 64; i++) {
-		ssize_t q;
-
-		wait_err(tx, 200);
-		q = recv_errq(tx, u.b, 256, &ctllen, &flags);
-		if (q < 0) {
-			e = errno;
-			call("recvmsg_errqueue", q, e);
-			if (e != EAGAIN) {
-				bad++;
-				snprintf(why + strlen(why), sizeof(why) - strlen(why),
-					 "error-queue read: errno %d; ", e);
-			}
-			break;
-		}
-		raw("recv", u.b, ctllen, flags, &cv);
-	}
-	for (i = 0; i < SENDS; i++) {
-		if (cv.count[i] != (i < FAILED_SENDS)) {
-			bad++;
-			snprintf(why + strlen(why), sizeof(why) - strlen(why),
-				 "send %d completed %d times; ", i, cv.count[i]);
-			break;
-		}
-	}
-	if (cv.bogus || cv.uncopied) {
-		bad++;
-		snprintf(why + strlen(why), sizeof(why) - strlen(why),
-			 "%d bogus ids, %d ranges without the copied bit", cv.bogus,
-			 cv.uncopied);
-	}
-	if (bad)
-		end(c, "fail", why);
-	else
-		end(c, "ok", o > 0 ? "EINVAL; the completions came back in the placeholder" :
-		    "EINVAL; placeholder unwritten, the completions stayed queued");
-out:
-	close(tx);
-	close(rx);
-}
-
 /* Control messages through real sendmsg/recvmsg: SCM_RIGHTS and IP_TTL. */
 static void roundtrip(const char *c)
 {
@@ -1337,8 +1216,6 @@ static void run(const char *c)
 		inline_case(c, 1, 0);
 	else if (!strcmp(c, "bad_placeholder"))
 		bad_placeholder(c);
-	else if (!strcmp(c, "failed_send"))
-		failed_send(c);
 	else if (!strcmp(c, "cmsg_roundtrip"))
 		roundtrip(c);
 	else if (!strcmp(c, "ctrunc"))
@@ -1380,8 +1257,7 @@ int main(int argc, char **argv)
 	static const char *const all[] = {
 		"native_facts", "zc_tcp4", "zc_tcp6", "zc_udp4", "zc_udp6", "probe",
 		"hybrid", "inline_tcp4", "inline_tcp6", "inline_udp4", "inline_udp6",
-		"bad_placeholder", "failed_send", "cmsg_roundtrip", "ctrunc", "icmp",
-		"enobufs",
+		"bad_placeholder", "cmsg_roundtrip", "ctrunc", "icmp", "enobufs",
 	};
 	size_t i;
 

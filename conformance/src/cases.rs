@@ -20,18 +20,9 @@ pub const PROBE_CAPACITY: usize = 16;
 pub const BAD_PLACEHOLDERS: [(&str, u32, usize); 3] =
     [("cap0", 0, 0), ("cap17", 17, 17), ("len_mismatch", 2, 3)];
 
-/// `MSG_ZEROCOPY` sends of `failed_send` whose completions the failing
-/// `sendmsg` must hand back.
-pub const FAILED_SENDS: u32 = 3;
-
-/// The `SOL_SOCKET` control-message type `failed_send` puts after its
-/// placeholder: unknown to every kernel, so the send fails with `EINVAL`
-/// once the placeholder has been processed. Its data is 4 zero bytes.
-pub const BAD_CMSG_TYPE: i32 = 0x7fff;
-
 /// Every case, in matrix order. `abi_facts` is run by the host runner (a C
 /// program built with the target's own toolchain); the others by the guest.
-pub const CASES: [&str; 18] = [
+pub const CASES: [&str; 17] = [
     "abi_facts",
     "native_facts",
     "zc_tcp4",
@@ -45,7 +36,6 @@ pub const CASES: [&str; 18] = [
     "inline_udp4",
     "inline_udp6",
     "bad_placeholder",
-    "failed_send",
     "cmsg_roundtrip",
     "ctrunc",
     "icmp",
@@ -75,7 +65,6 @@ pub fn needs_zerocopy(case: &str) -> bool {
             | "inline_udp4"
             | "inline_udp6"
             | "bad_placeholder"
-            | "failed_send"
             | "enobufs"
     )
 }
@@ -86,13 +75,7 @@ pub fn needs_zerocopy(case: &str) -> bool {
 pub fn proposal_case(case: &str) -> bool {
     matches!(
         case,
-        "probe"
-            | "inline_tcp4"
-            | "inline_tcp6"
-            | "inline_udp4"
-            | "inline_udp6"
-            | "bad_placeholder"
-            | "failed_send"
+        "probe" | "inline_tcp4" | "inline_tcp6" | "inline_udp4" | "inline_udp6" | "bad_placeholder"
     )
 }
 
@@ -132,13 +115,12 @@ mod tests {
     #[test]
     fn case_lists_are_consistent() {
         assert_eq!(guest_cases().count(), CASES.len() - 1);
-        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 13);
+        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 12);
         // Every proposal case needs SO_ZEROCOPY (stock qemu-user: emu-unsup).
-        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 7);
+        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 6);
         assert!(CASES.iter().all(|c| !proposal_case(c) || needs_zerocopy(c)));
         let at = |name| CASES.iter().position(|c| *c == name).unwrap();
         assert_eq!(at("inline_tcp4"), at("hybrid") + 1);
-        assert_eq!(at("failed_send"), at("bad_placeholder") + 1);
         let max = msgzc_abi::proposal::v8::ZC_NOTIFICATION_MAX;
         assert_eq!(BAD_PLACEHOLDERS[1], ("cap17", max + 1, max as usize + 1));
         assert_eq!(extra(Arch::Hppa, "ECONNREFUSED"), 239);

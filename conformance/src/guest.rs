@@ -40,9 +40,7 @@
 //! `RAW dir=after`, also when the call failed (the proposal copies the
 //! placeholder back even then).
 
-use crate::cases::{
-    guest_cases, BAD_CMSG_TYPE, BAD_PLACEHOLDERS, FAILED_SENDS, PAYLOAD, PROBE_CAPACITY, SENDS,
-};
+use crate::cases::{guest_cases, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY, SENDS};
 use crate::report::{hex, jobj, jstr};
 use crate::table::table_row;
 use crate::view;
@@ -128,7 +126,6 @@ pub fn main(args: &[String]) -> ExitCode {
             "inline_udp4" => inline_case(false, false),
             "inline_udp6" => inline_case(false, true),
             "bad_placeholder" => bad_placeholder(),
-            "failed_send" => failed_send(),
             "cmsg_roundtrip" => roundtrip(),
             "ctrunc" => icmp_case(true),
             "icmp" => icmp_case(false),
@@ -904,118 +901,6 @@ fn bad_placeholder_bytes(buf: &mut ControlBuf<256>, capacity: u32, elems: usize)
     b.push(s.sol_socket, v8::scm_zc_notification(NATIVE.family), &data)
         .expect("fits");
     b.finish().len()
-}
-
-/// `failed_send`: with [`FAILED_SENDS`] completions queued on an
-/// `SO_ZEROCOPY` socket, one `sendmsg` (no `MSG_ZEROCOPY`) whose control
-/// buffer is a fresh poisoned placeholder followed by an unknown
-/// `SOL_SOCKET` message ([`BAD_CMSG_TYPE`]), so the send fails with `EINVAL`
-/// after the placeholder was processed. A kernel with the proposal hands the
-/// completions back in the placeholder anyway; one without refuses the
-/// placeholder and leaves them queued. Either way every id must turn up
-/// exactly once, in the buffer or on the error queue (read until empty).
-fn failed_send() -> End {
-    let (tx, _rx) = match udp_pair(false) {
-        Ok(p) => p,
-        Err(e) => return End::Fail(format!("udp pair: {e}")),
-    };
-    let fd = tx.as_fd();
-    if let Err(end) = enable_zc(fd) {
-        return end;
-    }
-    let data = [0x42u8; PAYLOAD];
-    for i in 0..FAILED_SENDS {
-        // SAFETY: one byte slice, only read by the kernel.
-        let r = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                libc::MSG_ZEROCOPY,
-            )
-        };
-        call("send_MSG_ZEROCOPY", r as isize, errno());
-        if r != PAYLOAD as isize {
-            return End::Fail(format!("send {i}: returned {r}"));
-        }
-    }
-    poll_err(fd, 1000);
-    // Let every completion arrive (and coalesce) before the failing send.
-    std::thread::sleep(Duration::from_millis(50));
-    let mut buf = ControlBuf::<256>::new();
-    let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).expect("aligned");
-    b.zc_placeholder(PROBE_CAPACITY).expect("fits");
-    let s = NATIVE.family.socket();
-    b.push(s.sol_socket, BAD_CMSG_TYPE, &[0u8; 4])
-        .expect("fits");
-    let mut c = b.finish();
-    let len = c.len();
-    raw("send", c.as_bytes(), len, 0);
-    // SAFETY: the Control's buffer (256 bytes) is writable for at least
-    // `len` bytes and stays borrowed by `c` for the call.
-    let (ret, e, controllen, mflags) =
-        unsafe { sendmsg_at(fd, &data[..100], c.as_mut_ptr(), len, 0) };
-    call("sendmsg_invalid_cmsg", ret, e);
-    raw("after", c.as_bytes(), controllen.min(len), mflags);
-    let mut ids = vec![0usize; FAILED_SENDS as usize];
-    let mut wrong = Vec::new();
-    let mut count = |r: ZcRange, wrong: &mut Vec<String>| {
-        if !r.copied {
-            wrong.push(format!("{}..={} without the copied bit", r.lo, r.hi));
-        }
-        for id in r.ids() {
-            match ids.get_mut(id as usize) {
-                Some(n) => *n += 1,
-                None => wrong.push(format!("id {id} never sent")),
-            }
-            if id >= FAILED_SENDS {
-                break;
-            }
-        }
-    };
-    let inline = match c.zc_outcome(controllen.min(len), MsgFlags::from_bits_retain(mflags)) {
-        Ok(ZcOutcome::Written(done)) => {
-            let done: Vec<ZcRange> = done.iter().collect();
-            for r in &done {
-                count(*r, &mut wrong);
-            }
-            done.iter().map(|r| r.count()).sum::<u64>()
-        }
-        Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => 0,
-        Err(err) => return End::Fail(format!("placeholder came back corrupt: {err}")),
-    };
-    if ret >= 0 || e != NATIVE.family.errno().einval {
-        wrong.push(format!("sendmsg returned {ret}, errno {e}, want EINVAL"));
-    }
-    // The error queue, until empty.
-    for _ in 0..64 {
-        poll_err(fd, 200);
-        let mut control = ControlBuf::<256>::new();
-        match recv_errq(fd, control.as_mut_bytes()) {
-            Ok((n, flags)) => {
-                for r in raw("recv", control.as_bytes(), n, flags).ranges {
-                    count(r, &mut wrong);
-                }
-            }
-            Err(err) => {
-                call("recvmsg_errqueue", -1, err);
-                if err != NATIVE.family.errno().eagain {
-                    wrong.push(format!("error-queue read: errno {err}"));
-                }
-                break;
-            }
-        }
-    }
-    if let Some((id, n)) = ids.iter().enumerate().find(|(_, n)| **n != 1) {
-        wrong.push(format!("id {id} completed {n} times"));
-    }
-    if !wrong.is_empty() {
-        return End::Fail(wrong.join("; "));
-    }
-    End::Ok(format!(
-        "EINVAL; {inline} of {FAILED_SENDS} completions came back in the placeholder, \
-         the rest on the error queue"
-    ))
 }
 
 /// Control messages through real `sendmsg`/`recvmsg`: `SCM_RIGHTS` (built

@@ -4,8 +4,8 @@
 //! with the guest's and the case's invariant holds on the host's view.
 
 use crate::cases::{
-    extra, extra_row, needs_zerocopy, proposal_case, BAD_CMSG_TYPE, BAD_PLACEHOLDERS, FAILED_SENDS,
-    PAYLOAD, PROBE_CAPACITY, SENDS,
+    extra, extra_row, needs_zerocopy, proposal_case, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY,
+    SENDS,
 };
 use crate::report::unhex;
 use crate::table::{parse_flat, table_row};
@@ -584,7 +584,6 @@ fn judge_lines(
             inline(ctx, &raws, &recvs, lines)
         }
         "bad_placeholder" => bad_placeholder(ctx, &raws, &recvs, lines),
-        "failed_send" => failed_send(ctx, &raws, &recvs, lines),
         "cmsg_roundtrip" => roundtrip(ctx, &raws, lines),
         "ctrunc" => {
             let [r] = recvs.as_slice() else {
@@ -923,108 +922,6 @@ fn bad_placeholder(
              SCM_ZC_NOTIFICATION refuses any"
                 .into(),
         ))
-    }
-}
-
-/// The control buffer `failed_send` must have sent, built here: the
-/// placeholder, then an unknown `SOL_SOCKET` message with 4 zero bytes.
-fn host_failed_send_buf(t: Target) -> Vec<u8> {
-    let mut buf = ControlBuf::<256>::new();
-    let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).expect("aligned");
-    b.zc_placeholder(PROBE_CAPACITY).expect("fits");
-    b.push(t.family.socket().sol_socket, BAD_CMSG_TYPE, &[0; 4])
-        .expect("fits");
-    b.finish().as_bytes().to_vec()
-}
-
-/// `failed_send`: the `sendmsg` carrying a placeholder and then an invalid
-/// message must fail with the target's `EINVAL`. On a kernel with the
-/// proposal the placeholder comes back written with all [`FAILED_SENDS`]
-/// completions and the error queue is then empty; on one without it comes
-/// back untouched and the error queue holds them all. Nothing lost, nothing
-/// twice.
-fn failed_send(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
-    let t = ctx.t();
-    let einval = i64::from(t.family.errno().einval);
-    let full = i64::try_from(PAYLOAD).expect("small");
-    let zc_sends: Vec<(i64, i64)> = lines
-        .iter()
-        .filter(|l| l.kind == "CALL" && l.get("name") == Some("send_MSG_ZEROCOPY"))
-        .map(|l| (l.num("ret").unwrap_or(-1), l.num("errno").unwrap_or(-1)))
-        .collect();
-    if zc_sends.len() != FAILED_SENDS as usize || zc_sends.iter().any(|(r, _)| *r != full) {
-        return Err(format!(
-            "zerocopy sends {zc_sends:?}, want {FAILED_SENDS} of {full} bytes"
-        ));
-    }
-    let [sent] = raws
-        .iter()
-        .filter(|r| r.dir() == "send")
-        .collect::<Vec<_>>()[..]
-    else {
-        return Err("want exactly one buffer sent".into());
-    };
-    if sent.bytes != host_failed_send_buf(t) {
-        return Err(format!(
-            "the buffer sent differs from msgzc-cmsg's placeholder + type {BAD_CMSG_TYPE:#x} \
-             (decodes as {})",
-            sent.host.msgs_field()
-        ));
-    }
-    let (ret, e) = call_result(lines, "sendmsg_invalid_cmsg")?;
-    if ret >= 0 || e != einval {
-        return Err(format!(
-            "sendmsg_invalid_cmsg returned {ret} errno {e}, want EINVAL ({einval})"
-        ));
-    }
-    let [after] = raws
-        .iter()
-        .filter(|r| r.dir() == "after")
-        .collect::<Vec<_>>()[..]
-    else {
-        return Err("want exactly one buffer after sendmsg".into());
-    };
-    if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {
-        return Err(format!("unexpected error-queue items {:?}", r.host.items));
-    }
-    let inline = host_outcome(t, after)?;
-    let queued: Vec<msgzc_cmsg::ZcRange> =
-        recvs.iter().flat_map(|r| r.host.ranges.clone()).collect();
-    let covered = coverage(inline.iter().flatten().chain(&queued))?;
-    let want: Vec<u32> = (0..FAILED_SENDS).collect();
-    if covered.keys().copied().collect::<Vec<_>>() != want {
-        return Err(format!(
-            "ids {:?} completed ({} inline, {} on the error queue), want {want:?}",
-            covered.keys().collect::<Vec<_>>(),
-            inline.iter().flatten().map(|r| r.count()).sum::<u64>(),
-            queued.iter().map(|r| r.count()).sum::<u64>()
-        ));
-    }
-    match (inline, ctx.zc_kernel) {
-        (Some(_), true) if !queued.is_empty() => Err(format!(
-            "{} completions left on the error queue after the failed send took them",
-            queued.iter().map(|r| r.count()).sum::<u64>()
-        )),
-        (Some(_), true) => Ok(Outcome::Pass),
-        (None, true) => Err("the patched kernel left the placeholder unwritten \
-             when the send failed after it"
-            .into()),
-        (Some(_), false) => {
-            Err("a kernel without SCM_ZC_NOTIFICATION wrote the placeholder".into())
-        }
-        (None, false) if after.bytes != sent.bytes => Err(format!(
-            "the buffer came back changed (controllen {} of {}), poison not intact",
-            after.controllen, sent.controllen
-        )),
-        (None, false) => Ok(Outcome::KernelUnsupported(format!(
-            "stock kernel: placeholder refused, the {FAILED_SENDS} completions stayed on \
-             the error queue"
-        ))),
     }
 }
 
@@ -1614,127 +1511,6 @@ END case=enobufs status=unsupported detail=x
         assert!(matches!(
             outcome_of(kernel(x), "bad_placeholder", &text),
             Outcome::Fail(_)
-        ));
-    }
-
-    /// A `failed_send` transcript: the failing call's errno, the
-    /// completions written into the placeholder (`None`: it came back as
-    /// sent), and the completions read from the error queue afterwards.
-    fn failed_text(
-        arch: Arch,
-        errno: i64,
-        inline: Option<&[(u32, u32)]>,
-        queued: &[(u32, u32)],
-    ) -> String {
-        let t = arch.target();
-        let sent = host_failed_send_buf(t);
-        let after = match inline {
-            Some(r) => answered(t, r),
-            None => sent.clone(),
-        };
-        let mut out = vec![
-            format!("GUEST target={} lang=c pid=1", arch.name()),
-            "CASE name=failed_send".into(),
-            "CALL name=setsockopt_SO_ZEROCOPY ret=0 errno=0".into(),
-        ];
-        for _ in 0..FAILED_SENDS {
-            out.push("CALL name=send_MSG_ZEROCOPY ret=1000 errno=0".into());
-        }
-        out.push(raw_line(t, "send", &sent, 0));
-        out.push(format!(
-            "CALL name=sendmsg_invalid_cmsg ret=-1 errno={errno}"
-        ));
-        out.push(raw_line(t, "after", &after, 0));
-        out.extend(queued.iter().map(|&(lo, hi)| completion(t, lo, hi)));
-        out.push("CALL name=recvmsg_errqueue ret=-1 errno=11".into());
-        out.push("END case=failed_send status=ok detail=x".into());
-        out.join("\n") + "\n"
-    }
-
-    #[test]
-    fn a_failed_send_hands_back_what_it_took() {
-        for arch in [
-            Arch::X86_64,
-            Arch::I686,
-            Arch::Mips,
-            Arch::Hppa,
-            Arch::Sparc64,
-        ] {
-            let einval = i64::from(arch.target().family.errno().einval);
-            // Patched: everything in the placeholder, coalesced or not.
-            for inline in [&[(0, 2)][..], &[(0, 0), (1, 2)], &[(0, 0), (1, 1), (2, 2)]] {
-                let text = failed_text(arch, einval, Some(inline), &[]);
-                let o = outcome_of(kernel(arch), "failed_send", &text);
-                assert_eq!(o, Outcome::Pass, "{arch:?} {inline:?}: {o:?}");
-                assert!(fails_with(
-                    &outcome_of(ctx(arch, false), "failed_send", &text),
-                    "wrote the placeholder"
-                ));
-            }
-            // Stock: the placeholder untouched, all three still queued.
-            let stock = failed_text(arch, einval, None, &[(0, 2)]);
-            let o = outcome_of(ctx(arch, false), "failed_send", &stock);
-            assert!(
-                matches!(&o, Outcome::KernelUnsupported(w) if w.starts_with("stock kernel")),
-                "{arch:?}: {o:?}"
-            );
-            assert!(fails_with(
-                &outcome_of(kernel(arch), "failed_send", &stock),
-                "left the placeholder unwritten"
-            ));
-        }
-    }
-
-    #[test]
-    fn a_failed_send_may_lose_or_repeat_nothing() {
-        let x = Arch::X86_64;
-        let einval = 22;
-        // A completion missing: from the placeholder, from the queue.
-        let text = failed_text(x, einval, Some(&[(0, 1)]), &[]);
-        assert!(fails_with(
-            &outcome_of(kernel(x), "failed_send", &text),
-            "want [0, 1, 2]"
-        ));
-        let text = failed_text(x, einval, None, &[(0, 0), (2, 2)]);
-        assert!(fails_with(
-            &outcome_of(ctx(x, false), "failed_send", &text),
-            "want [0, 1, 2]"
-        ));
-        // Duplicated between the placeholder and the error queue.
-        let text = failed_text(x, einval, Some(&[(0, 2)]), &[(2, 2)]);
-        for c in [kernel(x), ctx(x, false)] {
-            assert!(fails_with(
-                &outcome_of(c, "failed_send", &text),
-                "completed 2 times"
-            ));
-        }
-        // Split between the two: the patched kernel must hand back all it
-        // had queued.
-        let text = failed_text(x, einval, Some(&[(0, 1)]), &[(2, 2)]);
-        assert!(fails_with(
-            &outcome_of(kernel(x), "failed_send", &text),
-            "left on the error queue"
-        ));
-        // Not EINVAL (x86_64's EOPNOTSUPP; mips's EINVAL number elsewhere).
-        for (arch, e) in [(x, 95), (Arch::Mips, 95), (Arch::X86_64, 0)] {
-            let ok = failed_text(arch, e, Some(&[(0, 2)]), &[]);
-            let stock = failed_text(arch, e, None, &[(0, 2)]);
-            assert!(fails_with(
-                &outcome_of(kernel(arch), "failed_send", &ok),
-                "want EINVAL"
-            ));
-            assert!(fails_with(
-                &outcome_of(ctx(arch, false), "failed_send", &stock),
-                "want EINVAL"
-            ));
-        }
-        // A sent buffer that is not the library's.
-        let text = failed_text(x, einval, Some(&[(0, 2)]), &[])
-            .replacen("ff7f0000", "fe7f0000", 1)
-            .replacen(":32767:", ":32766:", 1);
-        assert!(fails_with(
-            &outcome_of(kernel(x), "failed_send", &text),
-            "differs from msgzc-cmsg's"
         ));
     }
 
