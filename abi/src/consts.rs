@@ -23,6 +23,9 @@ pub struct SocketNumbers {
     pub so_timestamping_new: i32,
     /// `SO_TYPE`: read-only option giving the socket type.
     pub so_type: i32,
+    /// `SO_ERROR`: read-only option that returns and clears the socket's
+    /// pending error (which keeps `poll` reporting `POLLERR`).
+    pub so_error: i32,
     /// `SOCK_STREAM` (mips swaps it with `SOCK_DGRAM`).
     pub sock_stream: i32,
     /// `SOCK_DGRAM`.
@@ -46,7 +49,7 @@ pub struct SocketNumbers {
 ///   `SO_TIMESTAMPING_NEW 0x0043`.
 ///
 /// `SO_TYPE` is 3 in `asm-generic/socket.h` and 0x1008 in the alpha, mips,
-/// parisc and sparc headers. `SOCK_STREAM 1`/`SOCK_DGRAM 2` come from
+/// parisc and sparc headers; `SO_ERROR` is 4 and 0x1007. `SOCK_STREAM 1`/`SOCK_DGRAM 2` come from
 /// `include/linux/net.h` (`enum sock_type`), except mips
 /// (`arch/mips/include/asm/socket.h`: `SOCK_DGRAM 1`, `SOCK_STREAM 2`,
 /// mirrored by glibc's mips `bits/socket_type.h`).
@@ -61,6 +64,7 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_old: 37,
         so_timestamping_new: 65,
         so_type: 3,
+        so_error: 4,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -71,6 +75,7 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_old: 37,
         so_timestamping_new: 65,
         so_type: 0x1008,
+        so_error: 0x1007,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -81,6 +86,7 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_old: 37,
         so_timestamping_new: 65,
         so_type: 0x1008,
+        so_error: 0x1007,
         sock_stream: 2,
         sock_dgram: 1,
     },
@@ -91,6 +97,7 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_old: 0x4020,
         so_timestamping_new: 0x403a,
         so_type: 0x1008,
+        so_error: 0x1007,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -101,6 +108,7 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_old: 0x0023,
         so_timestamping_new: 0x0043,
         so_type: 0x1008,
+        so_error: 0x1007,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -416,16 +424,16 @@ mod tests {
         );
         let types = Family::ALL.map(|f| {
             let s = f.socket();
-            (s.so_type, s.sock_stream, s.sock_dgram)
+            (s.so_type, s.so_error, s.sock_stream, s.sock_dgram)
         });
         assert_eq!(
             types,
             [
-                (3, 1, 2),
-                (0x1008, 1, 2),
-                (0x1008, 2, 1),
-                (0x1008, 1, 2),
-                (0x1008, 1, 2)
+                (3, 4, 1, 2),
+                (0x1008, 0x1007, 1, 2),
+                (0x1008, 0x1007, 2, 1),
+                (0x1008, 0x1007, 1, 2),
+                (0x1008, 0x1007, 1, 2)
             ]
         );
     }

@@ -1,15 +1,17 @@
-//! Streams a file over TCP with MSG_ZEROCOPY from a fixed pool of buffers,
-//! reusing a buffer only after the kernel has completed every send from it,
-//! and switching to plain copying sends when the kernel keeps copying
-//! anyway (always the case on loopback).
+//! Streams a file over TCP with MSG_ZEROCOPY from a fixed pool of owned
+//! buffers: each buffer goes to the sender and comes back only when the
+//! kernel has completed every send from it, then is refilled. When the
+//! kernel keeps copying anyway (always the case on loopback) it switches
+//! to plain copying sends; when the option memory for zerocopy runs out
+//! with nothing in flight (`optmem_max` 0) the sender copies by itself.
 //!
 //! `cargo run -p msgzc-cmsg --example zerocopy_file [PATH]` (default: a
 //! generated 8 MiB file). The receiver is a thread on loopback that checks
 //! the bytes.
 
-use msgzc_cmsg::sys::{Sent, ZcSocket};
+use msgzc_cmsg::sys::{Progress, ZcSender};
 use msgzc_cmsg::Advice;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::time::Duration;
 
@@ -45,62 +47,60 @@ fn main() -> std::io::Result<()> {
         }
     });
 
-    // Buffer i is free when pending[i] == 0; each send from it holds one
-    // count (a partial TCP send leads to several sends from one buffer).
-    let mut pool = vec![vec![0u8; BUF_SIZE]; BUFS];
-    let mut pending = [0usize; BUFS];
-    let mut plain = peer.try_clone()?;
-    let mut zc = ZcSocket::<_, usize, 256>::new(peer)?;
-    let (mut offset, mut zc_sends, mut copy_sends, mut switched) = (0, 0u64, 0u64, false);
+    let mut pool: Vec<Vec<u8>> = (0..BUFS).map(|_| Vec::with_capacity(BUF_SIZE)).collect();
+    let mut zc = ZcSender::<_, Vec<u8>>::new(peer)?;
+    let (mut offset, mut switched) = (0, false);
     while offset < data.len() {
-        let Some(i) = (0..BUFS).find(|&i| pending[i] == 0) else {
+        let Some(mut buf) = pool.pop() else {
+            // Every buffer is in flight: wait for completions.
             zc.wait(Some(Duration::from_secs(1)))?;
-            zc.drain(
-                |done| pending[done.token] -= 1,
-                |item| eprintln!("error queue: {item:?}"),
-            )?;
+            zc.drain(|item| eprintln!("error queue: {item:?}"))?;
+            pool.extend(zc.completed());
             continue;
         };
         let n = BUF_SIZE.min(data.len() - offset);
-        pool[i][..n].copy_from_slice(&data[offset..offset + n]);
+        buf.clear();
+        buf.extend_from_slice(&data[offset..offset + n]);
         offset += n;
-        if zc.tracker().advice() == Advice::PreferCopy {
+        if zc.socket().tracker().advice() == Advice::PreferCopy {
             if !switched {
-                println!(
-                    "kernel keeps copying ({} copied completions): switching to plain sends",
-                    zc.tracker().stats().copied
-                );
+                let copied = zc.socket().tracker().stats().copied;
+                println!("kernel keeps copying ({copied} copied completions): plain sends");
                 switched = true;
             }
-            plain.write_all(&pool[i][..n])?;
-            copy_sends += 1;
+            zc.send_copy(&buf)?;
+            pool.push(buf);
             continue;
         }
-        let mut sent = 0;
-        while sent < n {
-            match zc.send(&pool[i][sent..n], i) {
-                Ok(Sent::Pending { bytes, .. }) => {
-                    pending[i] += 1;
-                    sent += bytes;
-                    zc_sends += 1;
+        let mut next = Some(buf);
+        while let Some(buf) = next.take() {
+            match zc.send(buf) {
+                Ok(Progress::Complete) => {}
+                // Stream order: the rest goes out before anything else.
+                Ok(_) => {
+                    while zc.flush()? != Progress::Complete {
+                        zc.wait(Some(Duration::from_millis(10)))?;
+                        zc.drain(|_| {})?;
+                    }
                 }
-                Ok(Sent::NotCounted(_)) => {}
-                Err(e) if e.error.is_retryable() => {
+                Err(e) if e.is_retryable() => {
                     zc.wait(Some(Duration::from_millis(10)))?;
-                    zc.drain(|done| pending[done.token] -= 1, |_| {})?;
+                    zc.drain(|_| {})?;
+                    next = e.token;
                 }
-                Err(e) => return Err(e.error.into()),
+                Err(e) => return Err(e.into()),
             }
         }
+        pool.extend(zc.completed());
     }
-    while zc.tracker().outstanding() > 0 {
+    while zc.in_flight() > 0 {
         zc.wait(Some(Duration::from_secs(1)))?;
-        zc.drain(|done| pending[done.token] -= 1, |_| {})?;
+        zc.drain(|_| {})?;
     }
-    assert!(pending.iter().all(|&p| p == 0), "every buffer released");
-    let stats = zc.tracker().stats();
-    let calls = zc.syscalls();
-    drop(plain);
+    pool.extend(zc.completed());
+    assert_eq!(pool.len(), BUFS, "every buffer came back");
+    let stats = zc.socket().tracker().stats();
+    let calls = zc.socket().syscalls();
     drop(zc);
     let (sum, total) = receiver.join().expect("receiver");
     assert_eq!(
@@ -109,8 +109,8 @@ fn main() -> std::io::Result<()> {
         "receiver got the exact bytes"
     );
     println!(
-        "{} bytes: {zc_sends} zerocopy sends, {copy_sends} copying sends; completions: {} copied, {} zero-copied in {} ranges; syscalls: {} sendmsg, {} recvmmsg, {} poll",
-        data.len(), stats.copied, stats.zerocopy, stats.ranges, calls.sendmsg, calls.recvmmsg, calls.poll
+        "{} bytes: {} zerocopy sends, {} copying sends; completions: {} copied, {} zero-copied in {} ranges; syscalls: {} sendmsg, {} recvmmsg, {} poll",
+        data.len(), stats.sent, calls.copied_sends, stats.copied, stats.zerocopy, stats.ranges, calls.sendmsg, calls.recvmmsg, calls.poll
     );
     Ok(())
 }

@@ -38,6 +38,8 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
@@ -58,7 +60,11 @@ pub use decode::{
 };
 pub use error::{BuildError, DecodeError, WalkError, WalkErrorKind, ZcError};
 pub use msgzc_abi::{MsgFlags, Target, TimestampingFlags};
-pub use tracker::{Advice, CompletionError, CompletionStats, CompletionTracker, TrackerFull};
+#[cfg(feature = "alloc")]
+pub use tracker::BoxedTracker;
+pub use tracker::{
+    Advice, CompletionError, CompletionStats, CompletionTracker, Refusal, Refused, Slots, Tracker,
+};
 pub use walk::{Cmsg, Walker};
 
 #[cfg(test)]

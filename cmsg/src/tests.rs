@@ -647,9 +647,14 @@ fn tracker_handles_wrapping_out_of_order_and_bogus_ranges() {
 fn tracker_full_returns_the_token() {
     let mut t = CompletionTracker::<&str, 1>::new();
     t.register("a").unwrap();
-    assert_eq!(t.register("b"), Err(TrackerFull("b")));
+    let full = |token| Refused {
+        token,
+        reason: Refusal::Full,
+    };
+    assert_eq!(t.register("b"), Err(full("b")));
     let mut z = CompletionTracker::<&str, 0>::new();
-    assert_eq!(z.register("c"), Err(TrackerFull("c")));
+    assert_eq!(z.register("c"), Err(full("c")));
+    assert_eq!(z.register_in_doubt("d"), Err(full("d")));
     assert!(z
         .complete(
             ZcRange {

@@ -5,7 +5,9 @@
 //! completions here must carry the copied flag.
 
 use msgzc_abi::ErrOrigin;
-use msgzc_cmsg::sys::{self, Fallback, NotifyMode, Released, Sent, ZcSocket, NATIVE};
+use msgzc_cmsg::sys::{
+    self, Fallback, NotifyMode, Released, SendErrorKind, Sent, ZcSocket, NATIVE,
+};
 use msgzc_cmsg::{decode_errqueue, Advice, ErrqueueItem, MsgFlags, WalkErrorKind, Walker};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -57,7 +59,7 @@ fn udp_pair(addr: SocketAddr) -> (UdpSocket, UdpSocket) {
 }
 
 /// Waits and drains until nothing is outstanding, or fails after 10 s.
-fn drain_all<F: AsFd>(zc: &mut ZcSocket<F, u32, 256>, released: &mut BTreeMap<u32, (u32, bool)>) {
+fn drain_all<F: AsFd>(zc: &mut ZcSocket<F, u32>, released: &mut BTreeMap<u32, (u32, bool)>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while zc.tracker().outstanding() > 0 {
         assert!(
@@ -86,7 +88,7 @@ fn record(released: &mut BTreeMap<u32, (u32, bool)>, r: Released<u32>) {
 /// order, copied. An empty send first: TCP does not count it, UDP does (a
 /// zero-payload datagram is still a datagram).
 fn every_send_completed_once<F: AsFd>(sock: F, stream: bool) {
-    let mut zc = ZcSocket::<_, u32, 256>::new(sock).unwrap();
+    let mut zc = ZcSocket::<_, u32>::new(sock).unwrap_or_else(|e| panic!("{e}"));
     let data = vec![0x5au8; 4096];
     let mut released = BTreeMap::new();
     let first = if stream {
@@ -163,7 +165,7 @@ fn scm_zc_notification_probe_real_kernel_unsupported_and_hybrid() {
     for v6 in [false, true] {
         let Some(addr) = loopback(v6) else { continue };
         let (tx, rx) = udp_pair(addr);
-        let mut zc = ZcSocket::<_, u32, 256>::new(tx).unwrap();
+        let mut zc = ZcSocket::<_, u32>::new(tx).unwrap();
         assert_eq!(zc.mode(), NotifyMode::Unprobed);
         let mut released = BTreeMap::new();
         let data = [1u8; 512];
@@ -214,14 +216,27 @@ fn scm_zc_notification_probe_real_kernel_unsupported_and_hybrid() {
 #[test]
 fn failed_send_notify_real_kernel_keeps_the_socket_unprobed() {
     let (tx, _rx) = udp_pair(loopback(false).unwrap());
-    let mut zc = ZcSocket::<_, u32, 256>::new(tx).unwrap();
+    let mut zc = ZcSocket::<_, u32>::new(tx).unwrap();
     let mut released = BTreeMap::new();
     let big = vec![0u8; 70_000];
     let e = zc
         .send_notify(&big, 99, 16, |r| record(&mut released, r))
         .unwrap_err();
-    assert_eq!((e.error.errno, e.token, e.inline), (libc::EMSGSIZE, 99, 0));
+    // A failed datagram send is in doubt until settled; with nothing else
+    // in flight the next drain settles it as never counted.
+    assert!(
+        matches!(e.kind, SendErrorKind::InDoubt { id: 0, .. }),
+        "{e}"
+    );
+    assert_eq!(
+        (e.errno(), e.token, e.inline),
+        (Some(libc::EMSGSIZE), None, 0)
+    );
     assert_eq!(zc.mode(), NotifyMode::Unprobed);
+    let mut back = Vec::new();
+    zc.drain(|r| back.push((r.token, r.counted)), |i| panic!("{i:?}"))
+        .unwrap();
+    assert_eq!(back, [(99, false)]);
     let data = [3u8; 256];
     for token in 0..8u32 {
         let out = zc
@@ -257,20 +272,20 @@ fn send_notify_failing_after_the_control_messages_real_kernel_loses_no_completio
     let l = TcpListener::bind(loopback(false).unwrap()).unwrap();
     let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let (_unread, _) = l.accept().unwrap();
-    let mut zc = ZcSocket::<_, u32, 256>::new(c.try_clone().unwrap()).unwrap();
+    let mut zc = ZcSocket::<_, u32>::new(c.try_clone().unwrap()).unwrap();
     let mut released = BTreeMap::new();
     for token in 0..4 {
         zc.send(&[1u8; 100], token).unwrap();
     }
     // At least one completion queued (loopback: on ACK), none taken.
-    assert!(zc.wait(Some(Duration::from_secs(5))).unwrap());
+    assert!(zc.wait(Some(Duration::from_secs(5))).unwrap().error_queue);
     c.set_nonblocking(true).unwrap();
     let chunk = vec![0u8; 1 << 16];
     while c.write(&chunk).is_ok() {}
     let e = zc
         .send_notify(&[2u8; 100], 99, 16, |r| record(&mut released, r))
         .unwrap_err();
-    assert_eq!((e.error.errno, e.token), (libc::EAGAIN, 99));
+    assert_eq!((e.kind, e.token), (SendErrorKind::WouldBlock, Some(99)));
     assert_eq!(e.rejected, None);
     assert_eq!(zc.tracker().next_id(), 4, "the failed send took no id");
     match zc.mode() {
@@ -293,7 +308,7 @@ fn send_notify_failing_after_the_control_messages_real_kernel_loses_no_completio
 #[test]
 fn truncated_errqueue_control_real_kernel_reports_ctrunc() {
     let (tx, _rx) = udp_pair(loopback(false).unwrap());
-    let mut zc = ZcSocket::<_, u32, 4>::new(tx).unwrap();
+    let mut zc = ZcSocket::<_, u32>::with_window(tx, 4).unwrap();
     zc.send(&[7u8; 100], 0).unwrap();
     let fd = zc.get_ref().as_fd();
     let l = NATIVE.cmsg();
@@ -303,7 +318,7 @@ fn truncated_errqueue_control_real_kernel_reports_ctrunc() {
     let (len, flags) = loop {
         match sys::recv_errqueue(fd, small) {
             Ok(r) => break r,
-            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+            Err(e) if e.errno == libc::EAGAIN && Instant::now() < deadline => {
                 thread::sleep(Duration::from_millis(5))
             }
             Err(e) => panic!("{e}"),
@@ -330,7 +345,7 @@ fn icmp_error_real_kernel_is_a_typed_item() {
     let tx = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
     tx.connect((Ipv4Addr::LOCALHOST, port)).unwrap();
     sys::enable_recverr(tx.as_fd(), false).unwrap();
-    let mut zc = ZcSocket::<_, u32, 4>::new(tx).unwrap();
+    let mut zc = ZcSocket::<_, u32>::with_window(tx, 4).unwrap();
     zc.send(&[3u8; 64], 0).unwrap();
     let mut icmp = Vec::new();
     let mut released = BTreeMap::new();
@@ -354,12 +369,16 @@ fn icmp_error_real_kernel_is_a_typed_item() {
     assert_eq!(released.len(), 1);
 }
 
-/// `ENOBUFS` when the socket's option-memory budget is exhausted: the
-/// token comes back, the error is retryable, and after the budget returns
-/// sending works. `net.core.optmem_max` is per network namespace on
-/// current kernels, so the test makes its own namespace (root only).
+/// `ENOBUFS` when the socket's option-memory budget is exhausted: on a
+/// datagram socket the errno cannot tell this (the kernel gave the id
+/// back) from a dropped packet (it kept it), so the send is in doubt and
+/// the socket keeps the token; the next drain, with nothing else in flight
+/// and nothing queued, settles it as never counted and hands the token
+/// back, and the id goes to the next send. `net.core.optmem_max` is per
+/// network namespace on current kernels, so the test makes its own
+/// namespace (root only).
 #[test]
-fn enobufs_real_kernel_returns_the_token_and_is_retryable() {
+fn enobufs_real_kernel_udp_send_in_doubt_is_settled_by_the_next_drain() {
     let outcome = thread::spawn(|| {
         // SAFETY: unshare affects only this thread, which owns nothing
         // that depends on the old namespace.
@@ -373,15 +392,26 @@ fn enobufs_real_kernel_returns_the_token_and_is_retryable() {
         let optmem = "/proc/sys/net/core/optmem_max";
         let old = std::fs::read_to_string(optmem).map_err(|e| format!("{optmem}: {e}"))?;
         let (tx, _rx) = udp_pair(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
-        let mut zc = ZcSocket::<_, u32, 8>::new(tx).unwrap();
+        let mut zc = ZcSocket::<_, u32>::with_window(tx, 8).unwrap();
         std::fs::write(optmem, "0").unwrap();
         let err = zc.send(&[1u8; 256], 42).unwrap_err();
         std::fs::write(optmem, old.trim()).unwrap();
-        assert_eq!(err.error.errno, NATIVE.family.errno().enobufs, "{err}");
-        assert!(err.error.is_retryable());
-        assert_eq!(err.token, 42);
-        assert_eq!(zc.tracker().outstanding(), 0);
-        assert_eq!(zc.tracker().next_id(), 0, "a failed send takes no id");
+        assert_eq!(err.errno(), Some(NATIVE.family.errno().enobufs), "{err}");
+        assert!(matches!(err.kind, SendErrorKind::InDoubt { id: 0, .. }));
+        assert_eq!((err.token, zc.tracker().in_doubt()), (None, Some(0)));
+        // While in doubt the data goes by copy, and the token comes back.
+        assert!(matches!(
+            zc.send(&[2u8; 256], 7),
+            Ok(Sent::Copied {
+                bytes: 256,
+                token: 7
+            })
+        ));
+        let mut back = Vec::new();
+        zc.drain(|r| back.push((r.token, r.counted)), |i| panic!("{i:?}"))
+            .unwrap();
+        assert_eq!(back, [(42, false)]);
+        assert_eq!(zc.tracker().next_id(), 0, "the id went back");
         assert_eq!(
             zc.send(&[1u8; 256], 43).unwrap(),
             Sent::Pending { bytes: 256, id: 0 }
@@ -398,10 +428,7 @@ fn enobufs_real_kernel_returns_the_token_and_is_retryable() {
     }
 }
 
-fn drain_all_small<F: AsFd>(
-    zc: &mut ZcSocket<F, u32, 8>,
-    released: &mut BTreeMap<u32, (u32, bool)>,
-) {
+fn drain_all_small<F: AsFd>(zc: &mut ZcSocket<F, u32>, released: &mut BTreeMap<u32, (u32, bool)>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while zc.tracker().outstanding() > 0 {
         assert!(Instant::now() < deadline, "completions missing");

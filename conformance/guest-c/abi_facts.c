@@ -74,6 +74,7 @@ static void abi_facts(void)
 	num("sock_extended_err_size", (long long)sizeof(struct sock_extended_err));
 	NUM(SOL_SOCKET);
 	NUM(SO_TYPE);
+	NUM(SO_ERROR);
 	NUM(SOCK_STREAM);
 	NUM(SOCK_DGRAM);
 #ifdef SO_ZEROCOPY

@@ -23,7 +23,7 @@
 //! avoidance. Ratios are taken between modes of the same run only.
 
 use crate::report::{jarr, jobj, jstr};
-use msgzc_cmsg::sys::{self, Fallback, NotifyMode, SendError, Sent, ZcSocket};
+use msgzc_cmsg::sys::{self, Fallback, NotifyMode, Sent, ZcSocket};
 use msgzc_cmsg::{decode_errqueue, ControlBuf, ErrqueueItem, Walker};
 use std::io::Read;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -383,17 +383,14 @@ fn receiver(
 /// The selftest's completion read: one `recvmsg(MSG_ERRQUEUE)` per
 /// notification until the queue is empty. Returns notifications read and
 /// system calls made.
-fn selftest_read<F: AsFd>(
-    zc: &mut ZcSocket<F, (), WINDOW>,
-    m: &mut Measured,
-) -> Result<(), String> {
+fn selftest_read<F: AsFd>(zc: &mut ZcSocket<F, ()>, m: &mut Measured) -> Result<(), String> {
     let mut control = ControlBuf::<128>::new();
     loop {
         m.syscalls += 1;
         let fd = zc.get_ref().as_fd();
         let (len, flags) = match sys::recv_errqueue(fd, control.as_mut_bytes()) {
             Ok(r) => r,
-            Err(e) if e.is_retryable() => return Ok(()),
+            Err(e) if e.errno == sys::NATIVE.family.errno().eagain => return Ok(()),
             Err(e) => return Err(e.to_string()),
         };
         for msg in Walker::new(sys::NATIVE, control.as_bytes(), len, flags) {
@@ -408,7 +405,7 @@ fn selftest_read<F: AsFd>(
 
 /// Reads completions the mode's way.
 fn read_completions<F: AsFd>(
-    zc: &mut ZcSocket<F, (), WINDOW>,
+    zc: &mut ZcSocket<F, ()>,
     mode: Mode,
     m: &mut Measured,
 ) -> Result<(), String> {
@@ -431,7 +428,8 @@ fn run_zc<F: AsFd>(
     interval: usize,
     secs: f64,
 ) -> Result<Measured, String> {
-    let mut zc = ZcSocket::<F, (), WINDOW>::new(fd).map_err(|e| format!("SO_ZEROCOPY: {e}"))?;
+    let mut zc =
+        ZcSocket::<F, ()>::with_window(fd, WINDOW).map_err(|e| format!("SO_ZEROCOPY: {e}"))?;
     let mut m = Measured::default();
     let start = Instant::now();
     let cpu0 = cpu_now();
@@ -450,14 +448,19 @@ fn run_zc<F: AsFd>(
                 m.bytes += bytes as u64;
                 m.sends += 1;
             }
-            Ok(Sent::NotCounted(())) => m.sends += 1,
-            Err(SendError { error, .. }) if error.is_retryable() => {
+            // A send in doubt or an exhausted optmem: the data went by copy.
+            Ok(Sent::Copied { bytes, .. }) => {
+                m.bytes += bytes as u64;
+                m.sends += 1;
+            }
+            Ok(_) => m.sends += 1,
+            Err(e) if e.is_retryable() => {
                 // Tracker full or optmem exhausted: wait for completions.
                 let _ = zc.wait(Some(Duration::from_millis(100)));
                 read_completions(&mut zc, mode, &mut m)?;
                 continue;
             }
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.kind.to_string()),
         }
         since += 1;
         if mode == Mode::Inline {
@@ -466,6 +469,7 @@ fn run_zc<F: AsFd>(
                     Fallback::Rejected => "kernel refuses SCM_ZC_NOTIFICATION (EINVAL)".into(),
                     Fallback::Unwritten => "kernel ignores SCM_ZC_NOTIFICATION".into(),
                     Fallback::Corrupt(e) => format!("kernel wrote a corrupt answer: {e}"),
+                    other => format!("error queue only: {other:?}"),
                 });
             }
             if since >= interval {

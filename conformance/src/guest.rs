@@ -46,7 +46,7 @@ use crate::table::table_row;
 use crate::view;
 use msgzc_abi::proposal::v8;
 use msgzc_abi::{Arch, IP_RECVERR, SOL_IP};
-use msgzc_cmsg::sys::{self, Released, ZcSocket, NATIVE};
+use msgzc_cmsg::sys::{self, NewErrorKind, Released, SendErrorKind, ZcSocket, NATIVE};
 use msgzc_cmsg::{
     CompletionTracker, ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange, ZC_POISON,
 };
@@ -298,14 +298,17 @@ fn addr(v6: bool) -> SocketAddr {
 }
 
 /// `ZcSocket::new` (which sets `SO_ZEROCOPY`), reporting the call.
-fn zc_socket<F: AsFd, const N: usize>(sock: F) -> Result<ZcSocket<F, u32, N>, End> {
-    match ZcSocket::new(sock) {
+fn zc_socket<F: AsFd>(sock: F, window: usize) -> Result<ZcSocket<F, u32>, End> {
+    match ZcSocket::with_window(sock, window) {
         Ok(z) => {
             call("setsockopt_SO_ZEROCOPY", 0, 0);
             Ok(z)
         }
         Err(e) => {
-            let errno = sys::errno_of(&e).unwrap_or(-1);
+            let errno = match e.kind {
+                NewErrorKind::Sys(s) => s.errno,
+                _ => -1,
+            };
             call("setsockopt_SO_ZEROCOPY", -1, errno);
             let d = format!("SO_ZEROCOPY: {e}");
             Err(if errno == NATIVE.family.errno().enoprotoopt {
@@ -356,10 +359,7 @@ fn poll_err(fd: BorrowedFd<'_>, ms: i32) {
 
 /// Reads the error queue until every send is released or 5 s pass,
 /// printing each raw buffer and applying its ranges to the tracker.
-fn drain<F: AsFd, const N: usize>(
-    zc: &mut ZcSocket<F, u32, N>,
-    released: &mut Vec<u32>,
-) -> Result<(), String> {
+fn drain<F: AsFd>(zc: &mut ZcSocket<F, u32>, released: &mut Vec<u32>) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while zc.tracker().outstanding() > 0 {
         if Instant::now() > deadline {
@@ -475,14 +475,14 @@ fn zc_dgram(v6: bool) -> End {
 }
 
 fn zc_sends<F: AsFd>(sock: F) -> End {
-    let mut zc = match zc_socket::<_, 64>(sock) {
+    let mut zc = match zc_socket(sock, 64) {
         Ok(z) => z,
         Err(end) => return end,
     };
     let data = [0x42u8; PAYLOAD];
     for token in 0..SENDS {
         if let Err(e) = zc.send(&data, token) {
-            call("send_MSG_ZEROCOPY", -1, e.error.errno);
+            call("send_MSG_ZEROCOPY", -1, e.errno().unwrap_or(-1));
             return End::Fail(format!("send {token}: {e}"));
         }
     }
@@ -687,7 +687,7 @@ fn hybrid() -> End {
         Ok(p) => p,
         Err(e) => return End::Fail(format!("udp pair: {e}")),
     };
-    let mut zc = match zc_socket::<_, 64>(tx) {
+    let mut zc = match zc_socket(tx, 64) {
         Ok(z) => z,
         Err(end) => return end,
     };
@@ -708,7 +708,7 @@ fn hybrid() -> End {
                 }
             }
             Err(e) => {
-                call("send_MSG_ZEROCOPY", -1, e.error.errno);
+                call("send_MSG_ZEROCOPY", -1, e.errno().unwrap_or(-1));
                 return End::Fail(format!("send {token}: {e}"));
             }
         }
@@ -1088,7 +1088,7 @@ fn enobufs() -> End {
             Ok(p) => p,
             Err(e) => return End::Fail(format!("udp pair: {e}")),
         };
-        let mut zc = match zc_socket::<_, 4>(tx) {
+        let mut zc = match zc_socket(tx, 4) {
             Ok(z) => z,
             Err(end) => return end,
         };
@@ -1099,14 +1099,20 @@ fn enobufs() -> End {
         let _ = std::fs::write(optmem, old.trim());
         match r {
             Err(e) => {
-                call("send_MSG_ZEROCOPY", -1, e.error.errno);
-                if e.error.errno == NATIVE.family.errno().enobufs
-                    && e.error.is_retryable()
-                    && e.token == 7
-                {
-                    End::Ok("ENOBUFS, token returned, retryable".into())
-                } else {
-                    End::Fail(format!("expected ENOBUFS, got {e}"))
+                let errno = e.errno().unwrap_or(-1);
+                call("send_MSG_ZEROCOPY", -1, errno);
+                let doubt = matches!(e.kind, SendErrorKind::InDoubt { id: 0, .. });
+                if errno != NATIVE.family.errno().enobufs || !doubt || e.token.is_some() {
+                    return End::Fail(format!("expected ENOBUFS in doubt, got {e}"));
+                }
+                // Nothing else in flight: the next drain settles it as
+                // never counted and hands the token back.
+                let mut back = Vec::new();
+                match zc.drain(|r| back.push((r.token, r.counted)), |_| {}) {
+                    Ok(_) if back == [(7, false)] => {
+                        End::Ok("ENOBUFS, in doubt, settled: token returned".into())
+                    }
+                    r => End::Fail(format!("settling the send in doubt: {r:?}, {back:?}")),
                 }
             }
             Ok(s) => {

@@ -29,6 +29,7 @@ pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
         ("CMSG_SPACE_16", num(l.space(16) as i64)),
         ("SOL_SOCKET", num(s.sol_socket.into())),
         ("SO_TYPE", num(s.so_type.into())),
+        ("SO_ERROR", num(s.so_error.into())),
         ("SOCK_STREAM", num(s.sock_stream.into())),
         ("SOCK_DGRAM", num(s.sock_dgram.into())),
         ("SO_ZEROCOPY", num(s.so_zerocopy.into())),

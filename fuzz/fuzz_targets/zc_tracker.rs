@@ -9,7 +9,7 @@ mod input;
 
 use input::Input;
 use libfuzzer_sys::fuzz_target;
-use msgzc_cmsg::{CompletionError, CompletionTracker, TrackerFull, ZcRange};
+use msgzc_cmsg::{CompletionError, CompletionTracker, Refusal, Refused, ZcRange};
 
 const N: usize = 8;
 
@@ -50,7 +50,11 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(id, first.wrapping_add(sends.len() as u32));
                     sends.push(State::Outstanding(token));
                 }
-                Err(TrackerFull(back)) => {
+                Err(Refused {
+                    token: back,
+                    reason,
+                }) => {
+                    assert_eq!(reason, Refusal::Full);
                     assert_eq!(window, N, "refused with room in the window");
                     assert_eq!(back, token, "a refused token must come back");
                 }

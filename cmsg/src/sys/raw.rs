@@ -1,0 +1,241 @@
+//! The system calls, each a thin safe wrapper: the only `unsafe` code of
+//! the crate. Arch-dependent numbers come from `msgzc-abi`, never from
+//! `libc`; `libc` provides only the calls and the C structures.
+
+use super::SysError;
+use crate::ControlBuf;
+use msgzc_abi::MsgFlags;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+pub(crate) fn check(call: &'static str, ret: libc::c_int) -> Result<libc::c_int, SysError> {
+    if ret < 0 {
+        Err(SysError::last(call))
+    } else {
+        Ok(ret)
+    }
+}
+
+pub(crate) fn set_int_opt(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    name: i32,
+    value: libc::c_int,
+) -> Result<(), SysError> {
+    let len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let ptr = (&value as *const libc::c_int).cast();
+    // SAFETY: `fd` is a live descriptor for the borrow; the option value
+    // points to a c_int that outlives the call, and its size is passed.
+    let ret = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, ptr, len) };
+    check("setsockopt", ret).map(drop)
+}
+
+pub(crate) fn get_int_opt(
+    fd: BorrowedFd<'_>,
+    level: i32,
+    name: i32,
+) -> Result<libc::c_int, SysError> {
+    let mut value: libc::c_int = 0;
+    let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let ptr = (&mut value as *mut libc::c_int).cast();
+    // SAFETY: `value` and `len` are valid for writes for the call and `len`
+    // holds the size of `value`.
+    let ret = unsafe { libc::getsockopt(fd.as_raw_fd(), level, name, ptr, &mut len) };
+    check("getsockopt", ret).map(|_| value)
+}
+
+/// Bytes queued in the socket's send path and not yet freed by the kernel
+/// (`SIOCOUTQ`: unsent bytes for TCP, and for UDP the memory of packets
+/// still referenced anywhere below the socket).
+pub(crate) fn outq(fd: BorrowedFd<'_>) -> Result<usize, SysError> {
+    let mut n: libc::c_int = 0;
+    // The request's C type is unsigned long in glibc but int in musl.
+    #[allow(clippy::unnecessary_cast)]
+    let req = libc::TIOCOUTQ as libc::Ioctl;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int through the pointer,
+    // which is valid for the call.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), req, &mut n as *mut libc::c_int) };
+    check("ioctl(SIOCOUTQ)", ret).map(|_| n.max(0) as usize)
+}
+
+/// `poll` on one descriptor: the returned events (0 on timeout).
+pub(crate) fn poll(fd: BorrowedFd<'_>, events: i16, timeout_ms: i32) -> Result<i16, SysError> {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, writable for the call.
+    let ret = unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    check("poll", ret).map(|_| pfd.revents)
+}
+
+/// One `sendmsg` with an optional control buffer of which `controllen`
+/// bytes are sent. Returns its result and the `(msg_controllen,
+/// msg_flags)` the kernel left in the header, also when the call failed: a
+/// kernel with `SCM_ZC_NOTIFICATION` copies the placeholder back even then
+/// (a kernel that wrote nothing leaves both as passed: `controllen` and no
+/// flags).
+pub(crate) fn sendmsg(
+    fd: BorrowedFd<'_>,
+    data: &[u8],
+    control: Option<(&mut [u8], usize)>,
+    flags: MsgFlags,
+) -> (Result<usize, SysError>, usize, MsgFlags) {
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut libc::c_void,
+        iov_len: data.len(),
+    };
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some((buf, controllen)) = control {
+        msg.msg_control = buf.as_mut_ptr().cast();
+        msg.msg_controllen = controllen.min(buf.len()) as _;
+    }
+    let ret = sendmsg_call(fd, &mut msg, flags);
+    let res = if ret < 0 {
+        Err(SysError::last("sendmsg"))
+    } else {
+        Ok(ret as usize)
+    };
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    (
+        res,
+        msg.msg_controllen as usize,
+        MsgFlags::from_bits_retain(msg.msg_flags as u32),
+    )
+}
+
+/// The `sendmsg` system call on a header built by [`sendmsg`].
+#[cfg(not(all(target_env = "musl", target_pointer_width = "64")))]
+fn sendmsg_call(fd: BorrowedFd<'_>, msg: &mut libc::msghdr, flags: MsgFlags) -> isize {
+    // SAFETY: `msg` points to one iovec over data that is read-only for
+    // the kernel on send and, if present, to a control buffer of at least
+    // `msg_controllen` bytes that is writable for the call (a kernel with
+    // SCM_ZC_NOTIFICATION writes back into it, and into `msg`). All
+    // pointers outlive the call.
+    unsafe { libc::sendmsg(fd.as_raw_fd(), msg, flags.bits() as libc::c_int) }
+}
+
+/// 64-bit musl's `sendmsg` sends a copy of the header and of the control
+/// buffer (to clear their padding), so whatever the kernel writes back
+/// would land in musl's copies and be lost, with the completions in them.
+/// Our header is zeroed and our messages use the kernel's own layout,
+/// which is all that copy is for: make the system call directly.
+#[cfg(all(target_env = "musl", target_pointer_width = "64"))]
+fn sendmsg_call(fd: BorrowedFd<'_>, msg: &mut libc::msghdr, flags: MsgFlags) -> isize {
+    let msg: *mut libc::msghdr = msg;
+    // SAFETY: as for glibc's `sendmsg` above; the kernel reads the same
+    // header.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            fd.as_raw_fd(),
+            msg,
+            flags.bits() as libc::c_int,
+        )
+    };
+    ret as isize
+}
+
+/// Reads one message from the error queue without blocking into `control`
+/// (no payload), returning the `msg_controllen` and `msg_flags` the kernel
+/// set.
+pub(crate) fn recv_errqueue(
+    fd: BorrowedFd<'_>,
+    control: &mut [u8],
+) -> Result<(usize, MsgFlags), SysError> {
+    // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len() as _;
+    let flags = (MsgFlags::ERRQUEUE | MsgFlags::DONTWAIT).bits() as libc::c_int;
+    // SAFETY: `msg` points to `control`, writable for `control.len()` bytes
+    // for the call; no iovecs.
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
+    if ret < 0 {
+        return Err(SysError::last("recvmsg"));
+    }
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    Ok((
+        msg.msg_controllen as usize,
+        MsgFlags::from_bits_retain(msg.msg_flags as u32),
+    ))
+}
+
+/// Error-queue messages fetched per `recvmmsg`.
+pub const DRAIN_BATCH: usize = 16;
+/// Control bytes per error-queue message: room for `IP_RECVERR` with an
+/// IPv6 offender and a timestamp report.
+pub(crate) const ERRQUEUE_CONTROL: usize = 256;
+
+/// Control buffers for one `recvmmsg` on the error queue.
+pub(crate) type ErrqueueBatch = [ControlBuf<ERRQUEUE_CONTROL>; DRAIN_BATCH];
+
+/// One `recvmmsg` of up to [`DRAIN_BATCH`] error-queue messages without
+/// blocking, into `controls`. Returns each message's `(msg_controllen,
+/// msg_flags)`; an empty queue is `EAGAIN`.
+pub(crate) fn recv_errqueue_batch(
+    fd: BorrowedFd<'_>,
+    controls: &mut ErrqueueBatch,
+    out: &mut [(usize, MsgFlags); DRAIN_BATCH],
+) -> Result<usize, SysError> {
+    // SAFETY: mmsghdr is plain old data; all-zero is valid.
+    let mut hdrs: [libc::mmsghdr; DRAIN_BATCH] = unsafe { core::mem::zeroed() };
+    for (h, c) in hdrs.iter_mut().zip(controls.iter_mut()) {
+        h.msg_hdr.msg_control = c.as_mut_bytes().as_mut_ptr().cast();
+        h.msg_hdr.msg_controllen = ERRQUEUE_CONTROL as _;
+    }
+    let flags = (MsgFlags::ERRQUEUE | MsgFlags::DONTWAIT).bits() as libc::c_int;
+    let (ptr, n) = (hdrs.as_mut_ptr(), DRAIN_BATCH as _);
+    // SAFETY: `hdrs` holds DRAIN_BATCH headers, each pointing to its own
+    // writable control buffer of ERRQUEUE_CONTROL bytes; no data iovecs
+    // (error-queue payloads are not needed and are truncated). The buffers
+    // outlive the call; no timeout pointer.
+    let ret = unsafe { libc::recvmmsg(fd.as_raw_fd(), ptr, n, flags as _, core::ptr::null_mut()) };
+    let got = check("recvmmsg", ret)? as usize;
+    for (o, h) in out.iter_mut().zip(hdrs.iter()).take(got) {
+        // msg_controllen is size_t in glibc but socklen_t in musl.
+        #[allow(clippy::unnecessary_cast)]
+        let len = h.msg_hdr.msg_controllen as usize;
+        *o = (len, MsgFlags::from_bits_retain(h.msg_hdr.msg_flags as u32));
+    }
+    Ok(got)
+}
+
+/// Brings `lo` up (see [`super::loopback_up`]).
+pub(crate) fn loopback_up() -> Result<(), SysError> {
+    // SAFETY: plain socket(2) call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check("socket", fd)?;
+    // SAFETY: ifreq is plain old data; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { core::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *d = *s as libc::c_char;
+    }
+    // The request's C type is unsigned long in glibc but int in musl.
+    #[allow(clippy::unnecessary_cast)]
+    let (get, set) = (
+        libc::SIOCGIFFLAGS as libc::Ioctl,
+        libc::SIOCSIFFLAGS as libc::Ioctl,
+    );
+    // SAFETY: `req` names a NUL-terminated interface and is writable; the
+    // ioctl reads and writes only `req`.
+    let got = unsafe { libc::ioctl(fd, get, &mut req) };
+    let r = if got == 0 {
+        // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+        let flags = unsafe { req.ifr_ifru.ifru_flags };
+        req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
+        // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+        unsafe { libc::ioctl(fd, set, &req) }
+    } else {
+        got
+    };
+    let r = check("ioctl(SIOCSIFFLAGS)", r);
+    // SAFETY: `fd` is ours and not used after this.
+    unsafe { libc::close(fd) };
+    r.map(drop)
+}
