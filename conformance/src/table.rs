@@ -4,10 +4,14 @@
 
 use crate::report::{jobj, jstr, unhex};
 use msgzc_abi::proposal::v8;
-use msgzc_abi::{Arch, ErrOrigin, MsgFlags, Target, TimestampingFlags, SO_EE_CODE_ZEROCOPY_COPIED};
+use msgzc_abi::{
+    Arch, ErrOrigin, LittleEndian, MsgFlags, SockExtendedErr, SockaddrIn, SockaddrIn6, Target,
+    TimestampingFlags, SO_EE_CODE_ZEROCOPY_COPIED,
+};
 use msgzc_cmsg::{decode_errqueue, ErrqueueItem, Walker};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::mem::{offset_of, size_of};
 use std::process::ExitCode;
 
 /// Key → value (as JSON text) for one target, from the `abi` crate only.
@@ -68,7 +72,25 @@ pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
         ("EINVAL", num(e.einval.into())),
         ("EAGAIN", num(e.eagain.into())),
         ("ENOPROTOOPT", num(e.enoprotoopt.into())),
-        ("sock_extended_err_size", num(16)),
+        (
+            "sock_extended_err_size",
+            num(size_of::<SockExtendedErr<LittleEndian>>() as i64),
+        ),
+        ("AF_UNSPEC", num(n.af_unspec.into())),
+        ("AF_INET", num(n.af_inet.into())),
+        ("AF_INET6", num(n.af_inet6.into())),
+        (
+            "sockaddr_in_size",
+            num(size_of::<SockaddrIn<LittleEndian>>() as i64),
+        ),
+        (
+            "sockaddr_in6_size",
+            num(size_of::<SockaddrIn6<LittleEndian>>() as i64),
+        ),
+        (
+            "sin6_scope_id_offset",
+            num(offset_of!(SockaddrIn6<LittleEndian>, sin6_scope_id) as i64),
+        ),
         (
             "SOF_TIMESTAMPING_TX_RECORD_MASK",
             num(TimestampingFlags::TX_RECORD_MASK.bits().into()),
