@@ -78,7 +78,7 @@ impl ZcRange {
 /// follow it.
 ///
 /// ```
-/// use msgzc_cmsg::{decode_errqueue, Cmsg, ErrqueueItem};
+/// use msgzc_cmsg::{decode_errqueue, Cmsg, ErrqueueItem, Offender};
 /// use msgzc_abi::{Arch, ErrOrigin};
 ///
 /// // x86_64: ICMP port unreachable (ECONNREFUSED, origin 2, type 3, code 3)
@@ -93,6 +93,8 @@ impl ZcRange {
 /// };
 /// assert_eq!((e.errno, e.origin(), e.ty, e.code), (111, Some(ErrOrigin::Icmp), 3, 3));
 /// assert_eq!(&e.offender[4..8], &[127, 0, 0, 1]);
+/// let addr = "127.0.0.1:0".parse().unwrap();
+/// assert_eq!(e.offender_addr(Arch::X86_64.target()), Ok(Some(Offender::V4(addr))));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExtendedErr<'a> {
@@ -108,7 +110,9 @@ pub struct ExtendedErr<'a> {
     pub info: u32,
     /// `ee_data`.
     pub data: u32,
-    /// `SO_EE_OFFENDER`: the raw `sockaddr` after the struct, if any.
+    /// `SO_EE_OFFENDER`: the raw `sockaddr` after the struct, if any, in
+    /// the target's layout; [`offender_addr`](Self::offender_addr) decodes
+    /// it.
     pub offender: &'a [u8],
 }
 

@@ -219,6 +219,17 @@ pub enum DecodeError {
         /// Bytes present.
         got: usize,
     },
+    /// The `SO_EE_OFFENDER` address after a `sock_extended_err` is shorter
+    /// than the structure its family calls for (see
+    /// [`ExtendedErr::offender_addr`](crate::ExtendedErr::offender_addr)).
+    ShortOffender {
+        /// The address family, or `None` when not even `sa_family_t` fits.
+        family: Option<u16>,
+        /// Bytes required.
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -233,6 +244,19 @@ impl fmt::Display for DecodeError {
                 "control message level {} type {}: {got} data bytes, {needed} needed",
                 message.0, message.1
             ),
+            DecodeError::ShortOffender {
+                family: Some(family),
+                needed,
+                got,
+            } => write!(
+                f,
+                "offender address of family {family}: {got} bytes, {needed} needed"
+            ),
+            DecodeError::ShortOffender {
+                family: None,
+                needed,
+                got,
+            } => write!(f, "offender address: {got} bytes, {needed} needed"),
         }
     }
 }

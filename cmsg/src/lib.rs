@@ -11,7 +11,8 @@
 //!   and always terminates.
 //! - [`decode_errqueue`] and [`Control::zc_outcome`] turn messages into one
 //!   completion type, [`ZcRange`]; other error-queue messages become typed
-//!   [`ErrqueueItem`]s rather than being dropped.
+//!   [`ErrqueueItem`]s rather than being dropped; an ICMP error's sender
+//!   decodes to an [`Offender`] address.
 //! - [`CompletionTracker`] maps the kernel's `u32` send ids to the caller's
 //!   tokens and hands each token back exactly once.
 //!
@@ -45,6 +46,7 @@ mod build;
 mod decode;
 mod error;
 mod layout;
+mod offender;
 mod tracker;
 mod walk;
 
@@ -58,6 +60,7 @@ pub use decode::{
 };
 pub use error::{BuildError, DecodeError, WalkError, WalkErrorKind, ZcError};
 pub use msgzc_abi::{MsgFlags, Target, TimestampingFlags};
+pub use offender::Offender;
 pub use tracker::{Advice, CompletionError, CompletionStats, CompletionTracker, TrackerFull};
 pub use walk::{Cmsg, Walker};
 
