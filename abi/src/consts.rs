@@ -10,7 +10,10 @@
 use crate::target::{Family, Target};
 
 /// The `SOL_SOCKET`-level numbers that differ between families.
+///
+/// Non-exhaustive: the table grows as the crate describes more options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct SocketNumbers {
     /// `SOL_SOCKET`.
     pub sol_socket: i32,
@@ -107,7 +110,10 @@ const SOCKET: [SocketNumbers; 5] = [
 ];
 
 /// The `errno` values this ABI reports, which differ between families.
+///
+/// Non-exhaustive, like [`SocketNumbers`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ErrnoNumbers {
     /// `ENOBUFS`: optmem or locked-page budget exhausted by a zerocopy send.
     pub enobufs: i32,
@@ -288,8 +294,13 @@ impl TimestampingFlags {
 
 /// `ee_origin` of a `struct sock_extended_err`
 /// (`SO_EE_ORIGIN_*`, `include/uapi/linux/errqueue.h`).
+///
+/// Non-exhaustive: a kernel may add origins (`TXTIME` came in 4.19).
+/// [`from_raw`](Self::from_raw) returns `None` for one this crate does not
+/// know yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum ErrOrigin {
     /// `SO_EE_ORIGIN_NONE`.
     None = 0,
@@ -361,7 +372,10 @@ impl ErrOrigin {
 
 /// All numbers of the merged ABI for one target, assembled from the tables
 /// above. The proposal's numbers are not here: see [`crate::proposal`].
+///
+/// Non-exhaustive: fields are added as the crate describes more numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Numbers {
     /// Family-specific socket numbers.
     pub socket: SocketNumbers,

@@ -167,7 +167,11 @@ pub struct Timestamps {
 /// let m = Cmsg { level: 1, ty: 1, data: &[3, 0, 0, 0], offset: 48 };
 /// assert_eq!(decode_errqueue(Arch::X86_64.target(), &m), Ok(ErrqueueItem::Other(m)));
 /// ```
+///
+/// Non-exhaustive: messages this crate learns to decode get variants of
+/// their own instead of [`Other`](Self::Other).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrqueueItem<'a> {
     /// A zerocopy completion (`SO_EE_ORIGIN_ZEROCOPY`, `ee_errno == 0`).
     Zerocopy(ZcRange),
@@ -265,7 +269,10 @@ pub fn decode_errqueue<'a>(target: Target, m: &Cmsg<'a>) -> Result<ErrqueueItem<
 /// };
 /// assert!(done.iter().eq([ZcRange { lo: 5, hi: 9, copied: true }]));
 /// ```
+///
+/// Non-exhaustive: a later revision of the proposal may answer in new ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ZcOutcome<'a> {
     /// The buffer held no placeholder.
     NotRequested,

@@ -16,7 +16,10 @@ use core::fmt;
 /// assert_eq!(e, BuildError::TooSmall { needed: 24, available: 16 });
 /// assert_eq!(e.to_string(), "control buffer too small: 24 bytes needed, 16 available");
 /// ```
+///
+/// Non-exhaustive, like every error enum here: new checks add variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The buffer cannot hold the message: `needed` bytes in all (from the
     /// start of the buffer), `available` in the buffer.
@@ -103,6 +106,7 @@ impl fmt::Display for BuildError {
 /// assert_eq!(e.kind, WalkErrorKind::LenTooShort { len: 4 });
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WalkErrorKind {
     /// `msg_controllen` is larger than the buffer it describes.
     ControlLenPastBuffer {
@@ -209,6 +213,7 @@ impl fmt::Display for WalkError {
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Payload shorter than its structure.
     Short {
@@ -280,6 +285,7 @@ impl fmt::Display for DecodeError {
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ZcError {
     /// The returned buffer could not be walked.
     Walk(WalkError),

@@ -604,6 +604,8 @@ fn placeholder_send(
     let answer = match c.zc_outcome(controllen, MsgFlags::from_bits_retain(mflags)) {
         Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
         Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
+        // An outcome a newer msgzc-cmsg reports: neither unwritten nor read.
+        Ok(other) => Err(format!("unknown placeholder outcome {other:?}")),
         Err(err) => Err(err.to_string()),
     };
     (ret, e, answer)

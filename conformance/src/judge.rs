@@ -405,6 +405,8 @@ fn host_outcome(t: Target, after: &Raw<'_>) -> Result<Option<Vec<msgzc_cmsg::ZcR
     match c.zc_outcome(after.controllen, MsgFlags::from_bits_retain(after.flags)) {
         Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
         Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
+        // An outcome a newer msgzc-cmsg reports: neither unwritten nor read.
+        Ok(other) => Err(format!("unknown placeholder outcome {other:?}")),
         Err(e) => Err(format!("placeholder came back corrupt: {e}")),
     }
 }

@@ -234,6 +234,11 @@ pub fn message_json(t: Target, m: &msgzc_cmsg::Cmsg<'_>) -> String {
             f.push(("new", ts.new.to_string()));
         }
         Ok(ErrqueueItem::Other(_)) => f.push(("kind", jstr("other"))),
+        // An item a newer msgzc-cmsg decodes that this tool does not know.
+        Ok(item) => {
+            f.push(("kind", jstr("unknown")));
+            f.push(("item", jstr(&format!("{item:?}"))));
+        }
         Err(e) => f.push(("decode_error", jstr(&e.to_string()))),
     }
     jobj(&f)
