@@ -59,6 +59,14 @@ pub use decode::{
     decode_errqueue, ErrqueueItem, ExtendedErr, Timestamps, ZcCompletions, ZcOutcome, ZcRange,
 };
 pub use error::{BuildError, DecodeError, WalkError, WalkErrorKind, ZcError};
+/// The `msgzc-abi` crate this one is built on (numbers, layouts, [`Target`]),
+/// re-exported so users need no matching dependency of their own.
+///
+/// ```
+/// use msgzc_cmsg::abi::{proposal::v8, Arch};
+/// assert_eq!(v8::scm_zc_notification(Arch::Sparc64.target().family), 0x57);
+/// ```
+pub use msgzc_abi as abi;
 pub use msgzc_abi::{MsgFlags, Target, TimestampingFlags};
 pub use offender::Offender;
 pub use tracker::{Advice, CompletionError, CompletionStats, CompletionTracker, TrackerFull};
