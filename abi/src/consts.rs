@@ -10,7 +10,10 @@
 use crate::target::{Family, Target};
 
 /// The `SOL_SOCKET`-level numbers that differ between families.
+///
+/// Non-exhaustive: the table grows as the crate describes more options.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct SocketNumbers {
     /// `SOL_SOCKET`.
     pub sol_socket: i32,
@@ -115,7 +118,10 @@ const SOCKET: [SocketNumbers; 5] = [
 ];
 
 /// The `errno` values this ABI reports, which differ between families.
+///
+/// Non-exhaustive, like [`SocketNumbers`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct ErrnoNumbers {
     /// `ENOBUFS`: optmem or locked-page budget exhausted by a zerocopy send.
     pub enobufs: i32,
@@ -220,6 +226,17 @@ pub const IP_RECVERR: i32 = 11;
 /// `IPV6_RECVERR` (`include/uapi/linux/in6.h`).
 pub const IPV6_RECVERR: i32 = 25;
 
+/// `AF_UNSPEC` (`include/linux/socket.h`): the family of the zeroed
+/// `SO_EE_OFFENDER` of zerocopy, timestamp and local error reports.
+///
+/// Address families are `sa_family_t` (`unsigned short`) in a `sockaddr`,
+/// hence `u16`; they are the same on every architecture.
+pub const AF_UNSPEC: u16 = 0;
+/// `AF_INET` (`include/linux/socket.h`).
+pub const AF_INET: u16 = 2;
+/// `AF_INET6` (`include/linux/socket.h`).
+pub const AF_INET6: u16 = 10;
+
 /// `SO_EE_CODE_ZEROCOPY_COPIED` (`include/uapi/linux/errqueue.h`): set in
 /// `ee_code` of a zerocopy notification when the kernel fell back to copying
 /// (always, on loopback).
@@ -285,8 +302,13 @@ impl TimestampingFlags {
 
 /// `ee_origin` of a `struct sock_extended_err`
 /// (`SO_EE_ORIGIN_*`, `include/uapi/linux/errqueue.h`).
+///
+/// Non-exhaustive: a kernel may add origins (`TXTIME` came in 4.19).
+/// [`from_raw`](Self::from_raw) returns `None` for one this crate does not
+/// know yet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum ErrOrigin {
     /// `SO_EE_ORIGIN_NONE`.
     None = 0,
@@ -358,7 +380,10 @@ impl ErrOrigin {
 
 /// All numbers of the merged ABI for one target, assembled from the tables
 /// above. The proposal's numbers are not here: see [`crate::proposal`].
+///
+/// Non-exhaustive: fields are added as the crate describes more numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Numbers {
     /// Family-specific socket numbers.
     pub socket: SocketNumbers,
@@ -372,6 +397,12 @@ pub struct Numbers {
     pub ip_recverr: i32,
     /// `IPV6_RECVERR`.
     pub ipv6_recverr: i32,
+    /// `AF_UNSPEC`.
+    pub af_unspec: u16,
+    /// `AF_INET`.
+    pub af_inet: u16,
+    /// `AF_INET6`.
+    pub af_inet6: u16,
 }
 
 impl Target {
@@ -383,6 +414,7 @@ impl Target {
     /// assert_eq!(n.socket.so_zerocopy, 0x4035);
     /// assert_eq!(n.errno.enobufs, 233);
     /// assert_eq!(n.ip_recverr, 11);
+    /// assert_eq!(n.af_inet6, 10);
     /// ```
     pub const fn numbers(self) -> Numbers {
         Numbers {
@@ -392,6 +424,9 @@ impl Target {
             sol_ipv6: SOL_IPV6,
             ip_recverr: IP_RECVERR,
             ipv6_recverr: IPV6_RECVERR,
+            af_unspec: AF_UNSPEC,
+            af_inet: AF_INET,
+            af_inet6: AF_INET6,
         }
     }
 }
@@ -463,6 +498,7 @@ mod tests {
             (0, 41, 11, 25)
         );
         assert_eq!(SO_EE_CODE_ZEROCOPY_COPIED, 1);
+        assert_eq!((AF_UNSPEC, AF_INET, AF_INET6), (0, 2, 10));
         assert_eq!(MsgFlags::ZEROCOPY.bits(), 0x0400_0000);
         assert_eq!(MsgFlags::ERRQUEUE.bits(), 0x2000);
         assert_eq!(MsgFlags::CTRUNC.bits(), 8);

@@ -13,8 +13,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// [`SO_EE_CODE_ZEROCOPY_COPIED`](crate::SO_EE_CODE_ZEROCOPY_COPIED) of
 /// `ee_code` says the kernel copied instead.
 ///
-/// For ICMP errors the offending address (`SO_EE_OFFENDER`) follows the
-/// struct in the same control message.
+/// For ICMP errors the offending address (`SO_EE_OFFENDER`, a
+/// [`SockaddrIn`](crate::SockaddrIn) or [`SockaddrIn6`](crate::SockaddrIn6))
+/// follows the struct in the same control message.
 ///
 /// ```
 /// use msgzc_abi::SockExtendedErr;

@@ -39,14 +39,16 @@ mod cmsghdr;
 mod consts;
 mod errqueue;
 pub mod proposal;
+mod sockaddr;
 mod target;
 
 pub use cmsghdr::{CmsgHdr32, CmsgHdr64, CmsgLayout};
 pub use consts::{
-    ErrOrigin, ErrnoNumbers, MsgFlags, Numbers, SocketNumbers, TimestampingFlags, IPV6_RECVERR,
-    IP_RECVERR, SOL_IP, SOL_IPV6, SO_EE_CODE_ZEROCOPY_COPIED,
+    ErrOrigin, ErrnoNumbers, MsgFlags, Numbers, SocketNumbers, TimestampingFlags, AF_INET,
+    AF_INET6, AF_UNSPEC, IPV6_RECVERR, IP_RECVERR, SOL_IP, SOL_IPV6, SO_EE_CODE_ZEROCOPY_COPIED,
 };
 pub use errqueue::{SockExtendedErr, Timespec32, Timespec64};
+pub use sockaddr::{SockaddrIn, SockaddrIn6};
 pub use target::{Arch, Endian, Family, Target, WordSize};
 /// Byte-order markers and the `zerocopy` traits the layouts implement,
 /// re-exported so users need not depend on a matching `zerocopy` version.

@@ -56,12 +56,58 @@ pub mod v8 {
         }
     }
 
+    /// A merged option that later took a family's `SCM_ZC_NOTIFICATION`
+    /// number.
+    ///
+    /// Non-exhaustive: a future release may reuse a number again.
+    ///
+    /// ```
+    /// use msgzc_abi::proposal::v8::MainlineOption;
+    /// assert_eq!(MainlineOption::TsOptId.macro_names(), ["SCM_TS_OPT_ID"]);
+    /// assert_eq!(MainlineOption::DevmemLinear.to_string(), "SO_DEVMEM_LINEAR / SCM_DEVMEM_LINEAR");
+    /// ```
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+    #[non_exhaustive]
+    pub enum MainlineOption {
+        /// `SO_DEVMEM_LINEAR` / `SCM_DEVMEM_LINEAR` (device-memory TCP,
+        /// Linux 6.12): a receive-side control message type.
+        DevmemLinear,
+        /// `SCM_TS_OPT_ID` (Linux 6.13): a send-side control message setting
+        /// the timestamp id of one send.
+        TsOptId,
+    }
+
+    impl MainlineOption {
+        /// The mainline macro names that carry the number: the socket option
+        /// first, then the control message type.
+        pub const fn macro_names(self) -> &'static [&'static str] {
+            match self {
+                MainlineOption::DevmemLinear => &["SO_DEVMEM_LINEAR", "SCM_DEVMEM_LINEAR"],
+                MainlineOption::TsOptId => &["SCM_TS_OPT_ID"],
+            }
+        }
+    }
+
+    /// The macro names joined with `" / "`.
+    impl core::fmt::Display for MainlineOption {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            for (i, name) in self.macro_names().iter().enumerate() {
+                if i > 0 {
+                    f.write_str(" / ")?;
+                }
+                f.write_str(name)?;
+            }
+            Ok(())
+        }
+    }
+
     /// The merged option that later took a family's `SCM_ZC_NOTIFICATION`
     /// number.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    #[non_exhaustive]
     pub struct Collision {
-        /// Mainline macro names that now carry the number.
-        pub mainline: &'static str,
+        /// The mainline option that now carries the number.
+        pub mainline: MainlineOption,
         /// First mainline release with that meaning (major, minor).
         pub since: (u16, u16),
         /// What a mainline kernel of that release does with a v8
@@ -73,12 +119,13 @@ pub mod v8 {
     ///
     /// ```
     /// use msgzc_abi::{proposal::v8, Family};
-    /// assert_eq!(v8::mainline_collision(Family::Parisc).since, (6, 13));
+    /// let c = v8::mainline_collision(Family::Parisc);
+    /// assert_eq!((c.mainline, c.since), (v8::MainlineOption::TsOptId, (6, 13)));
     /// ```
     pub const fn mainline_collision(family: Family) -> Collision {
         match family {
             Family::Parisc => Collision {
-                mainline: "SCM_TS_OPT_ID",
+                mainline: MainlineOption::TsOptId,
                 since: (6, 13),
                 effect: "accepted on a non-TCP socket with SOF_TIMESTAMPING_OPT_ID set \
                          when the data is exactly 4 bytes (a zero-capacity placeholder, \
@@ -86,7 +133,7 @@ pub mod v8 {
                          ever written back",
             },
             Family::Generic | Family::Alpha | Family::Mips | Family::Sparc => Collision {
-                mainline: "SO_DEVMEM_LINEAR / SCM_DEVMEM_LINEAR",
+                mainline: MainlineOption::DevmemLinear,
                 since: (6, 12),
                 effect: "rejected with EINVAL (a receive-side cmsg type)",
             },
@@ -198,7 +245,7 @@ pub mod v8 {
         fn collisions_are_documented_for_every_family() {
             for f in Family::ALL {
                 let c = mainline_collision(f);
-                assert!(c.since >= (6, 12) && !c.mainline.is_empty());
+                assert!(c.since >= (6, 12) && !c.mainline.macro_names().is_empty());
             }
         }
     }

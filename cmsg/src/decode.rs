@@ -78,7 +78,7 @@ impl ZcRange {
 /// follow it.
 ///
 /// ```
-/// use msgzc_cmsg::{decode_errqueue, Cmsg, ErrqueueItem};
+/// use msgzc_cmsg::{decode_errqueue, Cmsg, ErrqueueItem, Offender};
 /// use msgzc_abi::{Arch, ErrOrigin};
 ///
 /// // x86_64: ICMP port unreachable (ECONNREFUSED, origin 2, type 3, code 3)
@@ -93,6 +93,8 @@ impl ZcRange {
 /// };
 /// assert_eq!((e.errno, e.origin(), e.ty, e.code), (111, Some(ErrOrigin::Icmp), 3, 3));
 /// assert_eq!(&e.offender[4..8], &[127, 0, 0, 1]);
+/// let addr = "127.0.0.1:0".parse().unwrap();
+/// assert_eq!(e.offender_addr(Arch::X86_64.target()), Ok(Some(Offender::V4(addr))));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ExtendedErr<'a> {
@@ -108,7 +110,9 @@ pub struct ExtendedErr<'a> {
     pub info: u32,
     /// `ee_data`.
     pub data: u32,
-    /// `SO_EE_OFFENDER`: the raw `sockaddr` after the struct, if any.
+    /// `SO_EE_OFFENDER`: the raw `sockaddr` after the struct, if any, in
+    /// the target's layout; [`offender_addr`](Self::offender_addr) decodes
+    /// it.
     pub offender: &'a [u8],
 }
 
@@ -163,7 +167,11 @@ pub struct Timestamps {
 /// let m = Cmsg { level: 1, ty: 1, data: &[3, 0, 0, 0], offset: 48 };
 /// assert_eq!(decode_errqueue(Arch::X86_64.target(), &m), Ok(ErrqueueItem::Other(m)));
 /// ```
+///
+/// Non-exhaustive: messages this crate learns to decode get variants of
+/// their own instead of [`Other`](Self::Other).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrqueueItem<'a> {
     /// A zerocopy completion (`SO_EE_ORIGIN_ZEROCOPY`, `ee_errno == 0`).
     Zerocopy(ZcRange),
@@ -261,7 +269,10 @@ pub fn decode_errqueue<'a>(target: Target, m: &Cmsg<'a>) -> Result<ErrqueueItem<
 /// };
 /// assert!(done.iter().eq([ZcRange { lo: 5, hi: 9, copied: true }]));
 /// ```
+///
+/// Non-exhaustive: a later revision of the proposal may answer in new ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ZcOutcome<'a> {
     /// The buffer held no placeholder.
     NotRequested,

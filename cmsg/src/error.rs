@@ -16,7 +16,10 @@ use core::fmt;
 /// assert_eq!(e, BuildError::TooSmall { needed: 24, available: 16 });
 /// assert_eq!(e.to_string(), "control buffer too small: 24 bytes needed, 16 available");
 /// ```
+///
+/// Non-exhaustive, like every error enum here: new checks add variants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The buffer cannot hold the message: `needed` bytes in all (from the
     /// start of the buffer), `available` in the buffer.
@@ -103,6 +106,7 @@ impl fmt::Display for BuildError {
 /// assert_eq!(e.kind, WalkErrorKind::LenTooShort { len: 4 });
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WalkErrorKind {
     /// `msg_controllen` is larger than the buffer it describes.
     ControlLenPastBuffer {
@@ -209,11 +213,23 @@ impl fmt::Display for WalkError {
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodeError {
     /// Payload shorter than its structure.
     Short {
         /// `(level, type)` of the message.
         message: (i32, i32),
+        /// Bytes required.
+        needed: usize,
+        /// Bytes present.
+        got: usize,
+    },
+    /// The `SO_EE_OFFENDER` address after a `sock_extended_err` is shorter
+    /// than the structure its family calls for (see
+    /// [`ExtendedErr::offender_addr`](crate::ExtendedErr::offender_addr)).
+    ShortOffender {
+        /// The address family, or `None` when not even `sa_family_t` fits.
+        family: Option<u16>,
         /// Bytes required.
         needed: usize,
         /// Bytes present.
@@ -233,6 +249,19 @@ impl fmt::Display for DecodeError {
                 "control message level {} type {}: {got} data bytes, {needed} needed",
                 message.0, message.1
             ),
+            DecodeError::ShortOffender {
+                family: Some(family),
+                needed,
+                got,
+            } => write!(
+                f,
+                "offender address of family {family}: {got} bytes, {needed} needed"
+            ),
+            DecodeError::ShortOffender {
+                family: None,
+                needed,
+                got,
+            } => write!(f, "offender address: {got} bytes, {needed} needed"),
         }
     }
 }
@@ -256,6 +285,7 @@ impl fmt::Display for DecodeError {
 /// );
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ZcError {
     /// The returned buffer could not be walked.
     Walk(WalkError),

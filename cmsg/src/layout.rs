@@ -12,7 +12,8 @@
 use msgzc_abi::proposal::v8::{ZcInfo, ZcInfoElem};
 use msgzc_abi::{BigEndian, FromBytes, IntoBytes, LittleEndian};
 use msgzc_abi::{
-    CmsgHdr32, CmsgHdr64, CmsgLayout, Endian, SockExtendedErr, Target, Timespec32, Timespec64,
+    CmsgHdr32, CmsgHdr64, CmsgLayout, Endian, SockExtendedErr, SockaddrIn, SockaddrIn6, Target,
+    Timespec32, Timespec64,
 };
 use zerocopy::byteorder::U32;
 
@@ -104,6 +105,35 @@ pub(crate) fn read_ee(e: Endian, b: &[u8]) -> Option<Ee> {
         code: x.ee_code,
         info: x.ee_info.get(),
         data: x.ee_data.get(),
+    }))
+}
+
+/// Bytes of `sa_family_t`, which starts every `sockaddr`.
+pub(crate) const SA_FAMILY_SIZE: usize = 2;
+pub(crate) const SOCKADDR_IN_SIZE: usize = core::mem::size_of::<SockaddrIn<LittleEndian>>();
+pub(crate) const SOCKADDR_IN6_SIZE: usize = core::mem::size_of::<SockaddrIn6<LittleEndian>>();
+
+/// The address family at the start of a `sockaddr`, if `b` holds one.
+#[inline]
+pub(crate) fn read_sa_family(e: Endian, b: &[u8]) -> Option<u16> {
+    by_order!(e, O => zerocopy::byteorder::U16::<O>::ref_from_prefix(b).ok().map(|(f, _)| f.get()))
+}
+
+/// A `sockaddr_in` at the start of `b`: `(port, address)`, both decoded
+/// from network byte order.
+#[inline]
+pub(crate) fn read_sockaddr_in(e: Endian, b: &[u8]) -> Option<(u16, [u8; 4])> {
+    by_order!(e, O => SockaddrIn::<O>::ref_from_prefix(b)
+        .ok()
+        .map(|(a, _)| (a.sin_port.get(), a.sin_addr)))
+}
+
+/// A `sockaddr_in6` at the start of `b`: `(port, flowinfo, address,
+/// scope id)`.
+#[inline]
+pub(crate) fn read_sockaddr_in6(e: Endian, b: &[u8]) -> Option<(u16, u32, [u8; 16], u32)> {
+    by_order!(e, O => SockaddrIn6::<O>::ref_from_prefix(b).ok().map(|(a, _)| {
+        (a.sin6_port.get(), a.sin6_flowinfo.get(), a.sin6_addr, a.sin6_scope_id.get())
     }))
 }
 

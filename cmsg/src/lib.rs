@@ -11,7 +11,8 @@
 //!   and always terminates.
 //! - [`decode_errqueue`] and [`Control::zc_outcome`] turn messages into one
 //!   completion type, [`ZcRange`]; other error-queue messages become typed
-//!   [`ErrqueueItem`]s rather than being dropped.
+//!   [`ErrqueueItem`]s rather than being dropped; an ICMP error's sender
+//!   decodes to an [`Offender`] address.
 //! - [`CompletionTracker`] maps the kernel's `u32` send ids to the caller's
 //!   tokens and hands each token back exactly once.
 //!
@@ -47,6 +48,7 @@ mod build;
 mod decode;
 mod error;
 mod layout;
+mod offender;
 mod tracker;
 mod walk;
 
@@ -59,9 +61,18 @@ pub use decode::{
     decode_errqueue, ErrqueueItem, ExtendedErr, Timestamps, ZcCompletions, ZcOutcome, ZcRange,
 };
 pub use error::{BuildError, DecodeError, WalkError, WalkErrorKind, ZcError};
+/// The `msgzc-abi` crate this one is built on (numbers, layouts, [`Target`]),
+/// re-exported so users need no matching dependency of their own.
+///
+/// ```
+/// use msgzc_cmsg::abi::{proposal::v8, Arch};
+/// assert_eq!(v8::scm_zc_notification(Arch::Sparc64.target().family), 0x57);
+/// ```
+pub use msgzc_abi as abi;
 pub use msgzc_abi::{MsgFlags, Target, TimestampingFlags};
 #[cfg(feature = "alloc")]
 pub use tracker::BoxedTracker;
+pub use offender::Offender;
 pub use tracker::{
     Advice, CompletionError, CompletionStats, CompletionTracker, Refusal, Refused, Slots, Tracker,
 };

@@ -16,6 +16,7 @@
  * conformance cases use; the runner checks them against its own table.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -72,6 +73,14 @@ static void abi_facts(void)
 	num("CMSG_SPACE_1", (long long)CMSG_SPACE(1));
 	num("CMSG_SPACE_16", (long long)CMSG_SPACE(16));
 	num("sock_extended_err_size", (long long)sizeof(struct sock_extended_err));
+	/* SO_EE_OFFENDER: the sockaddr after sock_extended_err. */
+	num("sockaddr_in_size", (long long)sizeof(struct sockaddr_in));
+	num("sockaddr_in6_size", (long long)sizeof(struct sockaddr_in6));
+	num("sin6_scope_id_offset",
+	    (long long)offsetof(struct sockaddr_in6, sin6_scope_id));
+	NUM(AF_UNSPEC);
+	NUM(AF_INET);
+	NUM(AF_INET6);
 	NUM(SOL_SOCKET);
 	NUM(SO_TYPE);
 	NUM(SO_ERROR);

@@ -282,6 +282,21 @@ fn libc_row(arch: Arch) -> Vec<(&'static str, String)> {
             n(core::mem::size_of::<libc::sock_extended_err>() as i64),
         ),
         ("SOF_TIMESTAMPING_TX_RECORD_MASK", null()),
+        ("AF_UNSPEC", n(libc::AF_UNSPEC.into())),
+        ("AF_INET", n(libc::AF_INET.into())),
+        ("AF_INET6", n(libc::AF_INET6.into())),
+        (
+            "sockaddr_in_size",
+            n(core::mem::size_of::<libc::sockaddr_in>() as i64),
+        ),
+        (
+            "sockaddr_in6_size",
+            n(core::mem::size_of::<libc::sockaddr_in6>() as i64),
+        ),
+        (
+            "sin6_scope_id_offset",
+            n(core::mem::offset_of!(libc::sockaddr_in6, sin6_scope_id) as i64),
+        ),
         ("ECONNREFUSED", n(libc::ECONNREFUSED.into())),
         ("SCM_RIGHTS", n(libc::SCM_RIGHTS.into())),
         ("IP_TTL", n(libc::IP_TTL.into())),
@@ -589,6 +604,8 @@ fn placeholder_send(
     let answer = match c.zc_outcome(controllen, MsgFlags::from_bits_retain(mflags)) {
         Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
         Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
+        // An outcome a newer msgzc-cmsg reports: neither unwritten nor read.
+        Ok(other) => Err(format!("unknown placeholder outcome {other:?}")),
         Err(err) => Err(err.to_string()),
     };
     (ret, e, answer)

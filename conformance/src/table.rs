@@ -4,10 +4,14 @@
 
 use crate::report::{jobj, jstr, unhex};
 use msgzc_abi::proposal::v8;
-use msgzc_abi::{Arch, ErrOrigin, MsgFlags, Target, TimestampingFlags, SO_EE_CODE_ZEROCOPY_COPIED};
-use msgzc_cmsg::{decode_errqueue, ErrqueueItem, Walker};
+use msgzc_abi::{
+    Arch, ErrOrigin, LittleEndian, MsgFlags, SockExtendedErr, SockaddrIn, SockaddrIn6, Target,
+    TimestampingFlags, SO_EE_CODE_ZEROCOPY_COPIED,
+};
+use msgzc_cmsg::{decode_errqueue, ErrqueueItem, ExtendedErr, Offender, Walker};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::mem::{offset_of, size_of};
 use std::process::ExitCode;
 
 /// Key → value (as JSON text) for one target, from the `abi` crate only.
@@ -69,7 +73,25 @@ pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
         ("EINVAL", num(e.einval.into())),
         ("EAGAIN", num(e.eagain.into())),
         ("ENOPROTOOPT", num(e.enoprotoopt.into())),
-        ("sock_extended_err_size", num(16)),
+        (
+            "sock_extended_err_size",
+            num(size_of::<SockExtendedErr<LittleEndian>>() as i64),
+        ),
+        ("AF_UNSPEC", num(n.af_unspec.into())),
+        ("AF_INET", num(n.af_inet.into())),
+        ("AF_INET6", num(n.af_inet6.into())),
+        (
+            "sockaddr_in_size",
+            num(size_of::<SockaddrIn<LittleEndian>>() as i64),
+        ),
+        (
+            "sockaddr_in6_size",
+            num(size_of::<SockaddrIn6<LittleEndian>>() as i64),
+        ),
+        (
+            "sin6_scope_id_offset",
+            num(offset_of!(SockaddrIn6<LittleEndian>, sin6_scope_id) as i64),
+        ),
         (
             "SOF_TIMESTAMPING_TX_RECORD_MASK",
             num(TimestampingFlags::TX_RECORD_MASK.bits().into()),
@@ -206,15 +228,33 @@ pub fn message_json(t: Target, m: &msgzc_cmsg::Cmsg<'_>) -> String {
             f.push(("code", e.code.to_string()));
             f.push(("info", e.info.to_string()));
             f.push(("data", e.data.to_string()));
+            f.push(offender_json(t, &e));
         }
         Ok(ErrqueueItem::Timestamps(ts)) => {
             f.push(("kind", jstr("timestamps")));
             f.push(("new", ts.new.to_string()));
         }
         Ok(ErrqueueItem::Other(_)) => f.push(("kind", jstr("other"))),
+        // An item a newer msgzc-cmsg decodes that this tool does not know.
+        Ok(item) => {
+            f.push(("kind", jstr("unknown")));
+            f.push(("item", jstr(&format!("{item:?}"))));
+        }
         Err(e) => f.push(("decode_error", jstr(&e.to_string()))),
     }
     jobj(&f)
+}
+
+/// `"offender"`: the `SO_EE_OFFENDER` address as `ip:port` (`[ip%scope]:port`
+/// for IPv6), `"family N"` for another family, `null` when there is none
+/// (`AF_UNSPEC`, or no bytes after the struct); `"offender_error"` when it
+/// is cut short.
+fn offender_json(t: Target, e: &ExtendedErr<'_>) -> (&'static str, String) {
+    match e.offender_addr(t) {
+        Ok(None | Some(Offender::Unspecified)) => ("offender", "null".into()),
+        Ok(Some(o)) => ("offender", jstr(&o.to_string())),
+        Err(err) => ("offender_error", jstr(&err.to_string())),
+    }
 }
 
 pub fn decode(args: &[String]) -> ExitCode {
@@ -299,5 +339,83 @@ mod tests {
             }
         }
         assert!(parse_flat("[1]").is_err());
+    }
+
+    /// Every ICMP error real kernels returned
+    /// (`conformance/facts/kernel-buffers.txt`) names its sender,
+    /// 127.0.0.1, in `decode`'s output, on its own target's layout.
+    #[test]
+    fn decode_prints_the_offender_of_real_icmp_errors() {
+        let text = include_str!("../facts/kernel-buffers.txt");
+        let mut seen = std::collections::BTreeSet::new();
+        for line in text.lines().filter(|l| l.contains("items=ext:")) {
+            let target = line.split(' ').next().unwrap();
+            let arch = Arch::from_name(target).unwrap();
+            let hex = line
+                .split(' ')
+                .find_map(|w| w.strip_prefix("hex="))
+                .unwrap();
+            let buf = unhex(hex).unwrap();
+            let t = arch.target();
+            let msgs: Vec<_> = Walker::new(t, &buf, buf.len(), MsgFlags::empty())
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let json = parse_flat(&message_json(t, &msgs[0])).unwrap();
+            assert_eq!(json["kind"], "\"extended\"", "{line}");
+            assert_eq!(json["offender"], "\"127.0.0.1:0\"", "{line}");
+            seen.insert((t.endian, t.word));
+        }
+        // Both byte orders and both word sizes.
+        assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    /// A forged IPv6 error and a zeroed offender, on a 32-bit big-endian
+    /// and a 64-bit little-endian target.
+    #[test]
+    fn decode_prints_ipv6_and_missing_offenders() {
+        for arch in [Arch::Mips, Arch::Riscv64] {
+            let t = arch.target();
+            // The family and the scope id are in the target's byte order.
+            let big = t.is_big_endian();
+            let u16t = |v: u16| {
+                if big {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            };
+            let u32t = |v: u32| {
+                if big {
+                    v.to_be_bytes()
+                } else {
+                    v.to_le_bytes()
+                }
+            };
+            let mut data = vec![0, 0, 0, 0, 3, 1, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+            data.extend(u16t(10));
+            data.extend(9u16.to_be_bytes());
+            data.extend([0; 4]);
+            data.extend([0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+            data.extend(u32t(2));
+            let m = msgzc_cmsg::Cmsg {
+                level: 41,
+                ty: 25,
+                data: &data,
+                offset: 0,
+            };
+            let json = parse_flat(&message_json(t, &m)).unwrap();
+            assert_eq!(json["offender"], "\"[fe80::1%2]:9\"", "{arch}");
+            let mut zeroed = data.clone();
+            zeroed[16..].fill(0);
+            let m = msgzc_cmsg::Cmsg { data: &zeroed, ..m };
+            let json = parse_flat(&message_json(t, &m)).unwrap();
+            assert_eq!(json["offender"], "null", "{arch}");
+            let m = msgzc_cmsg::Cmsg {
+                data: &data[..20],
+                ..m
+            };
+            let json = parse_flat(&message_json(t, &m)).unwrap();
+            assert!(json.contains_key("offender_error"), "{json:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! msgs=LEVEL:TYPE:DATALEN,...   every complete message, in order
 //! ranges=LO-HI-COPIED,...       zerocopy completions (COPIED 0/1)
-//! items=ext:ERRNO:ORIGIN:TYPE:CODE,...|ts   other error-queue items
+//! items=ext:ERRNO:ORIGIN:TYPE:CODE,...|ts|unknown   other error-queue items
 //! trunc=0|1                     MSG_CTRUNC ended the walk
 //! ```
 //! Each list is `none` when empty.
@@ -53,6 +53,9 @@ pub fn decode(t: Target, bytes: &[u8], controllen: usize, flags: u32) -> View {
             )),
             Ok(ErrqueueItem::Timestamps(_)) => v.items.push("ts".into()),
             Ok(ErrqueueItem::Other(_)) => {}
+            // An item a newer msgzc-cmsg decodes and this notation lacks:
+            // listed rather than dropped, so it shows in the notation.
+            Ok(_) => v.items.push("unknown".into()),
             // A message cut by MSG_CTRUNC is too short to decode.
             Err(_) if ctrunc => {}
             Err(e) => {

@@ -1,5 +1,6 @@
 //! Arbitrary received control buffers, for every named target layout, into
-//! the walker, the typed decoder and the SCM_ZC_NOTIFICATION answer check.
+//! the walker, the typed decoder (with the offender address) and the
+//! SCM_ZC_NOTIFICATION answer check.
 //!
 //! Input: byte 0 picks the target, bytes 1..3 `msg_controllen` (little
 //! endian, may exceed the buffer), bytes 3..7 `msg_flags`, the rest is the
@@ -8,7 +9,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use msgzc_abi::Arch;
-use msgzc_cmsg::{decode_errqueue, ControlBuf, ControlBuilder, MsgFlags, Walker, ZcOutcome};
+use msgzc_cmsg::{
+    decode_errqueue, ControlBuf, ControlBuilder, DecodeError, ErrqueueItem, MsgFlags, Walker,
+    ZcOutcome,
+};
 
 fuzz_target!(|input: &[u8]| {
     if input.len() < 7 {
@@ -35,7 +39,15 @@ fuzz_target!(|input: &[u8]| {
                 );
                 assert!(m.offset + hdr + m.data.len() <= controllen.min(buf.len()));
                 last_offset = Some(m.offset);
-                let _ = decode_errqueue(t, &m);
+                if let Ok(ErrqueueItem::Extended(x)) = decode_errqueue(t, &m) {
+                    match x.offender_addr(t) {
+                        Ok(_) => {}
+                        Err(DecodeError::ShortOffender { needed, got, .. }) => {
+                            assert!(got < needed && got == x.offender.len())
+                        }
+                        Err(e) => panic!("unexpected offender error {e:?}"),
+                    }
+                }
             }
             Err(e) => {
                 errors += 1;
