@@ -44,6 +44,7 @@ extern crate alloc;
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+mod apply;
 mod build;
 mod decode;
 mod error;
@@ -56,6 +57,7 @@ mod walk;
 #[allow(unsafe_code)]
 pub mod sys;
 
+pub use apply::{apply_errqueue, Applied, ApplyError};
 pub use build::{zc_placeholder_space, Control, ControlBuf, ControlBuilder, ZcSlot, ZC_POISON};
 pub use decode::{
     decode_errqueue, ErrqueueItem, ExtendedErr, Timestamps, ZcCompletions, ZcOutcome, ZcRange,
@@ -70,9 +72,9 @@ pub use error::{BuildError, DecodeError, WalkError, WalkErrorKind, ZcError};
 /// ```
 pub use msgzc_abi as abi;
 pub use msgzc_abi::{MsgFlags, Target, TimestampingFlags};
+pub use offender::Offender;
 #[cfg(feature = "alloc")]
 pub use tracker::BoxedTracker;
-pub use offender::Offender;
 pub use tracker::{
     Advice, CompletionError, CompletionStats, CompletionTracker, Refusal, Refused, Slots, Tracker,
 };

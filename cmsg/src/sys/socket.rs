@@ -4,10 +4,10 @@
 
 use super::raw::{self, ErrqueueBatch, DRAIN_BATCH};
 use super::{SysError, NATIVE};
-use crate::decode::{decode_errqueue, ErrqueueItem, ZcOutcome, ZcRange};
+use crate::apply::{apply_errqueue, ApplyError};
+use crate::decode::{ErrqueueItem, ZcOutcome, ZcRange};
 use crate::error::{DecodeError, WalkError, ZcError};
 use crate::tracker::{BoxedTracker, CompletionError};
-use crate::walk::Walker;
 use crate::{ControlBuf, ControlBuilder};
 use core::fmt;
 use core::mem::ManuallyDrop;
@@ -420,6 +420,16 @@ impl fmt::Display for DrainError {
 }
 
 impl std::error::Error for DrainError {}
+
+impl From<ApplyError> for DrainError {
+    fn from(e: ApplyError) -> DrainError {
+        match e {
+            ApplyError::Walk(e) => DrainError::Walk(e),
+            ApplyError::Decode(e) => DrainError::Decode(e),
+            ApplyError::Completion(e) => DrainError::Completion(e),
+        }
+    }
+}
 
 impl From<DrainError> for io::Error {
     fn from(e: DrainError) -> io::Error {
@@ -1287,22 +1297,28 @@ impl<F: AsFd, T> ZcSocket<F, T> {
             };
             for (c, &(len, flags)) in controls.iter().zip(got.iter()).take(n) {
                 report.messages += 1;
-                for m in Walker::new(NATIVE, c.as_bytes(), len, flags) {
-                    let bad = match m.map(|m| (decode_errqueue(NATIVE, &m), m)) {
-                        Err(e) => Some(DrainError::Walk(e)),
-                        Ok((Err(e), _)) => Some(DrainError::Decode(e)),
-                        Ok((Ok(ErrqueueItem::Zerocopy(range)), _)) => {
-                            report.ranges += 1;
-                            match self.apply(range, release) {
-                                Ok(k) => (report.released += k, None).1,
-                                Err(e) => Some(DrainError::Completion(e)),
-                            }
-                        }
-                        Ok((Ok(item), _)) => (report.other += 1, other(item), None).2,
-                    };
-                    if let Some(e) = bad {
-                        first_bad.get_or_insert(e);
-                    }
+                let a = apply_errqueue(
+                    &mut self.tracker,
+                    NATIVE,
+                    c.as_bytes(),
+                    len,
+                    flags,
+                    |id, token, copied| {
+                        let counted = true;
+                        release(Released {
+                            id,
+                            token,
+                            copied,
+                            counted,
+                        })
+                    },
+                    &mut *other,
+                );
+                (report.ranges, report.released) =
+                    (report.ranges + a.ranges, report.released + a.released);
+                report.other += a.other;
+                if let Some(e) = a.error {
+                    first_bad.get_or_insert(e.into());
                 }
             }
             if n < DRAIN_BATCH {
