@@ -4,16 +4,22 @@
 //!
 //! `libc` is the C idiom, which trusts the buffer; `libc_checked` (and the
 //! tracker's `c_checked`) is the same C with the checks the safe API must
-//! make, so the pair brackets what safety costs.
+//! make, so the pair brackets what safety costs. `send_64_datagrams`
+//! compares the owned-buffer API (`ZcSender`) with the token API below it
+//! (`ZcSocket`), end to end on loopback.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use msgzc_abi::proposal::v8;
-use msgzc_cmsg::sys::NATIVE;
+use msgzc_cmsg::sys::{Sent, ZcSender, ZcSocket, NATIVE};
 use msgzc_cmsg::{
     decode_errqueue, CompletionTracker, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Walker,
     ZcOutcome, ZcRange,
 };
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A native-layout error-queue buffer with `n` zerocopy notifications.
 fn errqueue_buffer(n: usize) -> (ControlBuf<1024>, usize) {
@@ -414,11 +420,90 @@ fn bench_tracker(c: &mut Criterion) {
     g.finish();
 }
 
+/// Datagrams per round of the send benchmarks.
+const BATCH: usize = 64;
+const DATAGRAM: usize = 1024;
+
+/// A connected UDP socket on loopback whose peer is read by a thread
+/// until the returned flag is set.
+fn udp_sender() -> (UdpSocket, Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+    tx.connect(rx.local_addr().unwrap()).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 2048];
+        while !flag.load(Ordering::Relaxed) {
+            let _ = rx.recv(&mut buf);
+        }
+    });
+    (tx, stop, reader)
+}
+
+/// One round through the token API: BATCH sends of borrowed buffers, each
+/// token an index the caller marks free again when it comes back.
+fn token_round(zc: &mut ZcSocket<UdpSocket, usize>, bufs: &[Vec<u8>], free: &mut Vec<usize>) {
+    while let Some(i) = free.pop() {
+        match zc.send(&bufs[i], i) {
+            Ok(Sent::Pending { .. }) => {}
+            Ok(_) => free.push(i),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    while zc.tracker().outstanding() > 0 {
+        zc.drain(|r| free.push(r.token), |_| {}).unwrap();
+        if zc.tracker().outstanding() > 0 {
+            zc.wait(Some(Duration::from_millis(1))).unwrap();
+        }
+    }
+}
+
+/// The same round through the owned API: the buffers themselves go to the
+/// sender and come back.
+fn owned_round(zc: &mut ZcSender<UdpSocket, Vec<u8>>, pool: &mut Vec<Vec<u8>>) {
+    while let Some(buf) = pool.pop() {
+        zc.send(buf).unwrap();
+    }
+    while zc.in_flight() > 0 {
+        zc.drain(|_| {}).unwrap();
+        pool.extend(zc.completed());
+        if zc.in_flight() > 0 {
+            zc.wait(Some(Duration::from_millis(1))).unwrap();
+        }
+    }
+    pool.extend(zc.completed());
+}
+
+fn bench_send(c: &mut Criterion) {
+    let mut g = c.benchmark_group("send_64_datagrams");
+    let (tx, stop_t, reader_t) = udp_sender();
+    let mut token = ZcSocket::<_, usize>::new(tx).unwrap();
+    let bufs = vec![vec![7u8; DATAGRAM]; BATCH];
+    let mut free: Vec<usize> = (0..BATCH).collect();
+    g.bench_function("token", |b| {
+        b.iter(|| token_round(&mut token, &bufs, &mut free))
+    });
+    let (tx, stop_o, reader_o) = udp_sender();
+    let mut owned = ZcSender::<_, Vec<u8>>::new(tx).unwrap();
+    let mut pool = vec![vec![7u8; DATAGRAM]; BATCH];
+    g.bench_function("owned", |b| b.iter(|| owned_round(&mut owned, &mut pool)));
+    g.finish();
+    assert_eq!((free.len(), pool.len()), (BATCH, BATCH));
+    for (stop, reader) in [(stop_t, reader_t), (stop_o, reader_o)] {
+        stop.store(true, Ordering::Relaxed);
+        reader.join().unwrap();
+    }
+}
+
 criterion_group!(
     benches,
     bench_walk,
     bench_zc_info,
     bench_build,
-    bench_tracker
+    bench_tracker,
+    bench_send
 );
 criterion_main!(benches);

@@ -177,7 +177,10 @@ fn failed_send_then_more(
         // Completions settle the doubt meanwhile: apply them.
         zc.drain(|r| pool.release(r.token), |_| {}).unwrap();
     }
-    assert!(copied > 0 && pending > 0, "{copied} copied, {pending} zerocopy");
+    assert!(
+        copied > 0 && pending > 0,
+        "{copied} copied, {pending} zerocopy"
+    );
     drain_all(zc, &mut pool);
     let mut seen = check_datagrams(rx, N - 1, LEN);
     seen.sort();

@@ -13,10 +13,15 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 use std::vec::Vec;
 
-/// A buffer the sender holds. Boxed, so that a buffer whose bytes live
-/// inline (an array) keeps its address while the kernel may read it.
+/// A box for a buffer, `Some` while the sender holds one in it. Boxed, so
+/// that a buffer whose bytes live inline (an array) keeps its address
+/// while the kernel may read it; empty boxes are reused, so a send
+/// allocates nothing once the sender is warm.
+type Slot<B> = Box<Option<B>>;
+
+/// A buffer the sender holds.
 struct Entry<B> {
-    buf: Box<B>,
+    buf: Slot<B>,
     /// Send ids covering the buffer that have not completed (a send in
     /// doubt included).
     ids: u32,
@@ -49,7 +54,7 @@ pub struct Closed<B> {
     pub completed: Vec<B>,
     /// Buffers whose completions never came before the socket was closed:
     /// the connection may still transmit from them (see [`Unconfirmed`]).
-    pub unconfirmed: Vec<Unconfirmed<Box<B>>>,
+    pub unconfirmed: Vec<Unconfirmed<B>>,
 }
 
 /// A socket that sends owned buffers with `MSG_ZEROCOPY` and gives each
@@ -95,6 +100,8 @@ pub struct ZcSender<F: AsFd, B: AsRef<[u8]>> {
     /// Buffers held, by key; the socket's tokens are these keys.
     entries: Vec<Option<Entry<B>>>,
     free: Vec<usize>,
+    /// Empty boxes to put the next buffers in.
+    spare: Vec<Slot<B>>,
     /// The stream buffer whose rest must go out before anything else.
     partial: Option<usize>,
     ready: VecDeque<B>,
@@ -117,6 +124,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             sock,
             entries: Vec::new(),
             free: Vec::new(),
+            spare: Vec::new(),
             partial: None,
             ready: VecDeque::new(),
         }
@@ -141,8 +149,10 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     }
 
     fn insert(&mut self, buf: B) -> usize {
+        let mut slot = self.spare.pop().unwrap_or_default();
+        *slot = Some(buf);
         let entry = Entry {
-            buf: Box::new(buf),
+            buf: slot,
             ids: 0,
             sent: 0,
             done: false,
@@ -163,7 +173,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     fn remove(&mut self, key: usize) -> Option<B> {
         let entry = self.entries.get_mut(key)?.take()?;
         self.free.push(key);
-        Some(*entry.buf)
+        take_buf(&mut self.spare, entry.buf)
     }
 
     /// Moves the buffer to the completed queue if nothing holds it.
@@ -231,7 +241,10 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             let Some(entry) = entries.get_mut(key).and_then(Option::as_mut) else {
                 unreachable!("a key in use")
             };
-            let all: &[u8] = (*entry.buf).as_ref();
+            let Some(buf) = entry.buf.as_ref() else {
+                unreachable!("an entry holds its buffer")
+            };
+            let all: &[u8] = buf.as_ref();
             let (len, before) = (all.len(), entry.sent);
             let r = sock.send(&all[before.min(len)..], key);
             match r {
@@ -296,10 +309,11 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             sock,
             entries,
             free,
+            spare,
             ready,
             ..
         } = self;
-        let mut release = |r: Released<usize>| on_release(entries, free, ready, r.token);
+        let mut release = |r: Released<usize>| on_release(entries, free, spare, ready, r.token);
         sock.drain(&mut release, other)?;
         Ok(self.ready.len() - before)
     }
@@ -332,18 +346,23 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             sock,
             entries,
             free,
+            spare,
             ready,
             ..
         } = &mut self;
-        sock.linger(timeout, &mut |r| on_release(entries, free, ready, r.token));
+        sock.linger(timeout, &mut |r| {
+            on_release(entries, free, spare, ready, r.token)
+        });
         let mut unconfirmed = Vec::new();
         for (key, slot) in entries.iter_mut().enumerate() {
             if let Some(e) = slot.take() {
                 free.push(key);
                 if e.ids > 0 {
-                    unconfirmed.push(Unconfirmed::new(e.buf));
+                    // The kernel may read the box: leak it, hand out its
+                    // contents (the same heap bytes for a Vec or a Box).
+                    unconfirmed.extend(Box::leak(e.buf).take().map(Unconfirmed::new));
                 } else {
-                    ready.push_back(*e.buf);
+                    ready.extend(take_buf(spare, e.buf));
                 }
             }
         }
@@ -356,10 +375,18 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     }
 }
 
+/// The buffer out of its box, the box kept for reuse.
+fn take_buf<B>(spare: &mut Vec<Slot<B>>, mut slot: Slot<B>) -> Option<B> {
+    let buf = slot.take();
+    spare.push(slot);
+    buf
+}
+
 /// One send id of buffer `key` completed.
 fn on_release<B>(
     entries: &mut [Option<Entry<B>>],
     free: &mut Vec<usize>,
+    spare: &mut Vec<Slot<B>>,
     ready: &mut VecDeque<B>,
     key: usize,
 ) {
@@ -371,7 +398,7 @@ fn on_release<B>(
         if e.ids == 0 && e.done {
             if let Some(e) = slot.take() {
                 free.push(key);
-                ready.push_back(*e.buf);
+                ready.extend(take_buf(spare, e.buf));
             }
         }
     }
@@ -383,12 +410,15 @@ impl<F: AsFd, B: AsRef<[u8]>> Drop for ZcSender<F, B> {
             sock,
             entries,
             free,
+            spare,
             ready,
             ..
         } = self;
         if sock.tracker().outstanding() > 0 {
             let timeout = sock.linger_time();
-            sock.linger(timeout, &mut |r| on_release(entries, free, ready, r.token));
+            sock.linger(timeout, &mut |r| {
+                on_release(entries, free, spare, ready, r.token)
+            });
         }
         for e in entries.iter_mut().filter_map(Option::take) {
             if e.ids > 0 {
