@@ -3,6 +3,9 @@
 //! kernel's id counter. Invariants: a token is released once, only when a
 //! range covering its id is accepted, with that range's `copied` bit; a
 //! refused range releases nothing; the accounting always matches the model.
+//! Sends in doubt (a failed send the kernel may have counted) block
+//! registration until a range covers them or they are settled as never
+//! counted, which gives the token and the id back.
 #![no_main]
 
 mod input;
@@ -33,6 +36,8 @@ fuzz_target!(|data: &[u8]| {
     let mut next_token = 0u64;
     let mut released_tokens = std::collections::HashSet::new();
     let (mut accepted, mut zerocopy, mut copied) = (0u64, 0u64, 0u64);
+    // Index in `sends` of the send in doubt.
+    let mut doubt: Option<usize> = None;
 
     while !input.is_empty() {
         let op = input.u8();
@@ -41,21 +46,54 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .position(|s| matches!(s, State::Outstanding(_)));
         let window = oldest.map_or(0, |o| sends.len() - o);
-        if op % 2 == 0 {
+        if op % 16 == 15 {
+            // Settle the send in doubt as never counted: the last send.
+            let back = t.settle_unconsumed();
+            match doubt.take() {
+                Some(i) => {
+                    assert_eq!(i + 1, sends.len(), "the send in doubt is the last");
+                    let State::Outstanding(token) = sends[i] else {
+                        panic!("send in doubt {i} not outstanding")
+                    };
+                    assert_eq!(back, Some(token));
+                    sends.pop();
+                }
+                None => assert_eq!(back, None, "settled without a send in doubt"),
+            }
+        } else if op % 2 == 0 {
+            // Now and then a failed send whose id may have been kept.
+            let in_doubt = op % 16 == 14;
             let token = next_token;
             next_token += 1;
-            match t.register(token) {
+            let r = if in_doubt {
+                t.register_in_doubt(token)
+            } else {
+                t.register(token)
+            };
+            match r {
                 Ok(id) => {
                     assert!(window < N, "registered into a full window");
+                    assert!(doubt.is_none(), "registered while in doubt");
                     assert_eq!(id, first.wrapping_add(sends.len() as u32));
+                    if in_doubt {
+                        doubt = Some(sends.len());
+                    }
                     sends.push(State::Outstanding(token));
                 }
                 Err(Refused {
                     token: back,
                     reason,
                 }) => {
-                    assert_eq!(reason, Refusal::Full);
-                    assert_eq!(window, N, "refused with room in the window");
+                    match reason {
+                        Refusal::InDoubt { id } => {
+                            let i = doubt.expect("refused as in doubt without one");
+                            assert_eq!(id, first.wrapping_add(i as u32));
+                        }
+                        _ => {
+                            assert!(doubt.is_none(), "in doubt but refused otherwise");
+                            assert_eq!(window, N, "refused with room in the window");
+                        }
+                    }
                     assert_eq!(back, token, "a refused token must come back");
                 }
             }
@@ -107,6 +145,10 @@ fuzz_target!(|data: &[u8]| {
                             "token {token} released twice"
                         );
                         sends[i] = State::Released;
+                        if doubt == Some(i) {
+                            // A completion covering it: the kernel kept it.
+                            doubt = None;
+                        }
                     }
                     accepted += 1;
                     if range.copied {
@@ -139,6 +181,7 @@ fuzz_target!(|data: &[u8]| {
             .filter(|s| matches!(s, State::Outstanding(_)))
             .count();
         assert_eq!(t.outstanding(), outstanding);
+        assert_eq!(t.in_doubt(), doubt.map(|i| first.wrapping_add(i as u32)));
         assert_eq!(t.next_id(), first.wrapping_add(sends.len() as u32));
         let oldest = sends
             .iter()
