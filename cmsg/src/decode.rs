@@ -424,6 +424,7 @@ mod tests {
 
     use super::*;
     use crate::layout::{elem_bytes, zc_info_bytes};
+    use msgzc_abi::proposal::v8::ZC_NOTIFICATION_MAX;
     use msgzc_abi::Arch;
     use proptest::prelude::*;
     use std::vec::Vec;
@@ -677,6 +678,167 @@ mod tests {
             }
             let m = Cmsg { level, ty, data: &data, offset: 8 };
             prop_assert_eq!(decode_errqueue(t, &m), reference_errqueue(t, &m));
+        }
+    }
+
+    /// A placeholder of `capacity` elements as a kernel filled it: all
+    /// written, `zerocopy` alternating 1 and 0, except `bad` at each of `at`.
+    fn written_with(e: Endian, capacity: usize, at: &[usize], bad: u8) -> Vec<u8> {
+        let mut data = zc_info_bytes(e, capacity as u32).to_vec();
+        for i in 0..capacity {
+            let z = if at.contains(&i) {
+                bad
+            } else {
+                u8::from(i % 2 == 0)
+            };
+            data.extend_from_slice(&elem_bytes(e, i as u32, i as u32, z, [0; 3]));
+        }
+        data
+    }
+
+    /// The `zerocopy` bytes are checked eight elements at a time: a bad one
+    /// must be found in every position of a full chunk and of the rest,
+    /// alone or beside a second equal one (which a fold that cancels or
+    /// masks bits would lose).
+    #[test]
+    fn a_bad_zerocopy_byte_is_found_in_every_position() {
+        let max = ZC_NOTIFICATION_MAX as usize;
+        for e in [Endian::Little, Endian::Big] {
+            for capacity in 1..=max {
+                for bad in [2, 3, ZC_POISON, 0xff] {
+                    for i in 0..capacity {
+                        let want = Err(ZcError::BadElement {
+                            index: i,
+                            zerocopy: bad,
+                        });
+                        let data = written_with(e, capacity, &[i], bad);
+                        assert_eq!(decode_zc_info(e, &data, capacity), want, "{capacity} {i}");
+                        for j in i + 1..capacity {
+                            let data = written_with(e, capacity, &[i, j], bad);
+                            assert_eq!(
+                                decode_zc_info(e, &data, capacity),
+                                want,
+                                "{capacity} {i} {j}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every capacity a placeholder may have, full or short of a chunk of
+    /// eight, comes back untouched as `Unwritten`, never as completions.
+    #[test]
+    fn an_untouched_placeholder_of_any_capacity_is_unwritten() {
+        for e in [Endian::Little, Endian::Big] {
+            for capacity in 0..=ZC_NOTIFICATION_MAX as usize {
+                let mut data = zc_info_bytes(e, capacity as u32).to_vec();
+                data.resize(ZC_INFO_SIZE + capacity * ZC_ELEM_SIZE, ZC_POISON);
+                assert_eq!(
+                    decode_zc_info(e, &data, capacity),
+                    Ok(ZcOutcome::Unwritten { capacity })
+                );
+            }
+        }
+    }
+
+    /// An untouched placeholder with one byte changed, anywhere, is an
+    /// error: neither `Unwritten` (something wrote it) nor completions (the
+    /// other elements still hold the poison). Only a lone element whose
+    /// `zerocopy` byte became 0 or 1 reads as the completion it looks like:
+    /// there is no poisoned element left to tell by.
+    #[test]
+    fn one_disturbed_byte_is_never_read_as_completions() {
+        let p = u32::from_ne_bytes([ZC_POISON; 4]);
+        for e in [Endian::Little, Endian::Big] {
+            for capacity in 1..=ZC_NOTIFICATION_MAX as usize {
+                let mut data = zc_info_bytes(e, capacity as u32).to_vec();
+                data.resize(ZC_INFO_SIZE + capacity * ZC_ELEM_SIZE, ZC_POISON);
+                for at in ZC_INFO_SIZE..data.len() {
+                    let byte = (at - ZC_INFO_SIZE) % ZC_ELEM_SIZE;
+                    for v in [0, 1, ZC_POISON ^ 0x80] {
+                        let mut d = data.clone();
+                        d[at] = v;
+                        let got = normalise(decode_zc_info(e, &d, capacity));
+                        let zerocopy =
+                            |i: usize| d[ZC_INFO_SIZE + i * ZC_ELEM_SIZE + ZC_ELEM_ZEROCOPY];
+                        let want = match (0..capacity).find(|&i| zerocopy(i) > 1) {
+                            Some(index) => Err(ZcError::BadElement {
+                                index,
+                                zerocopy: zerocopy(index),
+                            }),
+                            None => {
+                                assert_eq!((capacity, byte, v <= 1), (1, ZC_ELEM_ZEROCOPY, true));
+                                let copied = v == 0;
+                                Ok(Decoded::Written(std::vec![ZcRange {
+                                    lo: p,
+                                    hi: p,
+                                    copied
+                                }]))
+                            }
+                        };
+                        assert_eq!(got, want, "{e:?} capacity {capacity} byte {at} = {v}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `count`, `contains` and `ids` at both edges of ranges that do and do
+    /// not wrap, including the two that cover every id.
+    #[test]
+    fn ranges_count_contain_and_list_their_ids_across_the_wrap() {
+        let m = u32::MAX;
+        for (lo, hi) in [
+            (0, 0),
+            (5, 5),
+            (m, m),
+            (10, 12),
+            (m - 1, 1),
+            (m, 0),
+            (0, m),
+            (1, 0),
+            (m / 2 + 1, m / 2),
+        ] {
+            let r = ZcRange {
+                lo,
+                hi,
+                copied: false,
+            };
+            let wraps = lo > hi;
+            let count = if wraps {
+                u64::from(m - lo) + 1 + u64::from(hi) + 1
+            } else {
+                u64::from(hi - lo) + 1
+            };
+            assert_eq!(r.count(), count, "{r:?}");
+            for id in [
+                lo.wrapping_sub(1),
+                lo,
+                lo.wrapping_add(1),
+                hi.wrapping_sub(1),
+                hi,
+                hi.wrapping_add(1),
+                0,
+                1,
+                m - 1,
+                m,
+            ] {
+                let inside = if wraps {
+                    id >= lo || id <= hi
+                } else {
+                    lo <= id && id <= hi
+                };
+                assert_eq!(r.contains(id), inside, "{r:?} {id}");
+            }
+            if count <= 8 {
+                let ids: Vec<u32> = r.ids().collect();
+                let want: Vec<u32> = (0..count).map(|k| lo.wrapping_add(k as u32)).collect();
+                assert_eq!(ids, want, "{r:?}");
+            }
+            assert_eq!(r.ids().next(), Some(lo));
+            assert_eq!(r.ids().size_hint().1, usize::try_from(count).ok());
         }
     }
 }

@@ -359,3 +359,149 @@ impl core::error::Error for BuildError {}
 impl core::error::Error for WalkError {}
 impl core::error::Error for DecodeError {}
 impl core::error::Error for ZcError {}
+
+#[cfg(test)]
+mod tests {
+    //! Every variant's message, with its numbers in place: these strings
+    //! are what a log of a failed run shows.
+
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn build_errors_say_what_and_how_much() {
+        for (e, text) in [
+            (
+                BuildError::TooSmall {
+                    needed: 24,
+                    available: 16,
+                },
+                "control buffer too small: 24 bytes needed, 16 available",
+            ),
+            (
+                BuildError::Misaligned {
+                    align: 8,
+                    offset: 4,
+                },
+                "control buffer misaligned: starts 4 bytes past a 8-byte boundary",
+            ),
+            (
+                BuildError::TooLong { data_len: 7 },
+                "control message data of 7 bytes does not fit cmsg_len",
+            ),
+            (
+                BuildError::TimestampingFlags { invalid: 0x80 },
+                "SO_TIMESTAMPING flags 0x80 are not per-send flags (TX_RECORD_MASK)",
+            ),
+            (
+                BuildError::ZcCapacity { capacity: 17 },
+                "SCM_ZC_NOTIFICATION capacity 17 outside 1..=16",
+            ),
+            (
+                BuildError::ZcTwice,
+                "a second SCM_ZC_NOTIFICATION placeholder",
+            ),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn walk_errors_say_what_and_where() {
+        let at = |kind, offset| WalkError { kind, offset };
+        for (e, text) in [
+            (
+                at(
+                    WalkErrorKind::ControlLenPastBuffer {
+                        controllen: 64,
+                        buffer: 48,
+                    },
+                    0,
+                ),
+                "msg_controllen 64 exceeds the 48-byte buffer",
+            ),
+            (
+                at(WalkErrorKind::LenTooShort { len: 4 }, 16),
+                "cmsg_len 4 at offset 16 is shorter than the header",
+            ),
+            (
+                at(
+                    WalkErrorKind::LenPastEnd {
+                        len: 40,
+                        remaining: 24,
+                    },
+                    8,
+                ),
+                "cmsg_len 40 at offset 8 runs past the end (24 bytes left)",
+            ),
+            (
+                at(WalkErrorKind::LenOverflow { len: u64::MAX }, 0),
+                "cmsg_len 18446744073709551615 at offset 0 overflows this host's usize",
+            ),
+            (
+                at(WalkErrorKind::TrailingBytes { len: 3 }, 12),
+                "3 trailing bytes at offset 12, too few for a header",
+            ),
+            (
+                at(WalkErrorKind::Truncated, 32),
+                "MSG_CTRUNC: control messages cut at offset 32",
+            ),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
+    }
+
+    #[test]
+    fn decode_and_zc_errors_say_what_and_which() {
+        let short = DecodeError::Short {
+            message: (41, 25),
+            needed: 16,
+            got: 15,
+        };
+        assert_eq!(
+            short.to_string(),
+            "control message level 41 type 25: 15 data bytes, 16 needed"
+        );
+        let walk = WalkError {
+            kind: WalkErrorKind::Truncated,
+            offset: 8,
+        };
+        for (e, text) in [
+            (
+                ZcError::from(walk),
+                "returned control buffer: MSG_CTRUNC: control messages cut at offset 8",
+            ),
+            (
+                ZcError::LengthOverCapacity {
+                    length: 3,
+                    capacity: 2,
+                },
+                "zc_info length 3 exceeds the placeholder's capacity 2",
+            ),
+            (
+                ZcError::BadElement {
+                    index: 9,
+                    zerocopy: 0xa5,
+                },
+                "zc_info element 9 has zerocopy byte 0xa5 (only 0 or 1 are valid)",
+            ),
+            (
+                ZcError::PoisonDisturbed { index: 1 },
+                "zc_info element 1 lies past the reported length but was overwritten",
+            ),
+            (
+                ZcError::SizeChanged {
+                    expected: 28,
+                    found: 16,
+                },
+                "SCM_ZC_NOTIFICATION came back with 16 data bytes instead of 28",
+            ),
+            (
+                ZcError::Missing,
+                "msg_controllen changed but no SCM_ZC_NOTIFICATION came back",
+            ),
+        ] {
+            assert_eq!(e.to_string(), text);
+        }
+    }
+}

@@ -7,6 +7,7 @@ use crate::*;
 use msgzc_abi::proposal::v8;
 use msgzc_abi::{Arch, CmsgLayout, Endian, ErrOrigin};
 use proptest::prelude::*;
+use std::string::ToString;
 use std::vec::Vec;
 
 fn all_targets() -> impl Iterator<Item = Target> {
@@ -111,6 +112,24 @@ fn builder_pads_with_zeros_and_refuses_without_writing() {
 }
 
 #[test]
+fn a_message_that_exactly_fills_the_buffer_fits() {
+    for t in all_targets() {
+        let mut buf = ControlBuf::<512>::new();
+        let space = t.cmsg().space(v8::zc_info_size(16));
+        let mut b = ControlBuilder::new(t, &mut buf.as_mut_bytes()[..space]).unwrap();
+        b.zc_placeholder(16).unwrap();
+        assert_eq!(b.len(), space);
+        assert_eq!(
+            b.push(1, 1, &[]),
+            Err(BuildError::TooSmall {
+                needed: space + t.cmsg().space(0),
+                available: space
+            })
+        );
+    }
+}
+
+#[test]
 fn builder_refuses_misaligned_buffers_and_bad_requests() {
     let mut buf = ControlBuf::<64>::new();
     let t = Arch::Aarch64.target();
@@ -158,12 +177,58 @@ fn huge_data_is_too_long_not_a_panic() {
             data_len: usize::MAX
         })
     );
+    // A 32-bit cmsg_len cannot describe 4 GiB of data, whatever the buffer.
     let mut b = ControlBuilder::new(Arch::I686.target(), buf.as_mut_bytes()).unwrap();
     let big = u32::MAX as usize;
-    assert!(matches!(
+    assert_eq!(
         b.reserve_for_test(big),
-        Err(BuildError::TooLong { .. }) | Err(BuildError::TooSmall { .. })
-    ));
+        Err(BuildError::TooLong { data_len: big })
+    );
+    // A 64-bit one can: the buffer is what is too small.
+    #[cfg(target_pointer_width = "64")]
+    {
+        let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+        assert_eq!(
+            b.reserve_for_test(1 << 33),
+            Err(BuildError::TooSmall {
+                needed: 16 + (1 << 33),
+                available: 16
+            })
+        );
+    }
+}
+
+#[test]
+fn empty_until_a_message_is_written() {
+    for t in all_targets() {
+        let mut buf = ControlBuf::<64>::new();
+        let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+        assert_eq!((b.is_empty(), b.len()), (true, 0));
+        // Refused: still empty.
+        assert!(b.push(1, 1, &[0; 64]).is_err());
+        assert!(b.is_empty());
+        let c = b.finish();
+        assert!(c.is_empty() && c.as_bytes().is_empty());
+        let mut b = c.into_builder();
+        // A message without data still counts.
+        b.push(1, 1, &[]).unwrap();
+        assert!(!b.is_empty());
+        let c = b.finish();
+        assert!(!c.is_empty());
+        assert_eq!(c.len(), t.cmsg().space(0));
+        assert!(c.into_builder().is_empty());
+    }
+}
+
+#[test]
+fn the_raw_pointer_is_the_buffer_start() {
+    // What a caller making the system call itself passes as msg_control.
+    let mut buf = ControlBuf::<64>::new();
+    let start = buf.as_mut_bytes().as_mut_ptr();
+    let mut b = ControlBuilder::new(Arch::X86_64.target(), buf.as_mut_bytes()).unwrap();
+    b.push(1, 1, &[]).unwrap();
+    let mut c = b.finish();
+    assert_eq!(c.as_mut_ptr(), start);
 }
 
 #[test]
@@ -665,6 +730,36 @@ fn tracker_full_returns_the_token() {
             |_, _, _| ()
         )
         .is_err());
+}
+
+#[test]
+fn tracker_errors_say_which_ids() {
+    let mut t = CompletionTracker::<u8, 2>::new();
+    t.register(0).unwrap();
+    t.register(1).unwrap();
+    assert!(t.is_full());
+    let full = t.register(2).unwrap_err();
+    assert_eq!(
+        full.to_string(),
+        "completion tracker full: wait for completions before sending more"
+    );
+    let r = |lo, hi| ZcRange {
+        lo,
+        hi,
+        copied: false,
+    };
+    let e = t.complete(r(1, 2), |_, _, _| ()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "completion 1..=2 covers id 2, which is not outstanding"
+    );
+    // Id 1 completed while 0 is outstanding stays in the window.
+    t.complete(r(1, 1), |_, _, _| ()).unwrap();
+    let e = t.complete(r(0, 1), |_, _, _| ()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "completion 0..=1 completes id 1 a second time"
+    );
 }
 
 #[test]
