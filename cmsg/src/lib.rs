@@ -15,7 +15,11 @@
 //! - [`CompletionTracker`] maps the kernel's `u32` send ids to the caller's
 //!   tokens and hands each token back exactly once.
 //!
-//! With the `std` feature (default), [`sys`] adds the Linux socket calls.
+//! With the `std` feature (default), [`sys`] adds the Linux socket calls. It
+//! exists only when building for Linux (`target_os = "linux"`); on every
+//! other target (macOS, Windows, Android, the BSDs, bare metal) the crate is
+//! the core above whatever its features, so a dependency graph that turns
+//! `std` on still builds there.
 //!
 //! ```
 //! use msgzc_cmsg::{ControlBuf, ControlBuilder, Walker, MsgFlags, Target};
@@ -48,7 +52,7 @@ mod layout;
 mod tracker;
 mod walk;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 #[allow(unsafe_code)]
 pub mod sys;
 
