@@ -7,13 +7,14 @@
 //! make, so the pair brackets what safety costs.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use msgzc_abi::proposal::v8;
 use msgzc_cmsg::sys::NATIVE;
 use msgzc_cmsg::{
     decode_errqueue, CompletionTracker, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Walker,
     ZcOutcome, ZcRange,
 };
+use std::hint::black_box;
 
 /// A native-layout error-queue buffer with `n` zerocopy notifications.
 fn errqueue_buffer(n: usize) -> (ControlBuf<1024>, usize) {
