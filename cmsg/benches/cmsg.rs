@@ -9,13 +9,14 @@
 //! (`ZcSocket`), end to end on loopback.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use msgzc_abi::proposal::v8;
 use msgzc_cmsg::sys::{Sent, ZcSender, ZcSocket, NATIVE};
 use msgzc_cmsg::{
     decode_errqueue, CompletionTracker, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Walker,
     ZcOutcome, ZcRange,
 };
+use std::hint::black_box;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

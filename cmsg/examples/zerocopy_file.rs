@@ -8,22 +8,33 @@
 //! `cargo run -p msgzc-cmsg --example zerocopy_file [PATH]` (default: a
 //! generated 8 MiB file). The receiver is a thread on loopback that checks
 //! the bytes.
+//!
+//! Linux only, like `msgzc_cmsg::sys`; elsewhere it says so and exits.
 
+#[cfg(target_os = "linux")]
 use msgzc_cmsg::sys::{Progress, ZcSender};
+#[cfg(target_os = "linux")]
 use msgzc_cmsg::Advice;
+#[cfg(target_os = "linux")]
 use std::io::Read;
+#[cfg(target_os = "linux")]
 use std::net::{TcpListener, TcpStream};
+#[cfg(target_os = "linux")]
 use std::time::Duration;
 
+#[cfg(target_os = "linux")]
 const BUFS: usize = 8;
+#[cfg(target_os = "linux")]
 const BUF_SIZE: usize = 64 * 1024;
 
+#[cfg(target_os = "linux")]
 fn checksum(acc: u64, bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(acc, |a, &b| a.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
+#[cfg(target_os = "linux")]
 fn main() -> std::io::Result<()> {
     let data = match std::env::args().nth(1) {
         Some(path) => std::fs::read(path)?,
@@ -113,4 +124,10 @@ fn main() -> std::io::Result<()> {
         data.len(), stats.sent, calls.copied_sends, stats.copied, stats.zerocopy, stats.ranges, calls.sendmsg, calls.recvmmsg, calls.poll
     );
     Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn main() {
+    eprintln!("zerocopy_file needs Linux: msgzc_cmsg::sys exists only there");
+    std::process::exit(1);
 }

@@ -483,7 +483,7 @@ impl<'a> Control<'a> {
 
     /// The whole underlying buffer, for the socket layer: the kernel may
     /// write back into it.
-    #[cfg(any(test, feature = "std"))]
+    #[cfg(any(test, all(feature = "std", target_os = "linux")))]
     pub(crate) fn buffer_mut(&mut self) -> &mut [u8] {
         self.buf
     }

@@ -611,6 +611,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::tests::proptest_config())]
         #[test]
         fn zc_info_decodes_like_the_reference(
             arch in 0usize..15,

@@ -16,7 +16,11 @@
 //! - [`CompletionTracker`] maps the kernel's `u32` send ids to the caller's
 //!   tokens and hands each token back exactly once.
 //!
-//! With the `std` feature (default), [`sys`] adds the Linux socket calls.
+//! With the `std` feature (default), [`sys`] adds the Linux socket calls. It
+//! exists only when building for Linux (`target_os = "linux"`); on every
+//! other target (macOS, Windows, Android, the BSDs, bare metal) the crate is
+//! the core above whatever its features, so a dependency graph that turns
+//! `std` on still builds there.
 //!
 //! ```
 //! use msgzc_cmsg::{ControlBuf, ControlBuilder, Walker, MsgFlags, Target};
@@ -37,7 +41,10 @@
 #![cfg_attr(not(feature = "std"), forbid(unsafe_code))]
 #![cfg_attr(feature = "std", deny(unsafe_code))]
 #![deny(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks, clippy::multiple_unsafe_ops_per_block)]
+#![deny(
+    clippy::undocumented_unsafe_blocks,
+    clippy::multiple_unsafe_ops_per_block
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "alloc")]
@@ -54,7 +61,7 @@ mod offender;
 mod tracker;
 mod walk;
 
-#[cfg(feature = "std")]
+#[cfg(all(feature = "std", target_os = "linux"))]
 #[allow(unsafe_code)]
 pub mod sys;
 

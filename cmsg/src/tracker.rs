@@ -810,6 +810,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::tests::proptest_config())]
         #[test]
         fn arbitrary_completions_match_the_reference(
             start in prop_oneof![any::<u32>(), Just(u32::MAX - 4)],

@@ -305,8 +305,15 @@ mod tests {
 
     #[test]
     fn edges_match_the_reference_on_every_target() {
+        // Under Miri (interpreted, ~1000x slower) one target per header
+        // layout and byte order, the walker's only inputs from the target.
+        let mut seen = Vec::new();
         for arch in Arch::ALL {
             let t = arch.target();
+            if cfg!(miri) && seen.contains(&(t.cmsg(), t.endian)) {
+                continue;
+            }
+            seen.push((t.cmsg(), t.endian));
             let hdr = t.cmsg().header_size();
             let mut buf = ControlBuf::<256>::new();
             let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
@@ -341,6 +348,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::tests::proptest_config())]
         #[test]
         fn arbitrary_bytes_walk_like_the_reference(
             bytes in proptest::collection::vec(any::<u8>(), 0..300),

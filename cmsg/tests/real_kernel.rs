@@ -3,6 +3,7 @@
 //!
 //! Loopback completes every `MSG_ZEROCOPY` send by a deferred copy, so all
 //! completions here must carry the copied flag.
+#![cfg(all(feature = "std", target_os = "linux"))]
 
 use msgzc_abi::ErrOrigin;
 use msgzc_cmsg::sys::{

@@ -9,6 +9,7 @@
 //! the original bytes: a buffer released early shows up as garbage on the
 //! wire. Without root, or without `tc`, each test prints a `SKIP:` line
 //! with the reason.
+#![cfg(all(feature = "std", target_os = "linux"))]
 
 use msgzc_cmsg::sys::{self, Progress, SendErrorKind, Sent, ZcSender, ZcSocket};
 use std::io::Read;

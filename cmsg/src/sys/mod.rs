@@ -1,4 +1,4 @@
-//! The Linux socket layer (Linux and Android only): `SO_ZEROCOPY`,
+//! The Linux socket layer (Linux only): `SO_ZEROCOPY`,
 //! `MSG_ZEROCOPY` sends whose buffers come back exactly once when the
 //! kernel is done with them, batched error-queue draining, waiting, and
 //! `SCM_ZC_NOTIFICATION` with a per-socket probe.
