@@ -2,8 +2,8 @@
 //! when the kernel has completed every send id that covers it.
 
 use super::socket::{
-    DrainError, Interest, NewError, Readiness, Released, SendError, SendErrorKind, Sent,
-    Unconfirmed, ZcSocket,
+    DrainError, Interest, NewError, Readiness, SendError, SendErrorKind, Sent, Unconfirmed,
+    ZcSocket,
 };
 use super::SysError;
 use crate::decode::ErrqueueItem;
@@ -97,57 +97,22 @@ pub struct Closed<B> {
 /// [`Unconfirmed`].
 pub struct ZcSender<F: AsFd, B: AsRef<[u8]>> {
     sock: ZcSocket<F, usize>,
-    /// Buffers held, by key; the socket's tokens are these keys.
+    held: Held<B>,
+    /// The stream buffer whose rest must go out before anything else.
+    partial: Option<usize>,
+}
+
+/// The buffers a sender holds, by key (the socket's tokens are these
+/// keys), and those it is ready to give back.
+struct Held<B> {
     entries: Vec<Option<Entry<B>>>,
     free: Vec<usize>,
     /// Empty boxes to put the next buffers in.
     spare: Vec<Slot<B>>,
-    /// The stream buffer whose rest must go out before anything else.
-    partial: Option<usize>,
     ready: VecDeque<B>,
 }
 
-impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
-    /// Enables `SO_ZEROCOPY` on `fd` (see [`ZcSocket::new`]; a refused
-    /// socket comes back in the error).
-    pub fn new(fd: F) -> Result<Self, NewError<F>> {
-        ZcSocket::new(fd).map(Self::from_socket)
-    }
-
-    /// [`new`](Self::new) with room for `ids` outstanding send ids.
-    pub fn with_window(fd: F, ids: usize) -> Result<Self, NewError<F>> {
-        ZcSocket::with_window(fd, ids).map(Self::from_socket)
-    }
-
-    fn from_socket(sock: ZcSocket<F, usize>) -> Self {
-        ZcSender {
-            sock,
-            entries: Vec::new(),
-            free: Vec::new(),
-            spare: Vec::new(),
-            partial: None,
-            ready: VecDeque::new(),
-        }
-    }
-
-    /// The socket layer below (statistics, mode, system call counts,
-    /// linger time).
-    pub fn socket(&self) -> &ZcSocket<F, usize> {
-        &self.sock
-    }
-
-    /// The socket layer below, mutably (for [`ZcSocket::set_linger`]).
-    /// Sending or draining through it directly would bypass the sender's
-    /// bookkeeping: use the sender's methods for those.
-    pub fn socket_mut(&mut self) -> &mut ZcSocket<F, usize> {
-        &mut self.sock
-    }
-
-    /// Buffers held: in flight, in doubt or partly sent.
-    pub fn in_flight(&self) -> usize {
-        self.entries.len() - self.free.len()
-    }
-
+impl<B> Held<B> {
     fn insert(&mut self, buf: B) -> usize {
         let mut slot = self.spare.pop().unwrap_or_default();
         *slot = Some(buf);
@@ -169,21 +134,102 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
         }
     }
 
+    fn entry_mut(&mut self, key: usize) -> &mut Entry<B> {
+        match self.entries.get_mut(key).and_then(Option::as_mut) {
+            Some(e) => e,
+            None => unreachable!("a key in use"),
+        }
+    }
+
     /// Takes the entry out, for a buffer the kernel is done with.
     fn remove(&mut self, key: usize) -> Option<B> {
         let entry = self.entries.get_mut(key)?.take()?;
         self.free.push(key);
-        take_buf(&mut self.spare, entry.buf)
+        self.unbox(entry.buf)
     }
 
-    /// Moves the buffer to the completed queue if nothing holds it.
+    /// The buffer out of its box, the box kept for reuse.
+    fn unbox(&mut self, mut slot: Slot<B>) -> Option<B> {
+        let buf = slot.take();
+        self.spare.push(slot);
+        buf
+    }
+
+    /// Moves the buffer to the ready queue if nothing holds it.
     fn settle(&mut self, key: usize) {
-        let idle = matches!(&self.entries[key], Some(e) if e.done && e.ids == 0);
+        let idle = matches!(self.entries.get(key), Some(Some(e)) if e.done && e.ids == 0);
         if idle {
             if let Some(buf) = self.remove(key) {
                 self.ready.push_back(buf);
             }
         }
+    }
+
+    /// One send id of buffer `key` completed.
+    fn release(&mut self, key: usize) {
+        if let Some(Some(e)) = self.entries.get_mut(key) {
+            e.ids = e.ids.saturating_sub(1);
+            self.settle(key);
+        }
+    }
+
+    /// Every buffer out: to `idle` those the kernel no longer holds, to
+    /// `held` (boxed) the others.
+    fn take_all(&mut self, mut idle: impl FnMut(B), mut held: impl FnMut(Slot<B>)) {
+        for key in 0..self.entries.len() {
+            if let Some(e) = self.entries[key].take() {
+                self.free.push(key);
+                if e.ids > 0 {
+                    held(e.buf);
+                } else if let Some(buf) = self.unbox(e.buf) {
+                    idle(buf);
+                }
+            }
+        }
+    }
+}
+
+impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
+    /// Enables `SO_ZEROCOPY` on `fd` (see [`ZcSocket::new`]; a refused
+    /// socket comes back in the error).
+    pub fn new(fd: F) -> Result<Self, NewError<F>> {
+        ZcSocket::new(fd).map(Self::from_socket)
+    }
+
+    /// [`new`](Self::new) with room for `ids` outstanding send ids.
+    pub fn with_window(fd: F, ids: usize) -> Result<Self, NewError<F>> {
+        ZcSocket::with_window(fd, ids).map(Self::from_socket)
+    }
+
+    fn from_socket(sock: ZcSocket<F, usize>) -> Self {
+        ZcSender {
+            sock,
+            held: Held {
+                entries: Vec::new(),
+                free: Vec::new(),
+                spare: Vec::new(),
+                ready: VecDeque::new(),
+            },
+            partial: None,
+        }
+    }
+
+    /// The socket layer below (statistics, mode, system call counts,
+    /// linger time).
+    pub fn socket(&self) -> &ZcSocket<F, usize> {
+        &self.sock
+    }
+
+    /// The socket layer below, mutably (for [`ZcSocket::set_linger`]).
+    /// Sending or draining through it directly would bypass the sender's
+    /// bookkeeping: use the sender's methods for those.
+    pub fn socket_mut(&mut self) -> &mut ZcSocket<F, usize> {
+        &mut self.sock
+    }
+
+    /// Buffers held: in flight, in doubt or partly sent.
+    pub fn in_flight(&self) -> usize {
+        self.held.entries.len() - self.held.free.len()
     }
 
     /// Sends `buf` with `MSG_ZEROCOPY`, taking ownership of it until the
@@ -204,7 +250,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
                 Err(e) => return Err(e.with_token(buf)),
             }
         }
-        let key = self.insert(buf);
+        let key = self.held.insert(buf);
         self.push(key)
     }
 
@@ -237,10 +283,8 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     /// would block, or a send fails.
     fn push(&mut self, key: usize) -> Result<Progress, SendError<B>> {
         loop {
-            let Self { sock, entries, .. } = self;
-            let Some(entry) = entries.get_mut(key).and_then(Option::as_mut) else {
-                unreachable!("a key in use")
-            };
+            let Self { sock, held, .. } = self;
+            let entry = held.entry_mut(key);
             let Some(buf) = entry.buf.as_ref() else {
                 unreachable!("an entry holds its buffer")
             };
@@ -260,7 +304,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             if entry.sent >= len {
                 entry.done = true;
                 self.partial = None;
-                self.settle(key);
+                self.held.settle(key);
                 return Ok(Progress::Complete);
             }
             if entry.sent == before {
@@ -273,9 +317,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
 
     /// A send from buffer `key` failed with `e`.
     fn push_failed(&mut self, key: usize, e: SendError<usize>) -> Result<Progress, SendError<B>> {
-        let Some(entry) = self.entries.get_mut(key).and_then(Option::as_mut) else {
-            unreachable!("a key in use")
-        };
+        let entry = self.held.entry_mut(key);
         let untouched = entry.sent == 0 && entry.ids == 0;
         if let SendErrorKind::InDoubt { .. } = e.kind {
             // The socket keeps the key until the doubt is settled.
@@ -283,7 +325,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             entry.done = true;
         } else if untouched {
             self.partial = None;
-            return match self.remove(key) {
+            return match self.held.remove(key) {
                 Some(buf) => Err(e.with_token(buf)),
                 None => Err(e.without_token()),
             };
@@ -295,7 +337,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             entry.done = true;
         }
         self.partial = None;
-        self.settle(key);
+        self.held.settle(key);
         Err(e.without_token())
     }
 
@@ -304,23 +346,22 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     /// error-queue items go to `other`. Returns how many buffers became
     /// free.
     pub fn drain(&mut self, other: impl FnMut(ErrqueueItem<'_>)) -> Result<usize, DrainError> {
-        let before = self.ready.len();
-        let Self {
-            sock,
-            entries,
-            free,
-            spare,
-            ready,
-            ..
-        } = self;
-        let mut release = |r: Released<usize>| on_release(entries, free, spare, ready, r.token);
-        sock.drain(&mut release, other)?;
-        Ok(self.ready.len() - before)
+        let before = self.held.ready.len();
+        let Self { sock, held, .. } = self;
+        sock.drain(|r| held.release(r.token), other)?;
+        Ok(self.held.ready.len() - before)
     }
 
     /// The buffers the kernel is done with, in the order they became free.
     pub fn completed(&mut self) -> impl Iterator<Item = B> + '_ {
-        self.ready.drain(..)
+        self.held.ready.drain(..)
+    }
+
+    /// Waits until `timeout` for the outstanding completions; returns how
+    /// many sends are still outstanding.
+    fn linger(&mut self, timeout: Duration) -> usize {
+        let Self { sock, held, .. } = self;
+        sock.linger(timeout, &mut |r| held.release(r.token))
     }
 
     /// Waits for the error queue (see [`ZcSocket::wait`]).
@@ -342,32 +383,16 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     /// the socket: buffers the kernel finished with come back in
     /// [`Closed::completed`], the others as [`Unconfirmed`].
     pub fn close(mut self, timeout: Duration) -> Closed<B> {
-        let Self {
-            sock,
-            entries,
-            free,
-            spare,
-            ready,
-            ..
-        } = &mut self;
-        sock.linger(timeout, &mut |r| {
-            on_release(entries, free, spare, ready, r.token)
-        });
-        let mut unconfirmed = Vec::new();
-        for (key, slot) in entries.iter_mut().enumerate() {
-            if let Some(e) = slot.take() {
-                free.push(key);
-                if e.ids > 0 {
-                    // The kernel may read the box: leak it, hand out its
-                    // contents (the same heap bytes for a Vec or a Box).
-                    unconfirmed.extend(Box::leak(e.buf).take().map(Unconfirmed::new));
-                } else {
-                    ready.extend(take_buf(spare, e.buf));
-                }
-            }
-        }
-        sock.abandon();
-        let completed = ready.drain(..).collect();
+        self.linger(timeout);
+        let (mut completed, mut unconfirmed) = (Vec::new(), Vec::new());
+        completed.extend(self.held.ready.drain(..));
+        // The kernel may read a held box: leak it, hand out its contents
+        // (the same heap bytes for a Vec or a Box).
+        self.held.take_all(
+            |buf| completed.push(buf),
+            |slot| unconfirmed.extend(Box::leak(slot).take().map(Unconfirmed::new)),
+        );
+        self.sock.abandon();
         Closed {
             completed,
             unconfirmed,
@@ -375,58 +400,14 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     }
 }
 
-/// The buffer out of its box, the box kept for reuse.
-fn take_buf<B>(spare: &mut Vec<Slot<B>>, mut slot: Slot<B>) -> Option<B> {
-    let buf = slot.take();
-    spare.push(slot);
-    buf
-}
-
-/// One send id of buffer `key` completed.
-fn on_release<B>(
-    entries: &mut [Option<Entry<B>>],
-    free: &mut Vec<usize>,
-    spare: &mut Vec<Slot<B>>,
-    ready: &mut VecDeque<B>,
-    key: usize,
-) {
-    let Some(slot) = entries.get_mut(key) else {
-        return;
-    };
-    if let Some(e) = slot.as_mut() {
-        e.ids = e.ids.saturating_sub(1);
-        if e.ids == 0 && e.done {
-            if let Some(e) = slot.take() {
-                free.push(key);
-                ready.extend(take_buf(spare, e.buf));
-            }
-        }
-    }
-}
-
 impl<F: AsFd, B: AsRef<[u8]>> Drop for ZcSender<F, B> {
     fn drop(&mut self) {
-        let Self {
-            sock,
-            entries,
-            free,
-            spare,
-            ready,
-            ..
-        } = self;
-        if sock.tracker().outstanding() > 0 {
-            let timeout = sock.linger_time();
-            sock.linger(timeout, &mut |r| {
-                on_release(entries, free, spare, ready, r.token)
-            });
+        if self.sock.tracker().outstanding() > 0 {
+            self.linger(self.sock.linger_time());
         }
-        for e in entries.iter_mut().filter_map(Option::take) {
-            if e.ids > 0 {
-                // The kernel may still read it: never free or reuse it.
-                core::mem::forget(e.buf);
-            }
-        }
-        sock.abandon();
+        // The kernel may still read these: never free or reuse them.
+        self.held.take_all(drop, core::mem::forget);
+        self.sock.abandon();
     }
 }
 
