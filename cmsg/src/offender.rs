@@ -397,6 +397,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::tests::proptest_config())]
         #[test]
         fn offender_decodes_like_the_reference(
             arch in 0usize..15,
