@@ -178,23 +178,44 @@ pub(crate) type ErrqueueBatch = [ControlBuf<ERRQUEUE_CONTROL>; DRAIN_BATCH];
 /// One `recvmmsg` of up to [`DRAIN_BATCH`] error-queue messages without
 /// blocking, into `controls`. Returns each message's `(msg_controllen,
 /// msg_flags)`; an empty queue is `EAGAIN`.
+///
+/// Each message gets a one-byte data iovec (the payload is not needed and
+/// is truncated): qemu-user 7.2 answers a `recvmsg` without iovecs with
+/// success and no data, without asking the kernel, so a batch of empty
+/// messages would come back forever.
 pub(crate) fn recv_errqueue_batch(
     fd: BorrowedFd<'_>,
     controls: &mut ErrqueueBatch,
     out: &mut [(usize, MsgFlags); DRAIN_BATCH],
 ) -> Result<usize, SysError> {
+    let mut payload = [[0u8; 1]; DRAIN_BATCH];
+    let mut iovs: [libc::iovec; DRAIN_BATCH] = core::array::from_fn(|_| libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    });
     // SAFETY: mmsghdr is plain old data; all-zero is valid.
     let mut hdrs: [libc::mmsghdr; DRAIN_BATCH] = unsafe { core::mem::zeroed() };
-    for (h, c) in hdrs.iter_mut().zip(controls.iter_mut()) {
+    for (((h, c), iov), p) in hdrs
+        .iter_mut()
+        .zip(controls.iter_mut())
+        .zip(iovs.iter_mut())
+        .zip(payload.iter_mut())
+    {
+        *iov = libc::iovec {
+            iov_base: p.as_mut_ptr().cast(),
+            iov_len: 1,
+        };
+        h.msg_hdr.msg_iov = iov;
+        h.msg_hdr.msg_iovlen = 1;
         h.msg_hdr.msg_control = c.as_mut_bytes().as_mut_ptr().cast();
         h.msg_hdr.msg_controllen = ERRQUEUE_CONTROL as _;
     }
     let flags = (MsgFlags::ERRQUEUE | MsgFlags::DONTWAIT).bits() as libc::c_int;
     let (ptr, n) = (hdrs.as_mut_ptr(), DRAIN_BATCH as _);
     // SAFETY: `hdrs` holds DRAIN_BATCH headers, each pointing to its own
-    // writable control buffer of ERRQUEUE_CONTROL bytes; no data iovecs
-    // (error-queue payloads are not needed and are truncated). The buffers
-    // outlive the call; no timeout pointer.
+    // one-byte data buffer and its own writable control buffer of
+    // ERRQUEUE_CONTROL bytes, all of which outlive the call; no timeout
+    // pointer.
     let ret = unsafe { libc::recvmmsg(fd.as_raw_fd(), ptr, n, flags as _, core::ptr::null_mut()) };
     let got = check("recvmmsg", ret)? as usize;
     for (o, h) in out.iter_mut().zip(hdrs.iter()).take(got) {

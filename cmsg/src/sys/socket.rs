@@ -1321,7 +1321,9 @@ impl<F: AsFd, T> ZcSocket<F, T> {
                     first_bad.get_or_insert(e.into());
                 }
             }
-            if n < DRAIN_BATCH {
+            // A full batch may leave more behind; but after a bad message
+            // stop, so that no input, however broken, keeps this looping.
+            if n < DRAIN_BATCH || first_bad.is_some() {
                 return Ok(());
             }
         }
