@@ -23,6 +23,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +36,7 @@
 #include <netinet/in.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
@@ -940,6 +943,712 @@ out:
 		close(rx2);
 }
 
+/* ---- copy-back cases (conformance/src/guest/copyback.rs) -------------- */
+
+#define QUEUED_SENDS 3		/* cases::QUEUED_SENDS */
+#define BAD_CMSG_TYPE 0x7fff	/* cases::BAD_CMSG_TYPE */
+#define MIXED_SENDS 4		/* cases::MIXED_SENDS */
+#define MIXED_TTL 7		/* cases::MIXED_TTL */
+#define MMSG_ENTRIES 3		/* cases::MMSG_ENTRIES */
+#define MMSG_ROUNDS 2		/* cases::MMSG_ROUNDS */
+
+/* Appends to a reason: "...; " each. */
+static void why_add(char *why, size_t n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void why_add(char *why, size_t n, const char *fmt, ...)
+{
+	size_t o = strlen(why);
+	va_list ap;
+
+	if (o + 1 >= n)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why + o, n - o, fmt, ap);
+	va_end(ap);
+	o = strlen(why);
+	if (o + 2 < n)
+		strcpy(why + o, "; ");
+}
+
+/* Sends 0..n-1 (and nothing else) covered exactly once, copied. */
+static int cover_first(const struct cover *cv, int n, char *why, size_t wn)
+{
+	int i;
+
+	if (cv->bogus || cv->uncopied) {
+		why_add(why, wn, "%d ids never sent, %d ranges without the copied bit",
+			cv->bogus, cv->uncopied);
+		return 0;
+	}
+	for (i = 0; i < SENDS; i++) {
+		if (cv->count[i] != (i < n)) {
+			why_add(why, wn, "send %d completed %d times", i, cv->count[i]);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* n zerocopy sends of PAYLOAD bytes, printed; then waits for completions. */
+static int queue_completions(int fd, int n, char *why, size_t wn)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		ssize_t r = send(fd, payload, PAYLOAD, MSG_ZEROCOPY);
+
+		call("send_MSG_ZEROCOPY", r, errno);
+		if (r != PAYLOAD) {
+			why_add(why, wn, "zerocopy send %d returned %ld", i, (long)r);
+			return -1;
+		}
+	}
+	wait_err(fd, 1000);
+	usleep(50000);
+	return 0;
+}
+
+/* Reads the error queue until it is empty (nothing within 200 ms). */
+static void drain_empty(int fd, struct cover *cv, char *why, size_t wn)
+{
+	int i;
+
+	for (i = 0; i < 64; i++) {
+		ctlbuf u;
+		size_t len;
+		int flags;
+
+		wait_err(fd, 200);
+		if (recv_errq(fd, u.b, 256, &len, &flags) < 0) {
+			int e = errno;
+
+			call("recvmsg_errqueue", -1, e);
+			if (e != EAGAIN)
+				why_add(why, wn, "error-queue read: errno %d", e);
+			return;
+		}
+		raw("recv", u.b, len, flags, cv);
+	}
+}
+
+static void verdict(const char *c, const char *why, const char *ok)
+{
+	if (why[0])
+		end(c, "fail", why);
+	else
+		end(c, "ok", ok);
+}
+
+/* The placeholder at h set to its capacity and poisoned again. */
+static void rearm(struct cmsghdr *h)
+{
+	uint32_t n = ZC_MAX;
+
+	memcpy(CMSG_DATA(h), &n, 4);
+	memset(CMSG_DATA(h) + 4, ZC_POISON, ZC_MAX * ZC_ELEM);
+}
+
+/*
+ * failed_send: with QUEUED_SENDS completions queued on an SO_ZEROCOPY
+ * socket, one sendmsg (no MSG_ZEROCOPY) whose control buffer is a fresh
+ * poisoned placeholder followed by an unknown SOL_SOCKET message, so the
+ * send fails with EINVAL after the placeholder was processed. A kernel with
+ * the proposal hands the completions back in the placeholder anyway; one
+ * without refuses it and leaves them queued. Either way every id must turn
+ * up exactly once, in the buffer or on the error queue (read until empty).
+ */
+static void failed_send(const char *c)
+{
+	ctlbuf sent, u;
+	struct msghdr m;
+	struct cmsghdr *h;
+	struct cover cv;
+	size_t len, total, ctllen;
+	int tx, rx, e, o, flags = 0, err;
+	ssize_t r;
+	char why[512] = "";
+
+	memset(&cv, 0, sizeof(cv));
+	if (udp_pair(&tx, &rx) < 0) {
+		end(c, "fail", "udp pair");
+		return;
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	if (queue_completions(tx, QUEUED_SENDS, why, sizeof(why)) < 0) {
+		end(c, "fail", why);
+		goto out;
+	}
+	memset(sent.b, 0, sizeof(sent.b));
+	len = placeholder(sent.b);
+	total = len + CMSG_SPACE(4);
+	memset(&m, 0, sizeof(m));
+	m.msg_control = sent.b;
+	m.msg_controllen = total;
+	h = CMSG_NXTHDR(&m, CMSG_FIRSTHDR(&m));
+	if (!h || (unsigned char *)h != sent.b + len) {
+		end(c, "fail", "CMSG_NXTHDR found no room after the placeholder");
+		goto out;
+	}
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = BAD_CMSG_TYPE;
+	h->cmsg_len = CMSG_LEN(4);
+	memset(CMSG_DATA(h), 0, 4);
+	raw("send", sent.b, total, 0, NULL);
+	memcpy(u.b, sent.b, total);
+	ctllen = total;
+	r = send_ctl(tx, payload, 100, u.b, &ctllen, &flags, 0);
+	err = errno;
+	call("sendmsg_invalid_cmsg", r, err);
+	raw("after", u.b, ctllen < total ? ctllen : total, flags, NULL);
+	o = placeholder_outcome(u.b, sent.b, total, ctllen, flags, &cv);
+	if (o < 0) {
+		end(c, "fail", "placeholder came back corrupt");
+		goto out;
+	}
+	if (r >= 0 || err != EINVAL)
+		why_add(why, sizeof(why), "sendmsg returned %ld errno %d, want EINVAL",
+			(long)r, r < 0 ? err : 0);
+	drain_empty(tx, &cv, why, sizeof(why));
+	cover_first(&cv, QUEUED_SENDS, why, sizeof(why));
+	verdict(c, why, o > 0 ? "EINVAL; the completions came back in the placeholder" :
+		"EINVAL; placeholder unwritten, the completions stayed queued");
+out:
+	close(tx);
+	close(rx);
+}
+
+/*
+ * readonly_control: with QUEUED_SENDS completions queued, one sendmsg of
+ * 100 bytes (no MSG_ZEROCOPY) whose placeholder lies in a page made
+ * read-only, so the kernel cannot write its answer. The send must still
+ * return its byte count, and every completion must then be on the error
+ * queue (a kernel without the proposal refuses the placeholder with EINVAL,
+ * leaving them there too).
+ */
+static void readonly_control(const char *c)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	unsigned char *page;
+	ctlbuf sent;
+	struct cover cv;
+	size_t len, ctllen;
+	int tx, rx, e, o, flags = 0, err;
+	ssize_t r;
+	char why[512] = "";
+
+	memset(&cv, 0, sizeof(cv));
+	if (udp_pair(&tx, &rx) < 0) {
+		end(c, "fail", "udp pair");
+		return;
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	if (queue_completions(tx, QUEUED_SENDS, why, sizeof(why)) < 0) {
+		end(c, "fail", why);
+		goto out;
+	}
+	page = mmap(NULL, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (page == MAP_FAILED) {
+		end(c, "fail", "mmap");
+		goto out;
+	}
+	len = placeholder(page);
+	memcpy(sent.b, page, len);
+	raw("send", page, len, 0, NULL);
+	r = mprotect(page, pg, PROT_READ);
+	call("mprotect_readonly", r, errno);
+	if (r < 0) {
+		end(c, "fail", "mprotect");
+		munmap(page, pg);
+		goto out;
+	}
+	ctllen = len;
+	r = send_ctl(tx, payload, 100, page, &ctllen, &flags, 0);
+	err = errno;
+	call("sendmsg_readonly", r, err);
+	raw("after", page, ctllen < len ? ctllen : len, flags, NULL);
+	o = placeholder_outcome(page, sent.b, len, ctllen, flags, NULL);
+	if (o != 0)
+		why_add(why, sizeof(why), "a read-only placeholder came back %s",
+			o < 0 ? "corrupt" : "written");
+	if (r != 100 && !(r < 0 && err == EINVAL))
+		why_add(why, sizeof(why),
+			"sendmsg returned %ld errno %d; want 100 (or EINVAL without the proposal)",
+			(long)r, r < 0 ? err : 0);
+	drain_empty(tx, &cv, why, sizeof(why));
+	cover_first(&cv, QUEUED_SENDS, why, sizeof(why));
+	verdict(c, why, r < 0 ? "refused; all completions left on the error queue" :
+		"sent; all completions left on the error queue");
+	munmap(page, pg);
+out:
+	close(tx);
+	close(rx);
+}
+
+/* The IP_TTL of one datagram received on rx (printed), or -1. */
+static int recv_ttl(int rx)
+{
+	ctlbuf u;
+	struct msghdr m;
+	struct cmsghdr *h;
+	struct iovec iov;
+	char data[PAYLOAD];
+	int ttl = -1;
+	ssize_t r;
+
+	memset(&m, 0, sizeof(m));
+	memset(u.b, 0, sizeof(u.b));
+	iov.iov_base = data;
+	iov.iov_len = sizeof(data);
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = u.b;
+	m.msg_controllen = 64;
+	r = recvmsg(rx, &m, 0);
+	call("recvmsg_IP_TTL", r, errno);
+	if (r < 0)
+		return -1;
+	raw("recv", u.b, m.msg_controllen, m.msg_flags, NULL);
+	for (h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h))
+		if (h->cmsg_level == SOL_IP && h->cmsg_type == IP_TTL &&
+		    h->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(&ttl, CMSG_DATA(h), sizeof(int));
+	return ttl;
+}
+
+/* The messages a walk of m finds. */
+static int count_msgs(struct msghdr *m)
+{
+	struct cmsghdr *h;
+	int n = 0;
+
+	for (h = CMSG_FIRSTHDR(m); h; h = CMSG_NXTHDR(m, h))
+		n++;
+	return n;
+}
+
+/*
+ * A msghdr over PAYLOAD bytes and buf holding IP_TTL (MIXED_TTL), then a
+ * placeholder; returns the placeholder.
+ */
+static struct cmsghdr *mixed_msghdr(struct msghdr *m, struct iovec *iov, unsigned char *buf)
+{
+	struct cmsghdr *h, *ph;
+	int ttl = MIXED_TTL;
+
+	memset(buf, 0, CMSG_SPACE(sizeof(int)) + CMSG_SPACE(ZC_DATA));
+	memset(m, 0, sizeof(*m));
+	m->msg_control = buf;
+	m->msg_controllen = CMSG_SPACE(sizeof(int)) + CMSG_SPACE(ZC_DATA);
+	h = CMSG_FIRSTHDR(m);
+	h->cmsg_level = SOL_IP;
+	h->cmsg_type = IP_TTL;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &ttl, sizeof(int));
+	ph = CMSG_NXTHDR(m, h);
+	ph->cmsg_level = SOL_SOCKET;
+	ph->cmsg_type = SCM_ZC_NOTIFICATION;
+	ph->cmsg_len = CMSG_LEN(ZC_DATA);
+	rearm(ph);
+	iov->iov_base = payload;
+	iov->iov_len = PAYLOAD;
+	m->msg_iov = iov;
+	m->msg_iovlen = 1;
+	return ph;
+}
+
+/*
+ * mixed_cmsgs: one buffer holding IP_TTL (MIXED_TTL) and then a
+ * placeholder, and one msghdr over it, reused for MIXED_SENDS zerocopy UDP
+ * sends; between sends only the placeholder is re-armed. After each send
+ * the buffer, walked with the msg_controllen the kernel left, must still
+ * hold both messages, and the receiver (IP_RECVTTL) must see the TTL on
+ * every datagram. A kernel without the proposal refuses the first send
+ * with EINVAL.
+ */
+static void mixed_cmsgs(const char *c)
+{
+	ctlbuf u, sent;
+	struct msghdr m;
+	struct cmsghdr *ph;
+	struct iovec iov;
+	struct cover cv;
+	size_t len;
+	int tx, rx, e, i, o, one = 1, ttl, nsent = 0;
+	ssize_t r;
+	char why[512] = "";
+
+	memset(&cv, 0, sizeof(cv));
+	if (udp_pair(&tx, &rx) < 0) {
+		end(c, "fail", "udp pair");
+		return;
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	if (setsockopt(rx, SOL_IP, IP_RECVTTL, &one, sizeof(one)) < 0) {
+		end(c, "fail", "IP_RECVTTL");
+		goto out;
+	}
+	ph = mixed_msghdr(&m, &iov, u.b);
+	len = m.msg_controllen;
+	memcpy(sent.b, u.b, len);
+	raw("send", u.b, len, 0, NULL);
+	for (i = 0; i < MIXED_SENDS; i++) {
+		size_t left;
+
+		if (i > 0) {
+			wait_err(tx, 1000);
+			rearm(ph);
+		}
+		r = sendmsg(tx, &m, MSG_ZEROCOPY);
+		e = errno;
+		call("sendmsg_mixed", r, e);
+		left = m.msg_controllen < len ? m.msg_controllen : len;
+		raw("after", u.b, left, m.msg_flags, NULL);
+		if (m.msg_controllen != len || m.msg_flags || count_msgs(&m) != 2)
+			why_add(why, sizeof(why),
+				"send %d: msg_controllen %zu of %zu, msg_flags %#x, %d messages",
+				i, (size_t)m.msg_controllen, len, (unsigned)m.msg_flags,
+				count_msgs(&m));
+		o = placeholder_outcome(u.b, sent.b, len, m.msg_controllen, m.msg_flags, &cv);
+		if (o < 0) {
+			why_add(why, sizeof(why), "send %d: placeholder came back corrupt", i);
+			break;
+		}
+		/* No SCM_ZC_NOTIFICATION: refused, nothing sent. */
+		if (r < 0 && i == 0 && e == EINVAL && o == 0)
+			break;
+		if (r != PAYLOAD) {
+			why_add(why, sizeof(why), "send %d: returned %ld errno %d", i, (long)r,
+				r < 0 ? e : 0);
+			break;
+		}
+		nsent++;
+		ttl = recv_ttl(rx);
+		printf("VALUE name=ttl v=%d\n", ttl);
+		if (ttl != MIXED_TTL)
+			why_add(why, sizeof(why), "datagram %d arrived with TTL %d", i, ttl);
+	}
+	if (nsent) {
+		drain(tx, &cv, MIXED_SENDS);
+		cover_first(&cv, MIXED_SENDS, why, sizeof(why));
+	}
+	verdict(c, why, nsent ? "every send with its TTL, both messages kept" :
+		"placeholder refused");
+out:
+	close(tx);
+	close(rx);
+}
+
+/*
+ * Prints and checks each entry of a sendmmsg call: msg_len, msg_flags (must
+ * still be MSG_EOR) and the buffer after it. Returns how many placeholders
+ * came back written.
+ */
+static int mmsg_entries(struct mmsghdr *mm, ctlbuf *ctl, const unsigned char *sent, size_t len,
+			int round, struct cover *cv, char *why, size_t wn)
+{
+	int k, written = 0;
+
+	for (k = 0; k < MMSG_ENTRIES; k++) {
+		struct msghdr *h = &mm[k].msg_hdr;
+		size_t left = h->msg_controllen < len ? h->msg_controllen : len;
+		int o;
+
+		printf("VALUE name=msg_len v=%u\n", mm[k].msg_len);
+		printf("VALUE name=msg_flags v=%d\n", h->msg_flags);
+		raw("after", ctl[k].b, left, h->msg_flags, NULL);
+		if (h->msg_flags != MSG_EOR)
+			why_add(why, wn, "call %d entry %d: msg_flags %#x, want MSG_EOR", round, k,
+				(unsigned)h->msg_flags);
+		o = placeholder_outcome(ctl[k].b, sent, len, h->msg_controllen,
+					h->msg_flags & MSG_CTRUNC, cv);
+		if (o < 0)
+			why_add(why, wn, "call %d entry %d: placeholder corrupt", round, k);
+		written += o > 0;
+	}
+	return written;
+}
+
+/*
+ * sendmmsg_eor: MMSG_ROUNDS sendmmsg calls (MSG_ZEROCOPY) of the same array
+ * of MMSG_ENTRIES UDP messages to one address, each with MSG_EOR in its
+ * msg_flags and a placeholder of its own; between calls only the
+ * placeholders are re-armed. Each entry's msg_flags must still be MSG_EOR
+ * afterwards. A kernel without the proposal refuses the first entry with
+ * EINVAL.
+ */
+static void sendmmsg_eor(const char *c)
+{
+	struct mmsghdr mm[MMSG_ENTRIES];
+	struct iovec iov[MMSG_ENTRIES];
+	ctlbuf ctl[MMSG_ENTRIES], sent;
+	union addr a;
+	socklen_t alen;
+	struct cover cv;
+	size_t len = 0;
+	int tx, rx, e, k, round, nsent = 0;
+	char why[512] = "";
+
+	memset(&cv, 0, sizeof(cv));
+	memset(mm, 0, sizeof(mm));
+	rx = bound(0, SOCK_DGRAM, &a, &alen);
+	tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (rx < 0 || tx < 0) {
+		end(c, "fail", "udp sockets");
+		return;
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	for (k = 0; k < MMSG_ENTRIES; k++) {
+		len = placeholder(ctl[k].b);
+		raw("send", ctl[k].b, len, 0, NULL);
+		iov[k].iov_base = payload;
+		iov[k].iov_len = PAYLOAD;
+		mm[k].msg_hdr.msg_name = &a.sa;
+		mm[k].msg_hdr.msg_namelen = alen;
+		mm[k].msg_hdr.msg_iov = &iov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+		mm[k].msg_hdr.msg_control = ctl[k].b;
+		mm[k].msg_hdr.msg_controllen = len;
+		mm[k].msg_hdr.msg_flags = MSG_EOR;
+	}
+	memcpy(sent.b, ctl[0].b, len);
+	for (round = 0; round < MMSG_ROUNDS; round++) {
+		int r;
+
+		if (round > 0) {
+			wait_err(tx, 1000);
+			for (k = 0; k < MMSG_ENTRIES; k++)
+				rearm((struct cmsghdr *)ctl[k].b);
+		}
+		r = sendmmsg(tx, mm, MMSG_ENTRIES, MSG_ZEROCOPY);
+		e = errno;
+		call("sendmmsg", r, e);
+		/* No SCM_ZC_NOTIFICATION: the first entry refused. */
+		if (mmsg_entries(mm, ctl, sent.b, len, round, &cv, why, sizeof(why)) == 0 &&
+		    r < 0 && round == 0 && e == EINVAL)
+			break;
+		if (r != MMSG_ENTRIES) {
+			why_add(why, sizeof(why), "call %d: sendmmsg returned %d errno %d", round,
+				r, r < 0 ? e : 0);
+			break;
+		}
+		nsent += MMSG_ENTRIES;
+	}
+	if (nsent) {
+		drain(tx, &cv, MMSG_ENTRIES * MMSG_ROUNDS);
+		cover_first(&cv, MMSG_ENTRIES * MMSG_ROUNDS, why, sizeof(why));
+	}
+	verdict(c, why, nsent ? "every message sent, MSG_EOR kept" :
+		"placeholder refused, MSG_EOR kept");
+out:
+	close(tx);
+	close(rx);
+}
+
+static volatile sig_atomic_t signals;
+
+static void count_signal(int sig)
+{
+	(void)sig;
+	signals++;
+}
+
+/*
+ * Non-blocking sends until the send buffer is full, the window closed (the
+ * receiver does not read) and acknowledgements done: a round after a pause
+ * must not get a byte in. Returns the bytes queued, or -1.
+ */
+static long fill(int fd)
+{
+	static unsigned char chunk[4096];
+	long total = 0;
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		long round = 0;
+		ssize_t r;
+
+		while ((r = send(fd, chunk, sizeof(chunk), MSG_DONTWAIT)) > 0)
+			round += r;
+		if (r < 0 && errno != EAGAIN)
+			return -1;
+		total += round;
+		if (round == 0 && total > 0)
+			return total;
+		usleep(200000);
+	}
+	return -1;
+}
+
+/* Reads exactly n bytes of fd. */
+static int read_all(int fd, size_t n)
+{
+	char b[4096];
+
+	while (n > 0) {
+		ssize_t r = read(fd, b, n < sizeof(b) ? n : sizeof(b));
+
+		if (r <= 0)
+			return -1;
+		n -= r;
+	}
+	return 0;
+}
+
+/*
+ * The blocking send of restart, the helper child waiting on pipe end go;
+ * applies the placeholder's answer to cv and what is wrong to why.
+ */
+static void restart_send(int tx, int go, struct cover *cv, char *why, size_t wn)
+{
+	ctlbuf sent, u;
+	size_t len, ctllen;
+	int flags = 0, e, o, before;
+	ssize_t r;
+
+	len = placeholder(sent.b);
+	raw("send", sent.b, len, 0, NULL);
+	memcpy(u.b, sent.b, len);
+	ctllen = len;
+	before = signals;
+	if (write(go, "x", 1) != 1)
+		why_add(why, wn, "pipe");
+	r = send_ctl(tx, payload, PAYLOAD, u.b, &ctllen, &flags, 0);
+	e = errno;
+	call("sendmsg_restart", r, e);
+	printf("VALUE name=signals v=%d\n", signals - before);
+	raw("after", u.b, ctllen < len ? ctllen : len, flags, NULL);
+	o = placeholder_outcome(u.b, sent.b, len, ctllen, flags, cv);
+	if (o < 0)
+		why_add(why, wn, "placeholder came back corrupt");
+	else if (o == 0 && !(r < 0 && e == EINVAL))
+		why_add(why, wn, "placeholder left unwritten by a send that went out");
+	if (!(r < 0 && e == EINVAL) && (r != PAYLOAD || signals == before))
+		why_add(why, wn, "sendmsg returned %ld errno %d after %d signals; want %d after one",
+			(long)r, r < 0 ? e : 0, signals - before, PAYLOAD);
+}
+
+/*
+ * restart's helper: once the parent is about to block (a byte on pipe p),
+ * signals it, then drains the receiver rx until the parent shuts down.
+ */
+static void restart_child(int tx, int rx, int p[2])
+{
+	char b[4096];
+
+	close(tx);
+	close(p[1]);
+	if (read(p[0], b, 1) == 1) {
+		usleep(300000);
+		kill(getppid(), SIGUSR1);
+		usleep(300000);
+	}
+	while (read(rx, b, sizeof(b)) > 0)
+		;
+	_exit(0);
+}
+
+/*
+ * restart: QUEUED_SENDS completions queued on a TCP socket, its send buffer
+ * filled (the receiver reads nothing), then a blocking sendmsg of PAYLOAD
+ * bytes with a placeholder. Once it blocks, a child process signals this one
+ * (SIGUSR1, handled with SA_RESTART), so the call returns ERESTARTSYS inside
+ * the kernel and is restarted with the same arguments; later the child
+ * drains the receiver and the send completes. The restarted call must not
+ * fail, and every completion must show up once, in the placeholder or on the
+ * error queue.
+ */
+static void restart(const char *c)
+{
+	struct sigaction sa, old;
+	union addr a;
+	socklen_t alen;
+	struct cover cv;
+	int lfd, tx = -1, rx = -1, e, p[2] = { -1, -1 }, small = 4096;
+	long filled;
+	pid_t child = -1;
+	char why[512] = "";
+
+	memset(&cv, 0, sizeof(cv));
+	lfd = bound(0, SOCK_STREAM, &a, &alen);
+	/* Inherited by the accepted socket: a small window fills fast. */
+	if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)) < 0 ||
+	    listen(lfd, 1) < 0) {
+		end(c, "fail", "listener");
+		return;
+	}
+	tx = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (tx < 0 || connect(tx, &a.sa, alen) < 0 || (rx = accept(lfd, NULL, NULL)) < 0) {
+		end(c, "fail", "tcp pair");
+		goto out;
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	if (queue_completions(tx, QUEUED_SENDS, why, sizeof(why)) < 0 ||
+	    read_all(rx, QUEUED_SENDS * PAYLOAD) < 0) {
+		end(c, "fail", why[0] ? why : "receiving the zerocopy sends");
+		goto out;
+	}
+	/* Received, so soon acknowledged: every completion queued. */
+	wait_err(tx, 1000);
+	usleep(100000);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = count_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGUSR1, &sa, &old) < 0) {
+		end(c, "fail", "sigaction");
+		goto out;
+	}
+	setsockopt(tx, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	filled = fill(tx);
+	printf("VALUE name=filled v=%ld\n", filled);
+	if (filled < 0 || pipe(p) < 0) {
+		end(c, "fail", "filling the send buffer");
+		goto restore;
+	}
+	fflush(stdout);
+	child = fork();
+	if (child == 0)
+		restart_child(tx, rx, p);
+	close(p[0]);
+	restart_send(tx, p[1], &cv, why, sizeof(why));
+	drain_empty(tx, &cv, why, sizeof(why));
+	cover_first(&cv, QUEUED_SENDS, why, sizeof(why));
+	verdict(c, why, "every completion once");
+	close(p[1]);
+	/* The child reads until this end is shut down, after its signal. */
+	shutdown(tx, SHUT_RDWR);
+	if (child > 0)
+		waitpid(child, NULL, 0);
+restore:
+	sigaction(SIGUSR1, &old, NULL);
+out:
+	if (tx >= 0)
+		close(tx);
+	if (rx >= 0)
+		close(rx);
+	close(lfd);
+}
+
 /* Control messages through real sendmsg/recvmsg: SCM_RIGHTS and IP_TTL. */
 static void roundtrip(const char *c)
 {
@@ -1216,6 +1925,16 @@ static void run(const char *c)
 		inline_case(c, 1, 0);
 	else if (!strcmp(c, "bad_placeholder"))
 		bad_placeholder(c);
+	else if (!strcmp(c, "failed_send"))
+		failed_send(c);
+	else if (!strcmp(c, "restart"))
+		restart(c);
+	else if (!strcmp(c, "mixed_cmsgs"))
+		mixed_cmsgs(c);
+	else if (!strcmp(c, "sendmmsg_eor"))
+		sendmmsg_eor(c);
+	else if (!strcmp(c, "readonly_control"))
+		readonly_control(c);
 	else if (!strcmp(c, "cmsg_roundtrip"))
 		roundtrip(c);
 	else if (!strcmp(c, "ctrunc"))
@@ -1257,7 +1976,8 @@ int main(int argc, char **argv)
 	static const char *const all[] = {
 		"native_facts", "zc_tcp4", "zc_tcp6", "zc_udp4", "zc_udp6", "probe",
 		"hybrid", "inline_tcp4", "inline_tcp6", "inline_udp4", "inline_udp6",
-		"bad_placeholder", "cmsg_roundtrip", "ctrunc", "icmp", "enobufs",
+		"bad_placeholder", "failed_send", "restart", "mixed_cmsgs", "sendmmsg_eor",
+		"readonly_control", "cmsg_roundtrip", "ctrunc", "icmp", "enobufs",
 	};
 	size_t i;
 

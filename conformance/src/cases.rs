@@ -20,9 +20,35 @@ pub const PROBE_CAPACITY: usize = 16;
 pub const BAD_PLACEHOLDERS: [(&str, u32, usize); 3] =
     [("cap0", 0, 0), ("cap17", 17, 17), ("len_mismatch", 2, 3)];
 
+/// Zerocopy sends whose completions `failed_send`, `restart` and
+/// `readonly_control` queue before the call under test, which must leave
+/// every one of them accounted for.
+pub const QUEUED_SENDS: u32 = 3;
+
+/// The `SOL_SOCKET` control-message type `failed_send` puts after its
+/// placeholder: unknown to every kernel, so the send fails with `EINVAL`
+/// once the placeholder has been processed. Its data is 4 zero bytes.
+pub const BAD_CMSG_TYPE: i32 = 0x7fff;
+
+/// Sends of `mixed_cmsgs`, all through one reused buffer and `msghdr`.
+pub const MIXED_SENDS: u32 = 4;
+
+/// The `IP_TTL` `mixed_cmsgs` sends with (not the default 64), which the
+/// receiver must see on every datagram.
+pub const MIXED_TTL: i32 = 7;
+
+/// Messages per `sendmmsg` call of `sendmmsg_eor`, and calls.
+pub const MMSG_ENTRIES: usize = 3;
+/// See [`MMSG_ENTRIES`].
+pub const MMSG_ROUNDS: usize = 2;
+
+/// `MSG_EOR`, the same on every Linux architecture
+/// (`include/linux/socket.h`).
+pub const MSG_EOR: u32 = 0x80;
+
 /// Every case, in matrix order. `abi_facts` is run by the host runner (a C
 /// program built with the target's own toolchain); the others by the guest.
-pub const CASES: [&str; 17] = [
+pub const CASES: [&str; 22] = [
     "abi_facts",
     "native_facts",
     "zc_tcp4",
@@ -36,6 +62,11 @@ pub const CASES: [&str; 17] = [
     "inline_udp4",
     "inline_udp6",
     "bad_placeholder",
+    "failed_send",
+    "restart",
+    "mixed_cmsgs",
+    "sendmmsg_eor",
+    "readonly_control",
     "cmsg_roundtrip",
     "ctrunc",
     "icmp",
@@ -65,6 +96,11 @@ pub fn needs_zerocopy(case: &str) -> bool {
             | "inline_udp4"
             | "inline_udp6"
             | "bad_placeholder"
+            | "failed_send"
+            | "restart"
+            | "mixed_cmsgs"
+            | "sendmmsg_eor"
+            | "readonly_control"
             | "enobufs"
     )
 }
@@ -75,7 +111,17 @@ pub fn needs_zerocopy(case: &str) -> bool {
 pub fn proposal_case(case: &str) -> bool {
     matches!(
         case,
-        "probe" | "inline_tcp4" | "inline_tcp6" | "inline_udp4" | "inline_udp6" | "bad_placeholder"
+        "probe"
+            | "inline_tcp4"
+            | "inline_tcp6"
+            | "inline_udp4"
+            | "inline_udp6"
+            | "bad_placeholder"
+            | "failed_send"
+            | "restart"
+            | "mixed_cmsgs"
+            | "sendmmsg_eor"
+            | "readonly_control"
     )
 }
 
@@ -115,12 +161,15 @@ mod tests {
     #[test]
     fn case_lists_are_consistent() {
         assert_eq!(guest_cases().count(), CASES.len() - 1);
-        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 12);
+        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 17);
         // Every proposal case needs SO_ZEROCOPY (stock qemu-user: emu-unsup).
-        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 6);
+        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 11);
         assert!(CASES.iter().all(|c| !proposal_case(c) || needs_zerocopy(c)));
         let at = |name| CASES.iter().position(|c| *c == name).unwrap();
         assert_eq!(at("inline_tcp4"), at("hybrid") + 1);
+        assert_eq!(at("failed_send"), at("bad_placeholder") + 1);
+        const { assert!(QUEUED_SENDS < SENDS && MIXED_SENDS <= SENDS) };
+        const { assert!((MMSG_ENTRIES * MMSG_ROUNDS) as u32 <= SENDS) };
         let max = msgzc_abi::proposal::v8::ZC_NOTIFICATION_MAX;
         assert_eq!(BAD_PLACEHOLDERS[1], ("cap17", max + 1, max as usize + 1));
         assert_eq!(extra(Arch::Hppa, "ECONNREFUSED"), 239);

@@ -40,6 +40,8 @@
 //! `RAW dir=after`, also when the call failed (the proposal copies the
 //! placeholder back even then).
 
+mod copyback;
+
 use crate::cases::{guest_cases, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY, SENDS};
 use crate::report::{hex, jobj, jstr};
 use crate::table::table_row;
@@ -126,6 +128,11 @@ pub fn main(args: &[String]) -> ExitCode {
             "inline_udp4" => inline_case(false, false),
             "inline_udp6" => inline_case(false, true),
             "bad_placeholder" => bad_placeholder(),
+            "failed_send" => copyback::failed_send(),
+            "restart" => copyback::restart(),
+            "mixed_cmsgs" => copyback::mixed_cmsgs(),
+            "sendmmsg_eor" => copyback::sendmmsg_eor(),
+            "readonly_control" => copyback::readonly_control(),
             "cmsg_roundtrip" => roundtrip(),
             "ctrunc" => icmp_case(true),
             "icmp" => icmp_case(false),

@@ -18,6 +18,8 @@ use msgzc_cmsg::{
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+mod copyback;
+
 /// How a case ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -588,6 +590,11 @@ fn judge_lines(
             inline(ctx, &raws, &recvs, lines)
         }
         "bad_placeholder" => bad_placeholder(ctx, &raws, &recvs, lines),
+        "failed_send" => copyback::failed_send(ctx, &raws, &recvs, lines),
+        "restart" => copyback::restart(ctx, &raws, &recvs, lines),
+        "mixed_cmsgs" => copyback::mixed_cmsgs(ctx, &raws, &recvs, lines),
+        "sendmmsg_eor" => copyback::sendmmsg_eor(ctx, &raws, &recvs, lines),
+        "readonly_control" => copyback::readonly_control(ctx, &raws, &recvs, lines),
         "cmsg_roundtrip" => roundtrip(ctx, &raws, lines),
         "ctrunc" => {
             let [r] = recvs.as_slice() else {
@@ -1041,7 +1048,7 @@ fn roundtrip(ctx: Ctx, raws: &[Raw<'_>], lines: &[Line]) -> Result<Outcome, Stri
 mod tests {
     use super::*;
 
-    fn ctx(arch: Arch, emulated: bool) -> Ctx {
+    pub(super) fn ctx(arch: Arch, emulated: bool) -> Ctx {
         Ctx {
             arch,
             host: Arch::X86_64,
@@ -1067,7 +1074,7 @@ DONE
 ";
 
     /// Judges `case` of a guest's output `text`.
-    fn judge_text(ctx: Ctx, case: &'static str, text: &str) -> CaseResult {
+    pub(super) fn judge_text(ctx: Ctx, case: &'static str, text: &str) -> CaseResult {
         let log = GuestLog::parse(text);
         judge_case(ctx, case, log.cases.get(case).map(|v| &v[..]))
     }
@@ -1203,14 +1210,14 @@ END case=enobufs status=unsupported detail=x
 
     // ---- SCM_ZC_NOTIFICATION cases: transcripts built with msgzc-cmsg ----
 
-    fn kernel(arch: Arch) -> Ctx {
+    pub(super) fn kernel(arch: Arch) -> Ctx {
         Ctx {
             zc_kernel: true,
             ..ctx(arch, false)
         }
     }
 
-    fn word(t: Target, v: u32) -> [u8; 4] {
+    pub(super) fn word(t: Target, v: u32) -> [u8; 4] {
         match t.endian {
             Endian::Big => v.to_be_bytes(),
             Endian::Little => v.to_le_bytes(),
@@ -1219,7 +1226,7 @@ END case=enobufs status=unsupported detail=x
 
     /// A `RAW` line as a guest for `t` prints it (its own decoding being
     /// the library's).
-    fn raw_line(t: Target, dir: &str, bytes: &[u8], flags: u32) -> String {
+    pub(super) fn raw_line(t: Target, dir: &str, bytes: &[u8], flags: u32) -> String {
         let v = view::decode(t, bytes, bytes.len(), flags);
         format!(
             "RAW dir={dir} controllen={} flags={flags} hex={} {}",
@@ -1230,7 +1237,7 @@ END case=enobufs status=unsupported detail=x
     }
 
     /// One message built with the library.
-    fn cmsg(t: Target, level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
+    pub(super) fn cmsg(t: Target, level: i32, ty: i32, data: &[u8]) -> Vec<u8> {
         let mut buf = ControlBuf::<512>::new();
         let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
         b.push(level, ty, data).unwrap();
@@ -1239,7 +1246,7 @@ END case=enobufs status=unsupported detail=x
 
     /// The placeholder as a kernel with the proposal leaves it: `ranges`
     /// written (copied, reserved bytes zero), the other elements poisoned.
-    fn answered(t: Target, ranges: &[(u32, u32)]) -> Vec<u8> {
+    pub(super) fn answered(t: Target, ranges: &[(u32, u32)]) -> Vec<u8> {
         let mut data = word(t, ranges.len() as u32).to_vec();
         for &(lo, hi) in ranges {
             data.extend(word(t, lo));
@@ -1258,7 +1265,7 @@ END case=enobufs status=unsupported detail=x
 
     /// An error-queue read holding the zerocopy completion `lo..=hi`
     /// (copied), as `IP_RECVERR` with a zeroed offender.
-    fn completion(t: Target, lo: u32, hi: u32) -> String {
+    pub(super) fn completion(t: Target, lo: u32, hi: u32) -> String {
         let mut ee = word(t, 0).to_vec();
         ee.extend([5, 0, 1, 0]); // SO_EE_ORIGIN_ZEROCOPY, copied
         ee.extend(word(t, lo));
@@ -1328,11 +1335,11 @@ END case=enobufs status=unsupported detail=x
             .collect()
     }
 
-    fn outcome_of(c: Ctx, case: &'static str, text: &str) -> Outcome {
+    pub(super) fn outcome_of(c: Ctx, case: &'static str, text: &str) -> Outcome {
         judge_text(c, case, text).outcome
     }
 
-    fn fails_with(o: &Outcome, what: &str) -> bool {
+    pub(super) fn fails_with(o: &Outcome, what: &str) -> bool {
         matches!(o, Outcome::Fail(w) if w.contains(what))
     }
 
