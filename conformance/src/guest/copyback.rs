@@ -423,7 +423,10 @@ pub(super) fn mixed_cmsgs() -> End {
         }
         let done = match answer(&c, h.controllen(), h.flags()) {
             Ok(d) => d,
-            Err(err) => return End::Fail(format!("send {i}: {err}")),
+            Err(err) => {
+                wrong.push(format!("send {i}: {err}"));
+                break;
+            }
         };
         if ret < 0 && i == 0 && e == NATIVE.family.errno().einval && done.is_none() {
             break; // No SCM_ZC_NOTIFICATION: refused, nothing sent.
