@@ -161,9 +161,11 @@ pub mod v8 {
 
     /// `struct zc_info_elem`: one completed range of send ids.
     ///
-    /// The C struct is `{ __u32 lo; __u32 hi; __u8 zerocopy; }`, which has
-    /// alignment 4 and so three bytes of tail padding: 12 bytes in all. The
-    /// padding is explicit here. Careful: `zerocopy` is 1 when the pages were
+    /// v8's C struct is `{ __u32 lo; __u32 hi; __u8 zerocopy; }`: three
+    /// bytes of tail padding, 12 bytes in all, wherever `__u32` is 4-byte
+    /// aligned (every [`Arch`](crate::Arch); m68k, which aligns it to 2,
+    /// would make it 10). The padding is explicit here, as `reserved[3]` is
+    /// in this project's kernel patch. Careful: `zerocopy` is 1 when the pages were
     /// sent without copying, the opposite sense of
     /// `SO_EE_CODE_ZEROCOPY_COPIED`.
     ///
@@ -186,7 +188,8 @@ pub mod v8 {
         pub hi: U32<O>,
         /// 1: sent without copying; 0: the kernel copied.
         pub zerocopy: u8,
-        /// Tail padding of the C struct; the kernel leaves it as it was.
+        /// Tail padding of v8's C struct; the project's kernel patch writes
+        /// it as zero in each element it fills.
         pub pad: [u8; 3],
     }
 
