@@ -1074,7 +1074,7 @@ DONE
 ";
 
     /// Judges `case` of a guest's output `text`.
-    pub(super) fn judge_text(ctx: Ctx, case: &'static str, text: &str) -> CaseResult {
+    fn judge_text(ctx: Ctx, case: &'static str, text: &str) -> CaseResult {
         let log = GuestLog::parse(text);
         judge_case(ctx, case, log.cases.get(case).map(|v| &v[..]))
     }
