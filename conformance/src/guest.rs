@@ -49,9 +49,7 @@ use crate::view;
 use msgzc_abi::proposal::v8;
 use msgzc_abi::{Arch, IP_RECVERR, SOL_IP};
 use msgzc_cmsg::sys::{self, NewErrorKind, Released, SendErrorKind, ZcSocket, NATIVE};
-use msgzc_cmsg::{
-    CompletionTracker, ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange, ZC_POISON,
-};
+use msgzc_cmsg::{CompletionTracker, ControlBuf, ControlBuilder, ZcRange, ZC_POISON};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
@@ -608,13 +606,7 @@ fn placeholder_send(
     call("sendmsg_placeholder", ret, e);
     // The kernel writes back at most the `len` bytes it was given.
     raw("after", c.as_bytes(), controllen.min(len), mflags);
-    let answer = match c.zc_outcome(controllen, MsgFlags::from_bits_retain(mflags)) {
-        Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
-        Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
-        // An outcome a newer msgzc-cmsg reports: neither unwritten nor read.
-        Ok(other) => Err(format!("unknown placeholder outcome {other:?}")),
-        Err(err) => Err(err.to_string()),
-    };
+    let answer = copyback::answer(&c, controllen, mflags);
     (ret, e, answer)
 }
 

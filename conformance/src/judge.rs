@@ -13,7 +13,6 @@ use crate::view::{self, View};
 use msgzc_abi::{Arch, Endian, Target, IP_RECVERR, SOL_IP};
 use msgzc_cmsg::{
     decode_errqueue, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Offender, Walker,
-    ZcOutcome,
 };
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -395,22 +394,13 @@ fn check_placeholder(t: Target, raws: &[Raw<'_>]) -> Result<(), String> {
 
 /// What the host makes of a buffer a `sendmsg` left behind.
 fn host_outcome(t: Target, after: &Raw<'_>) -> Result<Option<Vec<msgzc_cmsg::ZcRange>>, String> {
-    let mut buf = ControlBuf::<256>::new();
-    let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).expect("aligned");
-    b.zc_placeholder(PROBE_CAPACITY).expect("fits");
-    let mut c = b.finish();
-    let n = after.bytes.len().min(256);
-    // SAFETY: the Control's buffer is 256 bytes long and `n <= 256`; this
-    // writes what the guest's kernel left in its buffer, as the kernel
-    // would have.
-    unsafe { core::ptr::copy_nonoverlapping(after.bytes.as_ptr(), c.as_mut_ptr(), n) };
-    match c.zc_outcome(after.controllen, MsgFlags::from_bits_retain(after.flags)) {
-        Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
-        Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
-        // An outcome a newer msgzc-cmsg reports: neither unwritten nor read.
-        Ok(other) => Err(format!("unknown placeholder outcome {other:?}")),
-        Err(e) => Err(format!("placeholder came back corrupt: {e}")),
-    }
+    copyback::outcome_as(
+        t,
+        &|b| {
+            b.zc_placeholder(PROBE_CAPACITY).expect("fits");
+        },
+        after,
+    )
 }
 
 /// Counts the ids the ranges cover; fails on foreign ids, repeats and

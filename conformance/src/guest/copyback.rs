@@ -71,10 +71,16 @@ impl Cover {
 /// What the library makes of the placeholder in `c` after `sendmsg` left
 /// `controllen` and `flags`: its completions (`None`: unwritten), or why
 /// it is corrupt.
-fn answer(c: &Control<'_>, controllen: usize, flags: u32) -> Result<Option<Vec<ZcRange>>, String> {
+pub(super) fn answer(
+    c: &Control<'_>,
+    controllen: usize,
+    flags: u32,
+) -> Result<Option<Vec<ZcRange>>, String> {
     match c.zc_outcome(controllen, MsgFlags::from_bits_retain(flags)) {
         Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
         Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
+        // An outcome a newer msgzc-cmsg reports: neither unwritten nor read.
+        Ok(other) => Err(format!("unknown placeholder outcome {other:?}")),
         Err(e) => Err(format!("placeholder came back corrupt: {e}")),
     }
 }

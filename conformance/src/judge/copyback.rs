@@ -41,7 +41,7 @@ fn word(t: Target, v: i32) -> [u8; 4] {
 
 /// What the library makes of `after`, a buffer that `f` built and a
 /// `sendmsg` left behind: the completions written (`None`: unwritten).
-fn outcome_as(
+pub(super) fn outcome_as(
     t: Target,
     f: &dyn Fn(&mut ControlBuilder<'_>),
     after: &Raw<'_>,
@@ -58,6 +58,8 @@ fn outcome_as(
     match c.zc_outcome(after.controllen, MsgFlags::from_bits_retain(after.flags)) {
         Ok(ZcOutcome::Unwritten { .. }) | Ok(ZcOutcome::NotRequested) => Ok(None),
         Ok(ZcOutcome::Written(done)) => Ok(Some(done.iter().collect())),
+        // An outcome a newer msgzc-cmsg reports: neither unwritten nor read.
+        Ok(other) => Err(format!("unknown placeholder outcome {other:?}")),
         Err(e) => Err(format!("placeholder came back corrupt: {e}")),
     }
 }
