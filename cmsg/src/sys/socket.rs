@@ -293,22 +293,61 @@ enum Answer {
     Corrupt(ZcError),
 }
 
-/// The mode after a placeholder send that left `answer` (`failed`: the
-/// errno, if `sendmsg` failed), and whether to send the data again without
-/// the placeholder. A failed send that left the placeholder unwritten
-/// proves nothing, except the probe's `EINVAL`; anything the kernel wrote
-/// counts whether or not the send failed.
-fn next_mode(mode: NotifyMode, failed: Option<i32>, answer: Answer) -> (NotifyMode, bool) {
-    match (answer, failed) {
-        (Answer::Written, _) => (NotifyMode::Inline, false),
-        (Answer::Corrupt(e), _) => (NotifyMode::ErrorQueue(Fallback::Corrupt(e)), false),
-        (Answer::Unwritten, None) => (NotifyMode::ErrorQueue(Fallback::Unwritten), false),
-        (Answer::Unwritten, Some(e))
-            if e == NATIVE.family.errno().einval && mode == NotifyMode::Unprobed =>
-        {
-            (NotifyMode::ErrorQueue(Fallback::Rejected), true)
+/// Successful sends in a row that must leave the placeholder unwritten
+/// before an unprobed socket gives up on the proposal. One is not enough:
+/// some paths of a kernel that implements it never parse `SOL_SOCKET`
+/// control messages (TCP Fast Open data sent with the SYN, appends to a
+/// corked UDP datagram, kTLS, RDS), and the next send may well take one
+/// that does.
+const UNWRITTEN_BEFORE_FALLBACK: u8 = 8;
+
+/// Where the kernel's support for the proposal stands on a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Probe {
+    mode: NotifyMode,
+    /// Successful sends in a row that left the placeholder unwritten while
+    /// unprobed.
+    unwritten: u8,
+}
+
+impl Probe {
+    const UNPROBED: Probe = Probe {
+        mode: NotifyMode::Unprobed,
+        unwritten: 0,
+    };
+
+    /// The probe after a placeholder send that left `answer` (`failed`:
+    /// the errno, if `sendmsg` failed), and whether to send the data again
+    /// without the placeholder. A failed send that left the placeholder
+    /// unwritten proves nothing, except the first probe's `EINVAL`;
+    /// anything the kernel wrote counts whether or not the send failed. An
+    /// unwritten answer after a written one only means that this send took
+    /// a path that does not parse control messages: the socket stays
+    /// inline, and the completions it did not take stay on the error
+    /// queue.
+    fn after(self, failed: Option<i32>, answer: Answer) -> (Probe, bool) {
+        let mode = |mode| Probe { mode, unwritten: 0 };
+        match (answer, failed, self.mode) {
+            (Answer::Written, _, _) => (mode(NotifyMode::Inline), false),
+            (Answer::Corrupt(e), _, _) => {
+                (mode(NotifyMode::ErrorQueue(Fallback::Corrupt(e))), false)
+            }
+            (Answer::Unwritten, None, NotifyMode::Unprobed) => {
+                let unwritten = self.unwritten.saturating_add(1);
+                if unwritten >= UNWRITTEN_BEFORE_FALLBACK {
+                    (mode(NotifyMode::ErrorQueue(Fallback::Unwritten)), false)
+                } else {
+                    let probe = Probe { unwritten, ..self };
+                    (probe, false)
+                }
+            }
+            (Answer::Unwritten, Some(e), NotifyMode::Unprobed)
+                if e == NATIVE.family.errno().einval =>
+            {
+                (mode(NotifyMode::ErrorQueue(Fallback::Rejected)), true)
+            }
+            (Answer::Unwritten, _, _) => (self, false),
         }
-        (Answer::Unwritten, Some(_)) => (mode, false),
     }
 }
 
@@ -320,8 +359,10 @@ pub enum Fallback {
     /// `sendmsg` with the placeholder failed with `EINVAL` (the kernel does
     /// not know the type, or, on 6.12+, it means `SCM_DEVMEM_LINEAR`).
     Rejected,
-    /// `sendmsg` succeeded but left the placeholder unwritten (e.g. parisc
-    /// 6.13+ taking the number as `SCM_TS_OPT_ID`).
+    /// Successful sends left the placeholder unwritten, several in a row
+    /// and none ever written (a kernel that accepts the number for
+    /// something else, or never parses control messages on this socket's
+    /// path).
     Unwritten,
     /// The kernel wrote something no v8 kernel writes.
     Corrupt(ZcError),
@@ -623,7 +664,7 @@ pub struct ZcSocket<F: AsFd, T> {
     /// may keep one (datagram sockets).
     datagram: bool,
     tracker: BoxedTracker<T>,
-    mode: NotifyMode,
+    probe: Probe,
     calls: SyscallCounts,
     /// Sends left to make by copy after ENOBUFS with nothing outstanding.
     copies_left: u32,
@@ -698,7 +739,7 @@ impl<F: AsFd, T> ZcSocket<F, T> {
                 fd: Some(fd),
                 datagram: ty != s.sock_stream,
                 tracker,
-                mode: NotifyMode::Unprobed,
+                probe: Probe::UNPROBED,
                 calls: SyscallCounts::default(),
                 copies_left: 0,
                 saw_pollerr: false,
@@ -749,7 +790,7 @@ impl<F: AsFd, T> ZcSocket<F, T> {
 
     /// How completions are received (see [`send_notify`](Self::send_notify)).
     pub fn mode(&self) -> NotifyMode {
-        self.mode
+        self.probe.mode
     }
 
     /// System calls made so far (see [`SyscallCounts`]).
@@ -949,9 +990,15 @@ impl<F: AsFd, T> ZcSocket<F, T> {
     ///
     /// The first such send probes the kernel: when it fails with `EINVAL`
     /// and the placeholder unwritten, the data is sent again without the
-    /// placeholder, and on that `EINVAL` or an unwritten placeholder after a
-    /// successful send the socket switches to the error queue for good
-    /// ([`mode`](Self::mode) says why). Should the data alone fail with
+    /// placeholder, and the socket switches to the error queue for good
+    /// ([`mode`](Self::mode) says why). So it does after eight successful
+    /// sends in a row that left the placeholder unwritten with none ever
+    /// written: a single one proves nothing, since a kernel with the
+    /// proposal never parses control messages on some paths (TCP Fast Open
+    /// data sent with the SYN, appends to a corked UDP datagram, kTLS,
+    /// RDS). Once a placeholder came back written the socket stays inline,
+    /// and a later unwritten one only leaves its completions on the error
+    /// queue. Should the data alone fail with
     /// `EINVAL` too, that was not the placeholder's doing: the socket stays
     /// unprobed and the error is returned. Either way, call
     /// [`drain`](Self::drain) too: completions that arrive after the last
@@ -996,7 +1043,7 @@ impl<F: AsFd, T> ZcSocket<F, T> {
         capacity: usize,
         mut release: impl FnMut(Released<T>),
     ) -> Result<SentNotify<T>, SendError<T>> {
-        if matches!(self.mode, NotifyMode::ErrorQueue(_)) || self.must_copy() {
+        if matches!(self.mode(), NotifyMode::ErrorQueue(_)) || self.must_copy() {
             return self.send(data, token).map(SentNotify::plain);
         }
         if self.tracker.is_full() {
@@ -1054,7 +1101,7 @@ impl<F: AsFd, T> ZcSocket<F, T> {
                 // The same EINVAL without the placeholder: it was not the
                 // placeholder's, so support is still unknown.
                 if matches!(&r, Err(e) if e.errno() == Some(NATIVE.family.errno().einval)) {
-                    self.mode = NotifyMode::Unprobed;
+                    self.probe = Probe::UNPROBED;
                 }
                 r
             }
@@ -1092,9 +1139,10 @@ impl<F: AsFd, T> ZcSocket<F, T> {
             Ok(_) => Answer::Unwritten,
             Err(e) => Answer::Corrupt(e),
         };
-        let before = self.mode;
-        let (mode, resend) = next_mode(before, res.as_ref().err().map(|e| e.errno), answer);
-        self.mode = mode;
+        let (probe, resend) = self
+            .probe
+            .after(res.as_ref().err().map(|e| e.errno), answer);
+        self.probe = probe;
         if let Ok(ZcOutcome::Written(done)) = outcome {
             for range in done.iter() {
                 match self.apply(range, release) {
@@ -1481,6 +1529,12 @@ mod tests {
         NATIVE.family.errno().einval
     }
 
+    /// `Probe::after` from a probe in `mode` (no unwritten streak).
+    fn next_mode(mode: NotifyMode, failed: Option<i32>, answer: Answer) -> (NotifyMode, bool) {
+        let (probe, resend) = Probe { mode, unwritten: 0 }.after(failed, answer);
+        (probe.mode, resend)
+    }
+
     #[test]
     fn only_what_the_kernel_wrote_decides_the_mode_after_a_failed_send() {
         use Answer::*;
@@ -1496,11 +1550,6 @@ mod tests {
                     (ErrorQueue(Fallback::Corrupt(corrupt)), false)
                 );
             }
-            // Unwritten by a successful send: not implemented.
-            assert_eq!(
-                next_mode(mode, None, Unwritten),
-                (ErrorQueue(Fallback::Unwritten), false)
-            );
             // Unwritten by a send that failed otherwise: nothing learnt.
             assert_eq!(next_mode(mode, Some(enobufs), Unwritten), (mode, false));
         }
@@ -1513,6 +1562,45 @@ mod tests {
             next_mode(Inline, Some(einval()), Unwritten),
             (Inline, false)
         );
+    }
+
+    #[test]
+    fn one_path_that_never_parses_control_messages_is_no_reason_to_fall_back() {
+        use Answer::*;
+        // Inline: an unwritten answer on success (a corked append, Fast
+        // Open data) leaves the socket inline, however many in a row.
+        let mut p = Probe {
+            mode: NotifyMode::Inline,
+            unwritten: 0,
+        };
+        for _ in 0..2 * UNWRITTEN_BEFORE_FALLBACK {
+            p = p.after(None, Unwritten).0;
+        }
+        assert_eq!(p.mode, NotifyMode::Inline);
+        // Unprobed: only a run of them gives up, and a written answer or
+        // a failed send in between does not count towards it.
+        let mut p = Probe::UNPROBED;
+        for _ in 1..UNWRITTEN_BEFORE_FALLBACK {
+            p = p.after(None, Unwritten).0;
+            p = p.after(Some(libc::EAGAIN), Unwritten).0;
+        }
+        assert_eq!(p.mode, NotifyMode::Unprobed);
+        let fallen = p.after(None, Unwritten).0.mode;
+        assert_eq!(fallen, NotifyMode::ErrorQueue(Fallback::Unwritten));
+        let again = p.after(None, Written).0;
+        assert_eq!(
+            again,
+            Probe {
+                mode: NotifyMode::Inline,
+                unwritten: 0
+            }
+        );
+        // A written answer resets the count for good: inline from then on.
+        let mut p = again;
+        for _ in 0..UNWRITTEN_BEFORE_FALLBACK {
+            p = p.after(None, Unwritten).0;
+        }
+        assert_eq!(p.mode, NotifyMode::Inline);
     }
 
     fn udp() -> (ZcSocket<UdpSocket, u32>, UdpSocket) {
