@@ -265,9 +265,11 @@ arches! {
 
 impl Arch {
     /// The architecture this code was compiled for, if it is a named one.
+    /// Android counts as Linux: its kernel is Linux, and the kernel, not
+    /// the C library, defines every number and layout here.
     pub const fn native() -> Option<Arch> {
         cfg_if::cfg_if! {
-            if #[cfg(not(target_os = "linux"))] {
+            if #[cfg(not(any(target_os = "linux", target_os = "android")))] {
                 None
             } else if #[cfg(all(target_arch = "x86_64", target_pointer_width = "64"))] {
                 Some(Arch::X86_64)

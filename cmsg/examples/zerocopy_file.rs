@@ -11,30 +11,30 @@
 //!
 //! Linux only, like `msgzc_cmsg::sys`; elsewhere it says so and exits.
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use msgzc_cmsg::sys::{Progress, ZcSender};
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use msgzc_cmsg::Advice;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use std::io::Read;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use std::net::{TcpListener, TcpStream};
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 use std::time::Duration;
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const BUFS: usize = 8;
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 const BUF_SIZE: usize = 64 * 1024;
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn checksum(acc: u64, bytes: &[u8]) -> u64 {
     bytes
         .iter()
         .fold(acc, |a, &b| a.wrapping_mul(31).wrapping_add(u64::from(b)))
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "android"))]
 fn main() -> std::io::Result<()> {
     let data = match std::env::args().nth(1) {
         Some(path) => std::fs::read(path)?,
@@ -126,7 +126,7 @@ fn main() -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
 fn main() {
     eprintln!("zerocopy_file needs Linux: msgzc_cmsg::sys exists only there");
     std::process::exit(1);

@@ -483,7 +483,10 @@ impl<'a> Control<'a> {
 
     /// The whole underlying buffer, for the socket layer: the kernel may
     /// write back into it.
-    #[cfg(any(test, all(feature = "std", target_os = "linux")))]
+    #[cfg(any(
+        test,
+        all(feature = "std", any(target_os = "linux", target_os = "android"))
+    ))]
     pub(crate) fn buffer_mut(&mut self) -> &mut [u8] {
         self.buf
     }

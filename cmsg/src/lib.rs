@@ -17,8 +17,9 @@
 //!   tokens and hands each token back exactly once.
 //!
 //! With the `std` feature (default), [`sys`] adds the Linux socket calls. It
-//! exists only when building for Linux (`target_os = "linux"`); on every
-//! other target (macOS, Windows, Android, the BSDs, bare metal) the crate is
+//! exists only when building for a Linux kernel (`target_os = "linux"` or
+//! `"android"`; Android is type-checked in CI, not run); on every other
+//! target (macOS, Windows, the BSDs, bare metal) the crate is
 //! the core above whatever its features, so a dependency graph that turns
 //! `std` on still builds there.
 //!
@@ -61,7 +62,7 @@ mod offender;
 mod tracker;
 mod walk;
 
-#[cfg(all(feature = "std", target_os = "linux"))]
+#[cfg(all(feature = "std", any(target_os = "linux", target_os = "android")))]
 #[allow(unsafe_code)]
 pub mod sys;
 
