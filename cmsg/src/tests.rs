@@ -853,3 +853,153 @@ proptest! {
         prop_assert!(n <= bytes.len() / t.cmsg().header_size() + 1);
     }
 }
+
+#[test]
+fn apply_errqueue_applies_every_usable_message_and_keeps_the_first_error() {
+    let zc = |lo, hi, code| Ee {
+        errno: 0,
+        origin: 5,
+        ty: 0,
+        code,
+        info: lo,
+        data: hi,
+    };
+    let icmp = Ee {
+        errno: 111,
+        origin: 2,
+        ty: 3,
+        code: 3,
+        info: 0,
+        data: 0,
+    };
+    for t in all_targets() {
+        let mut tracker = CompletionTracker::<char, 8>::new();
+        for c in ['a', 'b', 'c', 'd'] {
+            tracker.register(c).unwrap();
+        }
+        // 0..=1 copied, an ICMP error, 5 (never sent), 2, a short
+        // IP_RECVERR, then 3: the refusal is the first error, and every
+        // good message on either side of the bad ones is applied.
+        let mut b = recverr(t, 0, 11, zc(0, 1, 1), &[]);
+        b.extend(recverr(t, 0, 11, icmp, &[2, 0, 0, 0, 127, 0, 0, 1]));
+        b.extend(recverr(t, 0, 11, zc(5, 5, 0), &[]));
+        b.extend(recverr(t, 0, 11, zc(2, 2, 0), &[]));
+        b.extend(forge(t, 0, 11, &[0; 8]));
+        b.extend(recverr(t, 0, 11, zc(3, 3, 0), &[]));
+        let (mut freed, mut others) = (Vec::new(), 0);
+        let r = apply_errqueue(
+            &mut tracker,
+            t,
+            &b,
+            b.len(),
+            MsgFlags::ERRQUEUE,
+            |id, tok, copied| freed.push((id, tok, copied)),
+            |_| others += 1,
+        );
+        assert_eq!((r.ranges, r.released, r.other), (4, 4, 1), "{t:?}");
+        assert_eq!(others, 1);
+        assert_eq!(
+            freed,
+            [
+                (0, 'a', true),
+                (1, 'b', true),
+                (2, 'c', false),
+                (3, 'd', false)
+            ]
+        );
+        let refused = CompletionError::NotOutstanding {
+            range: ZcRange {
+                lo: 5,
+                hi: 5,
+                copied: false,
+            },
+            id: 5,
+        };
+        assert_eq!(r.error, Some(ApplyError::Completion(refused)));
+        assert_eq!(tracker.outstanding(), 0);
+    }
+}
+
+#[test]
+fn apply_errqueue_reports_decode_and_walk_errors() {
+    let t = Arch::Mips.target();
+    let mut tracker = CompletionTracker::<u8, 4>::new();
+    tracker.register(7).unwrap();
+    // A short IP_RECVERR first, then a completion, then a header whose
+    // length runs past the end: the decode error is the one reported.
+    let mut b = forge(t, 0, 11, &[0; 8]);
+    b.extend(recverr(
+        t,
+        0,
+        11,
+        Ee {
+            errno: 0,
+            origin: 5,
+            ty: 0,
+            code: 0,
+            info: 0,
+            data: 0,
+        },
+        &[],
+    ));
+    let mut tail = forge(t, 1, 2, &[]);
+    let header = Header {
+        len: 4096,
+        level: 1,
+        ty: 2,
+    };
+    assert!(write_header(t, &mut tail, header));
+    b.extend(&tail);
+    let mut freed = Vec::new();
+    let r = apply_errqueue(
+        &mut tracker,
+        t,
+        &b,
+        b.len(),
+        MsgFlags::ERRQUEUE,
+        |_, tok, _| freed.push(tok),
+        |_| {},
+    );
+    assert_eq!(
+        (r.ranges, r.released, r.other, freed),
+        (1, 1, 0, std::vec![7])
+    );
+    let Some(ApplyError::Decode(e)) = r.error else {
+        panic!("{:?}", r.error)
+    };
+    assert_eq!(ApplyError::Decode(e).to_string(), e.to_string());
+    // Only the bad header: the walk error, in its own words.
+    let r = apply_errqueue(
+        &mut tracker,
+        t,
+        &tail,
+        tail.len(),
+        MsgFlags::empty(),
+        |_, _, _| {},
+        |_| {},
+    );
+    let Some(ApplyError::Walk(w)) = r.error else {
+        panic!("{:?}", r.error)
+    };
+    assert!(matches!(
+        w.kind,
+        WalkErrorKind::LenPastEnd { len: 4096, .. }
+    ));
+    assert_eq!(ApplyError::Walk(w).to_string(), w.to_string());
+    let c = CompletionError::AlreadyCompleted {
+        range: ZcRange {
+            lo: 0,
+            hi: 0,
+            copied: false,
+        },
+        id: 0,
+    };
+    assert_eq!(ApplyError::Completion(c).to_string(), c.to_string());
+    assert_eq!(
+        r,
+        Applied {
+            error: r.error,
+            ..Applied::default()
+        }
+    );
+}
