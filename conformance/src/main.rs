@@ -15,9 +15,10 @@
 //!                         one agent as PID 1 on a real kernel under qemu-system
 //! msgzc-conformance bench [--proto ..] [--interval 1,32] [--size N] [--secs S]
 //!                         [--json PATH] [--markdown PATH]   end-to-end throughput
-//! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched]
-//!                         [--markdown PATH] [-- BENCH-ARGS]  the same, as PID 1
-//!                                                          under qemu-system
+//!                         [--selftest MSG_ZEROCOPY] [--calibrate-only]
+//! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]
+//!                         [--selftest] [--markdown PATH] [-- BENCH-ARGS]
+//!                                  the same, as PID 1 under qemu-system
 //! ```
 //!
 //! The guest agent performs real system calls and prints one line per
@@ -47,8 +48,10 @@ fn usage() -> ExitCode {
          msgzc-conformance guest [CASE..]\n  \
          msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT\n  \
          msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH] [--kernel stock|patched] [--fetch]\n  \
-         msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P]\n  \
-         msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched] [--markdown P] [-- BENCH-ARGS]"
+         msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P] \
+         [--selftest MSG_ZEROCOPY] [--calibrate-only]\n  \
+         msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy] [--selftest] \
+         [--markdown P] [-- BENCH-ARGS]"
     );
     ExitCode::from(2)
 }

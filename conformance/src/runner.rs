@@ -128,6 +128,7 @@ impl Tier {
             Tier::QemuPatched => "qemu-patched",
             Tier::System(KernelKind::Stock) => "system",
             Tier::System(KernelKind::Patched) => "system-patched",
+            Tier::System(KernelKind::LoopbackZc) => "system-loopback-zerocopy",
         }
     }
 

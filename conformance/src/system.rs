@@ -7,7 +7,7 @@
 //!   fragments in `conformance/kernel/` otherwise; Debian's qemu-system-*
 //!   7.2 and firmware extracted into the cache). [`Kernel::locate`] asks it
 //!   for the directories, fetching or building on demand.
-//! - [`initramfs`] writes the newc archive without root: `/init` (the
+//! - [`initramfs_with`] writes the newc archive without root: `/init` (the
 //!   static guest agent), `/dev/console`, `/dev/null`, `/proc`, `/sys`.
 //! - [`boot`] runs QEMU with the machine, CPU and console of the kernel's
 //!   architecture. The guest's arguments follow `--` on the kernel command
@@ -73,6 +73,10 @@ pub enum KernelKind {
     /// A self-built 6.1 with `SCM_ZC_NOTIFICATION`
     /// (`conformance/kernel/0001-*.patch`).
     Patched,
+    /// The patched kernel with
+    /// `conformance/kernel/test-only/loopback-zerocopy.patch` too: loopback
+    /// keeps `MSG_ZEROCOPY` pages. For benchmarks only.
+    LoopbackZc,
 }
 
 impl KernelKind {
@@ -81,6 +85,7 @@ impl KernelKind {
         match self {
             KernelKind::Stock => "stock",
             KernelKind::Patched => "patched",
+            KernelKind::LoopbackZc => "loopback-zerocopy",
         }
     }
 
@@ -89,6 +94,7 @@ impl KernelKind {
         match s {
             "stock" => Some(KernelKind::Stock),
             "patched" => Some(KernelKind::Patched),
+            "loopback-zerocopy" => Some(KernelKind::LoopbackZc),
             _ => None,
         }
     }
@@ -98,6 +104,21 @@ impl KernelKind {
         match self {
             KernelKind::Stock => &KERNEL_ARCHS,
             KernelKind::Patched => &PATCHED_ARCHS,
+            KernelKind::LoopbackZc => &[Arch::X86_64],
+        }
+    }
+
+    /// Whether the kernel implements `SCM_ZC_NOTIFICATION`.
+    pub fn has_proposal(self) -> bool {
+        self != KernelKind::Stock
+    }
+
+    /// `ci/kernels`' options that select this kind.
+    fn ci_args(self) -> &'static [&'static str] {
+        match self {
+            KernelKind::Stock => &[],
+            KernelKind::Patched => &["--patched"],
+            KernelKind::LoopbackZc => &["--patched", "--variant", "loopback-zerocopy"],
         }
     }
 
@@ -228,10 +249,8 @@ impl Kernel {
         if !fetch {
             cmd.arg("--print-dir");
         }
-        if kind == KernelKind::Patched {
-            cmd.arg("--patched");
-        }
         let out = cmd
+            .args(kind.ci_args())
             .args(["--arch", &names.join(",")])
             .stdin(Stdio::null())
             .stderr(if fetch {
@@ -249,12 +268,8 @@ impl Kernel {
                 .map(|(_, d)| PathBuf::from(d.trim()))
         };
         let how = format!(
-            "run ci/kernels{} --arch {}",
-            if kind == KernelKind::Patched {
-                " --patched"
-            } else {
-                ""
-            },
+            "run ci/kernels {} --arch {}",
+            kind.ci_args().join(" "),
             names.join(",")
         );
         let Some(qemu_root) = find("qemu-system") else {
@@ -343,16 +358,21 @@ fn newc_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, rdev: (u32, u3
 /// An uncompressed newc initramfs holding `init` as `/init` (mode 0755),
 /// `/dev/console` (c 5 1), `/dev/null` (c 1 3) and empty `/proc`, `/sys`.
 /// Written in memory: no root, no `cpio`.
-pub fn initramfs(init: &[u8]) -> Vec<u8> {
+/// `extra` adds executables (mode 0755) at top-level names after `init`.
+pub fn initramfs_with(init: &[u8], extra: &[(&str, &[u8])]) -> Vec<u8> {
     const DIR: u32 = 0o040755;
     const CHR: u32 = 0o020000;
-    let mut out = Vec::with_capacity(init.len() + 1024);
+    let size: usize = extra.iter().map(|(_, d)| d.len()).sum();
+    let mut out = Vec::with_capacity(init.len() + size + 1024);
     newc_entry(&mut out, 1, "dev", DIR, (0, 0), &[]);
     newc_entry(&mut out, 2, "dev/console", CHR | 0o600, (5, 1), &[]);
     newc_entry(&mut out, 3, "dev/null", CHR | 0o666, (1, 3), &[]);
     newc_entry(&mut out, 4, "proc", DIR, (0, 0), &[]);
     newc_entry(&mut out, 5, "sys", DIR, (0, 0), &[]);
     newc_entry(&mut out, 6, "init", 0o100755, (0, 0), init);
+    for (ino, (name, data)) in (7..).zip(extra) {
+        newc_entry(&mut out, ino, name, 0o100755, (0, 0), data);
+    }
     newc_entry(&mut out, 0, "TRAILER!!!", 0, (0, 0), &[]);
     out
 }
@@ -586,9 +606,32 @@ pub fn boot(
     guest_args: &[&str],
     timeout: Duration,
 ) -> Result<SystemRun, String> {
-    let init = std::fs::read(guest).map_err(|e| format!("{}: {e}", guest.display()))?;
+    boot_with(kernel, guest, &[], guest_args, timeout)
+}
+
+/// [`boot`] with more static binaries in the initramfs: each `(name,
+/// path)` becomes `/name`.
+pub fn boot_with(
+    kernel: &Kernel,
+    guest: &Path,
+    extra: &[(&str, &Path)],
+    guest_args: &[&str],
+    timeout: Duration,
+) -> Result<SystemRun, String> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let init = read(guest)?;
+    let data = extra
+        .iter()
+        .map(|(_, p)| read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let files: Vec<(&str, &[u8])> = extra
+        .iter()
+        .map(|(n, _)| *n)
+        .zip(data.iter().map(Vec::as_slice))
+        .collect();
     let initrd = scratch("initrd.cpio");
-    std::fs::write(&initrd, initramfs(&init)).map_err(|e| format!("{}: {e}", initrd.display()))?;
+    std::fs::write(&initrd, initramfs_with(&init, &files))
+        .map_err(|e| format!("{}: {e}", initrd.display()))?;
     let r = boot_initrd(kernel, &initrd, guest_args, timeout);
     let _ = std::fs::remove_file(&initrd);
     r
@@ -690,7 +733,7 @@ pub fn judge(run: &SystemRun, guest: Arch, lang: &str) -> Vec<crate::judge::Case
         host: run.kernel_arch,
         emulated: false,
         patched: false,
-        zc_kernel: run.kernel_kind == KernelKind::Patched,
+        zc_kernel: run.kernel_kind.has_proposal(),
     };
     let log = GuestLog::parse(&run.guest_output());
     let mut cases = judge_guest(ctx, lang, &log);
@@ -907,100 +950,138 @@ pub fn bench_table(transcript: &str) -> Option<String> {
         .then(|| body.join("\n").trim_end().to_string() + "\n")
 }
 
+/// `system-bench`'s options.
+struct BenchArgs {
+    target: Arch,
+    kind: KernelKind,
+    markdown: Option<String>,
+    timeout: Duration,
+    /// Put the kernel's msg_zerocopy selftest in the initramfs.
+    selftest: bool,
+    bench: Vec<String>,
+}
+
+fn bench_usage() -> ExitCode {
+    eprintln!(
+        "usage: msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]\n\
+         \x20                                     [--selftest] [--markdown PATH] [--timeout SECS] [-- BENCH-ARGS]\n\
+         defaults: --target x86_64 --kernel patched -- --net loopback --size 8192 --secs 2 --interval 1,32\n\
+         --selftest: the kernel's own msg_zerocopy (ci/msg-zerocopy) as /msg_zerocopy, run by bench --selftest"
+    );
+    ExitCode::from(2)
+}
+
+fn parse_bench_args(args: &[String]) -> Option<BenchArgs> {
+    let mut o = BenchArgs {
+        target: Arch::X86_64,
+        kind: KernelKind::Patched,
+        markdown: None,
+        timeout: Duration::from_secs(1800),
+        selftest: false,
+        bench: ["--net", "loopback", "--size", "8192", "--secs", "2"]
+            .into_iter()
+            .chain(["--interval", "1,32"])
+            .map(String::from)
+            .collect(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" => o.target = Arch::from_name(it.next()?)?,
+            "--kernel" => o.kind = KernelKind::from_name(it.next()?)?,
+            "--markdown" => o.markdown = Some(it.next()?.clone()),
+            "--timeout" => o.timeout = Duration::from_secs(it.next()?.parse().ok()?),
+            "--selftest" => o.selftest = true,
+            "--" => {
+                o.bench = it.by_ref().cloned().collect();
+                break;
+            }
+            _ => return None,
+        }
+    }
+    Some(o)
+}
+
+/// `ci/msg-zerocopy`: the kernel selftest built from `kernel`'s source.
+fn build_selftest(kernel: &Kernel) -> Result<PathBuf, String> {
+    let script = crate_root().join("ci/msg-zerocopy");
+    let out = Command::new(&script)
+        .arg(&kernel.dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        return Err(format!(
+            "ci/msg-zerocopy {}: {}",
+            kernel.dir.display(),
+            out.status
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
 /// The `system-bench` subcommand: `msgzc-conformance bench` as PID 1 on a
 /// kernel under qemu-system, so that `zc-inline` meets a kernel that
 /// implements `SCM_ZC_NOTIFICATION`. Under TCG only the ratios between the
 /// modes of one run mean anything.
 pub fn bench_main(args: &[String]) -> ExitCode {
-    let usage = || {
-        eprintln!(
-            "usage: msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched]\n\
-             \x20                                     [--markdown PATH] [--timeout SECS] [-- BENCH-ARGS]\n\
-             defaults: --target x86_64 --kernel patched -- --net loopback --size 8192 --secs 2 --interval 1,32"
-        );
-        ExitCode::from(2)
+    let Some(o) = parse_bench_args(args) else {
+        return bench_usage();
     };
-    let (mut target, mut kind) = (Arch::X86_64, KernelKind::Patched);
-    let (mut markdown, mut timeout) = (None, Duration::from_secs(1800));
-    let mut bench: Vec<String> = ["--net", "loopback", "--size", "8192", "--secs", "2"]
-        .into_iter()
-        .chain(["--interval", "1,32"])
-        .map(String::from)
-        .collect();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--target" => match it.next().and_then(|n| Arch::from_name(n)) {
-                Some(t) => target = t,
-                None => return usage(),
-            },
-            "--kernel" => match it.next().and_then(|k| KernelKind::from_name(k)) {
-                Some(k) => kind = k,
-                None => return usage(),
-            },
-            "--markdown" => match it.next() {
-                Some(p) => markdown = Some(p.clone()),
-                None => return usage(),
-            },
-            "--timeout" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
-                Some(s) => timeout = Duration::from_secs(s),
-                None => return usage(),
-            },
-            "--" => {
-                bench = it.by_ref().cloned().collect();
-                break;
-            }
-            _ => return usage(),
+    match system_bench(&o) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("system-bench: {e}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Boots the bench; `Ok(false)` when it ran but did not end cleanly.
+fn system_bench(o: &BenchArgs) -> Result<bool, String> {
+    let (target, kind) = (o.target, o.kind);
     if target.rust_triple().is_none() || !kind.has(target) {
-        eprintln!(
-            "system-bench: needs a Rust agent and a {} {target} kernel",
+        return Err(format!(
+            "needs a Rust agent and a {} {target} kernel",
             kind.name()
-        );
-        return ExitCode::FAILURE;
+        ));
     }
-    let kernel = match Kernel::locate(target, kind, true) {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("system-bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let guest = match build_rust_guest(target) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("system-bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    if o.selftest && target != Arch::X86_64 {
+        return Err("--selftest: ci/msg-zerocopy builds for x86_64 only".into());
+    }
+    let kernel = Kernel::locate(target, kind, true)?;
+    let guest = build_rust_guest(target)?;
     let mut guest_args = vec!["bench"];
-    guest_args.extend(bench.iter().map(String::as_str));
+    guest_args.extend(o.bench.iter().map(String::as_str));
+    let mut extra = Vec::new();
+    let selftest;
+    if o.selftest {
+        selftest = build_selftest(&kernel)?;
+        extra.push(("msg_zerocopy", selftest.as_path()));
+        guest_args.extend(["--selftest", "/msg_zerocopy"]);
+    }
     eprintln!(
         "system-bench: {} on {} {target} kernel {} (qemu-system, TCG)",
         guest_args.join(" "),
         kind.name(),
         kernel.release
     );
-    let run = match boot(&kernel, &guest, &guest_args, timeout) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("system-bench: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let run = boot_with(&kernel, &guest, &extra, &guest_args, o.timeout)?;
     let Some(table) = bench_table(&run.transcript) else {
-        eprintln!(
-            "system-bench: no result table ({}); console:\n{}",
+        return Err(format!(
+            "no result table ({}); console:\n{}",
             run.status(),
             run.transcript
-        );
-        return ExitCode::FAILURE;
+        ));
     };
     let cmd = format!(
-        "msgzc-conformance system-bench --target {target} --kernel {} -- {}",
+        "msgzc-conformance system-bench --target {target} --kernel {}{} -- {}",
         kind.name(),
-        bench.join(" ")
+        if o.selftest { " --selftest" } else { "" },
+        o.bench.join(" ")
     );
     let doc = format!(
         "Under `qemu-system-{}` (TCG, one vCPU) on the {} {target} kernel {}, \
@@ -1011,18 +1092,13 @@ pub fn bench_main(args: &[String]) -> ExitCode {
         run.secs
     );
     print!("{doc}");
-    if let Some(p) = markdown {
-        if let Err(e) = std::fs::write(&p, &doc) {
-            eprintln!("{p}: {e}");
-            return ExitCode::FAILURE;
-        }
+    if let Some(p) = &o.markdown {
+        std::fs::write(p, &doc).map_err(|e| format!("{p}: {e}"))?;
     }
-    if run.status() == "ok" {
-        ExitCode::SUCCESS
-    } else {
+    if run.status() != "ok" {
         eprintln!("system-bench: {}", run.status());
-        ExitCode::FAILURE
     }
+    Ok(run.status() == "ok")
 }
 
 #[cfg(test)]
@@ -1062,7 +1138,7 @@ mod tests {
 
     #[test]
     fn initramfs_is_newc_with_init_and_console() {
-        let img = initramfs(b"\x7fELF-ish payload");
+        let img = initramfs_with(b"\x7fELF-ish payload", &[]);
         assert_eq!(img.len() % 4, 0);
         let e = read_newc(&img);
         let names: Vec<&str> = e.iter().map(|x| x.0.as_str()).collect();
@@ -1075,6 +1151,12 @@ mod tests {
         assert_eq!(e[5].1, 0o100755);
         assert_eq!(e[5].3, b"\x7fELF-ish payload");
         assert_eq!(e[0].1 & 0o170000, 0o040000);
+        let img = initramfs_with(b"init", &[("msg_zerocopy", b"\x7fELF2"), ("x", b"")]);
+        let e = read_newc(&img);
+        assert_eq!(e.len(), 8);
+        assert_eq!((e[6].0.as_str(), e[6].1), ("msg_zerocopy", 0o100755));
+        assert_eq!(e[6].3, b"\x7fELF2");
+        assert_eq!((e[7].0.as_str(), e[7].3.len()), ("x", 0));
     }
 
     #[test]
