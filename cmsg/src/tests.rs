@@ -1003,3 +1003,67 @@ fn apply_errqueue_reports_decode_and_walk_errors() {
         }
     );
 }
+
+#[test]
+fn settling_a_send_in_doubt_as_unconsumed_frees_its_id_for_the_next_send() {
+    let mut t = CompletionTracker::<char, 4>::starting_at(u32::MAX);
+    t.register('a').unwrap();
+    assert_eq!(t.register_in_doubt('b'), Ok(0));
+    assert_eq!(t.settle_unconsumed(), Some('b'));
+    assert_eq!(t.settle_unconsumed(), None);
+    assert_eq!((t.outstanding(), t.next_id(), t.stats().sent), (1, 0, 1));
+    // The id the failed send would have held is the next send's.
+    assert_eq!(t.register('c'), Ok(0));
+    let mut freed = Vec::new();
+    let range = ZcRange {
+        lo: u32::MAX,
+        hi: 0,
+        copied: false,
+    };
+    assert_eq!(t.complete(range, |id, tok, _| freed.push((id, tok))), Ok(2));
+    assert_eq!(freed, [(u32::MAX, 'a'), (0, 'c')]);
+    assert_eq!((t.outstanding(), t.stats().sent), (0, 2));
+}
+
+#[test]
+fn outstanding_tokens_are_taken_in_id_order_from_a_wrapped_window() {
+    let mut t = CompletionTracker::<char, 4>::new();
+    for c in ['a', 'b', 'c', 'd'] {
+        t.register(c).unwrap();
+    }
+    let done = |lo, hi| ZcRange {
+        lo,
+        hi,
+        copied: false,
+    };
+    // The window's head moves to slot 2; e and f wrap to slots 0 and 1;
+    // d completes out of order and is skipped.
+    t.complete(done(0, 1), |_, _, _| {}).unwrap();
+    t.register('e').unwrap();
+    t.register('f').unwrap();
+    t.complete(done(3, 3), |_, _, _| {}).unwrap();
+    t.register_in_doubt('g').unwrap_err();
+    let mut left = Vec::new();
+    t.take_outstanding(|id, tok| left.push((id, tok)));
+    assert_eq!(left, [(2, 'c'), (4, 'e'), (5, 'f')]);
+    assert_eq!((t.outstanding(), t.next_id(), t.in_doubt()), (0, 6, None));
+    // The window is empty and whole again, starting at the next id.
+    for (k, c) in ['h', 'i', 'j', 'k'].into_iter().enumerate() {
+        assert_eq!(t.register(c), Ok(6 + k as u32));
+    }
+}
+
+#[test]
+fn leaked_tokens_are_counted_and_never_dropped() {
+    use std::rc::Rc;
+    let token = Rc::new(());
+    let mut t = CompletionTracker::<Rc<()>, 4>::new();
+    for _ in 0..3 {
+        t.register(Rc::clone(&token)).unwrap();
+    }
+    assert_eq!(t.leak_outstanding(), 3);
+    // Three clones forgotten, none dropped.
+    assert_eq!(Rc::strong_count(&token), 4);
+    assert_eq!((t.outstanding(), t.next_id()), (0, 3));
+    assert_eq!(t.leak_outstanding(), 0);
+}
