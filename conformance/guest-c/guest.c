@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -301,6 +302,13 @@ static int bound(int v6, int type, union addr *a, socklen_t *alen)
 	return fd;
 }
 
+/* Whether this agent is PID 1 on a bare kernel (the system tier). */
+static int is_init;
+
+/* Whether this agent has set SO_ZEROCOPY yet: as PID 1, its first enable is
+ * the first since boot (first_enable). */
+static int zc_enabled;
+
 /* SO_ZEROCOPY; returns 0 or the errno, printed either way. */
 static int zc_enable(int fd)
 {
@@ -309,6 +317,8 @@ static int zc_enable(int fd)
 	int e = errno;
 
 	call("setsockopt_SO_ZEROCOPY", r, e);
+	if (r == 0)
+		zc_enabled = 1;
 	return r < 0 ? e : 0;
 }
 
@@ -1822,8 +1832,188 @@ static void ctrunc(const char *c)
 	close(tx);
 }
 
-/* Whether this agent is PID 1 on a bare kernel (the system tier). */
-static int is_init;
+/* ---- first_enable (conformance/src/guest/first_enable.rs) ----------- */
+
+#define FIRST_THREADS 2				/* cases::FIRST_THREADS */
+#define FIRST_SENDS (SENDS / FIRST_THREADS)	/* cases::FIRST_SENDS */
+#define FIRST_SPIN 4				/* cases::FIRST_SPIN */
+#define FIRST_REFUSALS 8			/* cases::FIRST_REFUSALS */
+
+/* Shared by the main thread and the senders (__atomic builtins). */
+static int first_attempts, first_enabled, first_stop;
+
+/* A placeholder send that was not a plain refusal. */
+struct first_sent {
+	long ret;
+	int err, flags, early;	/* early: started before the enable returned */
+	size_t ctllen;
+	ctlbuf after;
+};
+
+struct first_sender {
+	int fd, refused_before, refused_after, n;
+	struct first_sent sent[FIRST_SENDS];
+};
+
+/*
+ * A sender: placeholder sends (MSG_ZEROCOPY) until FIRST_SENDS went out,
+ * FIRST_REFUSALS were refused after the enable, a send failed otherwise, or
+ * the main thread says stop.
+ */
+static void *first_sender_run(void *arg)
+{
+	struct first_sender *s = arg;
+	ctlbuf ph;
+	size_t len = placeholder(ph.b);
+	int went = 0;
+
+	while (!__atomic_load_n(&first_stop, __ATOMIC_SEQ_CST)) {
+		int after_enable = __atomic_load_n(&first_enabled, __ATOMIC_SEQ_CST);
+		struct first_sent *x = &s->sent[s->n];
+		ssize_t r;
+		int err;
+
+		memcpy(x->after.b, ph.b, len);
+		x->ctllen = len;
+		x->flags = 0;
+		r = send_ctl(s->fd, payload, PAYLOAD, x->after.b, &x->ctllen, &x->flags,
+			     MSG_ZEROCOPY);
+		err = errno;
+		__atomic_fetch_add(&first_attempts, 1, __ATOMIC_SEQ_CST);
+		if (r < 0 && err == EINVAL && x->ctllen == len && !x->flags &&
+		    !memcmp(x->after.b, ph.b, len)) {
+			if (!after_enable)
+				s->refused_before++;
+			else if (++s->refused_after >= FIRST_REFUSALS)
+				break;
+			continue;
+		}
+		x->ret = r;
+		x->err = err;
+		x->early = !after_enable;
+		if (x->ctllen > len)
+			x->ctllen = len;
+		s->n++;
+		if (r != PAYLOAD || ++went == FIRST_SENDS)
+			break;
+	}
+	return NULL;
+}
+
+/* Prints what the senders saw and requires every id exactly once. */
+static void first_account(const char *c, int tx, const struct first_sender *s)
+{
+	struct cover cv;
+	int i, j, before = 0, after = 0, early = 0, went = 0, written = 0, unwritten = 0;
+	long inline_ids;
+	char why[512] = "", ok[160];
+	ctlbuf ph;
+	size_t len = placeholder(ph.b);
+
+	memset(&cv, 0, sizeof(cv));
+	for (i = 0; i < FIRST_THREADS; i++) {
+		before += s[i].refused_before;
+		after += s[i].refused_after;
+		for (j = 0; j < s[i].n; j++)
+			early += s[i].sent[j].early && s[i].sent[j].ret >= 0;
+	}
+	printf("VALUE name=refused_before v=%d\n", before);
+	printf("VALUE name=refused_after v=%d\n", after);
+	printf("VALUE name=sent_early v=%d\n", early);
+	for (i = 0; i < FIRST_THREADS; i++) {
+		for (j = 0; j < s[i].n; j++) {
+			const struct first_sent *x = &s[i].sent[j];
+			ctlbuf u = x->after;
+			int o;
+
+			call("sendmsg_first", x->ret, x->err);
+			raw("after", u.b, x->ctllen, x->flags, NULL);
+			if (x->ret != PAYLOAD) {
+				why_add(why, sizeof(why), "a placeholder send returned %ld errno %d",
+					x->ret, x->err);
+				continue;
+			}
+			went++;
+			o = placeholder_outcome(u.b, ph.b, len, x->ctllen, x->flags, &cv);
+			if (o < 0)
+				why_add(why, sizeof(why), "placeholder came back corrupt");
+			else if (o > 0)
+				written++;
+			else
+				unwritten++;
+		}
+	}
+	inline_ids = cv.ids;
+	if (written && (unwritten || after))
+		why_add(why, sizeof(why),
+			"%d placeholders answered, yet %d of sends that went out came back "
+			"unwritten and %d were refused after the enable", written, unwritten, after);
+	if (went)
+		drain(tx, &cv, went);
+	drain_empty(tx, &cv, why, sizeof(why));
+	cover_first(&cv, went, why, sizeof(why));
+	snprintf(ok, sizeof(ok), "%d sends, %ld ids inline, every id once; %d refusals "
+		 "before the enable, %d after", went, inline_ids, before, after);
+	verdict(c, why, ok);
+}
+
+/*
+ * first_enable: FIRST_THREADS threads send on one UDP socket with a fresh
+ * placeholder each time while this thread sets SO_ZEROCOPY on it (UDP reads
+ * control messages without the socket lock setsockopt holds). Until then
+ * each placeholder is refused with EINVAL and nothing is sent. Every send
+ * that went out must come back exactly once, in a placeholder or on the
+ * error queue. As PID 1 with no SO_ZEROCOPY before, the enable is the first
+ * since boot, which turns on the patch's static key: a placeholder taken
+ * while it was still off would never be written back.
+ */
+static void first_enable(const char *c)
+{
+	static struct first_sender s[FIRST_THREADS];
+	pthread_t th[FIRST_THREADS];
+	int tx, rx, e, i, started = 0, first = is_init && !zc_enabled;
+	double deadline;
+	ctlbuf ph;
+
+	if (udp_pair(&tx, &rx) < 0) {
+		end(c, "fail", "udp pair");
+		return;
+	}
+	printf("VALUE name=first_enable v=%d\n", first);
+	if (!first)
+		printf("NOTE first_enable=no: not PID 1, or SO_ZEROCOPY set earlier in this run\n");
+	raw("send", ph.b, placeholder(ph.b), 0, NULL);
+	fflush(stdout);
+	memset(s, 0, sizeof(s));
+	__atomic_store_n(&first_attempts, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&first_enabled, 0, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&first_stop, 0, __ATOMIC_SEQ_CST);
+	for (i = 0; i < FIRST_THREADS; i++) {
+		s[i].fd = tx;
+		if (pthread_create(&th[i], NULL, first_sender_run, &s[i]) != 0)
+			break;
+		started++;
+	}
+	/* Enable while they send: after each has had a few refusals. */
+	deadline = now() + 10;
+	while (__atomic_load_n(&first_attempts, __ATOMIC_SEQ_CST) < FIRST_THREADS * FIRST_SPIN &&
+	       started == FIRST_THREADS && now() < deadline)
+		sched_yield();
+	e = zc_enable(tx);
+	__atomic_store_n(&first_enabled, 1, __ATOMIC_SEQ_CST);
+	if (e || started < FIRST_THREADS)
+		__atomic_store_n(&first_stop, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	if (started < FIRST_THREADS)
+		end(c, "fail", "pthread_create");
+	else if (e)
+		zc_refused(c, e);
+	else
+		first_account(c, tx, s);
+	close(tx);
+	close(rx);
+}
 
 /* ENOBUFS from an exhausted optmem budget, in a private network namespace.
  * As PID 1 the machine is ours and the case stays in the initial namespace:
@@ -1903,6 +2093,8 @@ static void run(const char *c)
 	printf("CASE name=%s\n", c);
 	if (!strcmp(c, "native_facts"))
 		native_facts(c);
+	else if (!strcmp(c, "first_enable"))
+		first_enable(c);
 	else if (!strcmp(c, "zc_tcp4"))
 		zc_case(c, 0, 1);
 	else if (!strcmp(c, "zc_tcp6"))
@@ -1974,7 +2166,7 @@ static void power_off(void)
 int main(int argc, char **argv)
 {
 	static const char *const all[] = {
-		"native_facts", "zc_tcp4", "zc_tcp6", "zc_udp4", "zc_udp6", "probe",
+		"native_facts", "first_enable", "zc_tcp4", "zc_tcp6", "zc_udp4", "zc_udp6", "probe",
 		"hybrid", "inline_tcp4", "inline_tcp6", "inline_udp4", "inline_udp6",
 		"bad_placeholder", "failed_send", "restart", "mixed_cmsgs", "sendmmsg_eor",
 		"readonly_control", "cmsg_roundtrip", "ctrunc", "icmp", "enobufs",

@@ -46,11 +46,31 @@ pub const MMSG_ROUNDS: usize = 2;
 /// (`include/linux/socket.h`).
 pub const MSG_EOR: u32 = 0x80;
 
+/// Threads of `first_enable` that send with placeholders while the main
+/// thread turns `SO_ZEROCOPY` on.
+pub const FIRST_THREADS: u32 = 2;
+
+/// Sends each `first_enable` sender makes once its placeholders are
+/// accepted; all of them together are at most [`SENDS`] ids.
+pub const FIRST_SENDS: u32 = SENDS / FIRST_THREADS;
+
+/// Attempts every `first_enable` sender makes (each refused while the
+/// socket has no `SO_ZEROCOPY`) before the main thread enables it, so that
+/// the enable lands while they are sending.
+pub const FIRST_SPIN: u32 = 4;
+
+/// Refusals after the enable at which a `first_enable` sender gives up (a
+/// kernel without the proposal refuses every placeholder).
+pub const FIRST_REFUSALS: u32 = 8;
+
 /// Every case, in matrix order. `abi_facts` is run by the host runner (a C
-/// program built with the target's own toolchain); the others by the guest.
-pub const CASES: [&str; 22] = [
+/// program built with the target's own toolchain); the others by the guest,
+/// `first_enable` first among those that set `SO_ZEROCOPY`: as PID 1 its
+/// enable is the first since boot.
+pub const CASES: [&str; 23] = [
     "abi_facts",
     "native_facts",
+    "first_enable",
     "zc_tcp4",
     "zc_tcp6",
     "zc_udp4",
@@ -85,7 +105,8 @@ pub fn guest_cases() -> impl Iterator<Item = &'static str> {
 pub fn needs_zerocopy(case: &str) -> bool {
     matches!(
         case,
-        "zc_tcp4"
+        "first_enable"
+            | "zc_tcp4"
             | "zc_tcp6"
             | "zc_udp4"
             | "zc_udp6"
@@ -111,7 +132,8 @@ pub fn needs_zerocopy(case: &str) -> bool {
 pub fn proposal_case(case: &str) -> bool {
     matches!(
         case,
-        "probe"
+        "first_enable"
+            | "probe"
             | "inline_tcp4"
             | "inline_tcp6"
             | "inline_udp4"
@@ -161,13 +183,17 @@ mod tests {
     #[test]
     fn case_lists_are_consistent() {
         assert_eq!(guest_cases().count(), CASES.len() - 1);
-        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 17);
+        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 18);
         // Every proposal case needs SO_ZEROCOPY (stock qemu-user: emu-unsup).
-        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 11);
+        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 12);
         assert!(CASES.iter().all(|c| !proposal_case(c) || needs_zerocopy(c)));
         let at = |name| CASES.iter().position(|c| *c == name).unwrap();
         assert_eq!(at("inline_tcp4"), at("hybrid") + 1);
         assert_eq!(at("failed_send"), at("bad_placeholder") + 1);
+        // first_enable is the first guest case to set SO_ZEROCOPY.
+        let first_zc = guest_cases().find(|c| needs_zerocopy(c));
+        assert_eq!(first_zc, Some("first_enable"));
+        const { assert!(FIRST_THREADS * FIRST_SENDS <= SENDS && FIRST_SENDS > 0) };
         const { assert!(QUEUED_SENDS < SENDS && MIXED_SENDS <= SENDS) };
         const { assert!((MMSG_ENTRIES * MMSG_ROUNDS) as u32 <= SENDS) };
         let max = msgzc_abi::proposal::v8::ZC_NOTIFICATION_MAX;

@@ -41,6 +41,7 @@
 //! placeholder back even then).
 
 mod copyback;
+mod first_enable;
 
 use crate::cases::{guest_cases, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY, SENDS};
 use crate::report::{hex, jobj, jstr};
@@ -54,7 +55,12 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// Whether this agent has set `SO_ZEROCOPY` on any socket yet: as PID 1,
+/// the first enable it makes is the first since boot (`first_enable`).
+static ZC_ENABLED: AtomicBool = AtomicBool::new(false);
 
 enum End {
     Ok(String),
@@ -115,6 +121,9 @@ pub fn main(args: &[String]) -> ExitCode {
         println!("CASE name={case}");
         let end = match case.as_str() {
             "native_facts" => native_facts(arch),
+            "first_enable" => {
+                first_enable::first_enable(init && !ZC_ENABLED.load(Ordering::SeqCst))
+            }
             "zc_tcp4" => zc_stream(false),
             "zc_tcp6" => zc_stream(true),
             "zc_udp4" => zc_dgram(false),
@@ -321,6 +330,7 @@ fn addr(v6: bool) -> SocketAddr {
 fn zc_socket<F: AsFd>(sock: F, window: usize) -> Result<ZcSocket<F, u32>, End> {
     match ZcSocket::with_window(sock, window) {
         Ok(z) => {
+            ZC_ENABLED.store(true, Ordering::SeqCst);
             call("setsockopt_SO_ZEROCOPY", 0, 0);
             Ok(z)
         }
@@ -627,6 +637,7 @@ fn probe_line(ret: isize, e: i32, answer: &Answer) -> String {
 fn enable_zc(fd: BorrowedFd<'_>) -> Result<(), End> {
     match sys::enable_zerocopy(fd) {
         Ok(()) => {
+            ZC_ENABLED.store(true, Ordering::SeqCst);
             call("setsockopt_SO_ZEROCOPY", 0, 0);
             Ok(())
         }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 mod copyback;
+mod first_enable;
 
 /// How a case ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -485,6 +486,7 @@ fn judge_lines(
     let errno = t.family.errno();
     match case {
         "native_facts" => native_facts(ctx.arch, lines, findings),
+        "first_enable" => first_enable::first_enable(ctx, &raws, &recvs, lines),
         "zc_tcp4" | "zc_tcp6" | "zc_udp4" | "zc_udp6" => {
             if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {
                 return Err(format!("unexpected error-queue items {:?}", r.host.items));

@@ -305,6 +305,22 @@ impl Kernel {
         Ok(kernels)
     }
 
+    /// Boots the kernel cached in `dir` instead (a `ci/kernels` directory
+    /// of the same architecture, e.g. one built from an earlier revision of
+    /// a patch), keeping the emulator; fails if it holds no kernel.
+    pub fn use_dir(&mut self, dir: &Path) -> Result<(), String> {
+        let image = dir.join("kernel");
+        if !image.is_file() {
+            return Err(format!("{}: no kernel image", dir.display()));
+        }
+        self.release = std::fs::read_to_string(dir.join("release"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
+        self.image = image;
+        self.dir = dir.to_path_buf();
+        Ok(())
+    }
+
     /// The QEMU binary.
     pub fn qemu(&self) -> PathBuf {
         let m = machine(self.arch).expect("located kernels have a machine");
@@ -782,12 +798,14 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH]\n\
          \x20                                    [--kernel stock|patched] [--timeout SECS]\n\
-         \x20                                    [--fetch] [--console] [CASE..]\n\
+         \x20                                    [--kernel-dir DIR] [--fetch] [--console] [CASE..]\n\
          \n\
          Builds ARCH's guest agent, boots it as PID 1 on a kernel under qemu-system\n\
          (default: ARCH's own, or the 64-bit kernel that runs it in compat mode),\n\
          prints its lines and judges them.\n\
          --kernel   stock (default) or patched: 6.1 with conformance/kernel/*.patch\n\
+         --kernel-dir  boot the kernel cached in DIR (e.g. an earlier patch revision's),\n\
+         \x20          judged as --kernel says\n\
          --fetch    run ci/kernels to fetch or build a missing kernel (else fail)\n\
          --console  print the whole console instead of the guest's lines\n\
          stock kernels: {}\n\
@@ -805,6 +823,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut kernel_arch = None;
     let mut kind = KernelKind::Stock;
     let mut timeout = Duration::from_secs(600);
+    let mut kernel_dir: Option<PathBuf> = None;
     let (mut fetch, mut show_console) = (false, false);
     let mut cases: Vec<&str> = Vec::new();
     let mut it = args.iter();
@@ -831,6 +850,10 @@ pub fn main(args: &[String]) -> ExitCode {
                 Some(s) => timeout = Duration::from_secs(s),
                 None => return usage(),
             },
+            "--kernel-dir" => match it.next() {
+                Some(d) => kernel_dir = Some(PathBuf::from(d)),
+                None => return usage(),
+            },
             "--fetch" => fetch = true,
             "--console" => show_console = true,
             c if !c.starts_with('-') => cases.push(c),
@@ -855,7 +878,13 @@ pub fn main(args: &[String]) -> ExitCode {
         eprintln!("system-boot: a {karch} kernel does not run {target} binaries");
         return ExitCode::FAILURE;
     }
-    let kernel = match Kernel::locate(karch, kind, fetch) {
+    let located = Kernel::locate(karch, kind, fetch).and_then(|mut k| {
+        if let Some(d) = &kernel_dir {
+            k.use_dir(d)?;
+        }
+        Ok(k)
+    });
+    let kernel = match located {
         Ok(k) => k,
         Err(e) => {
             eprintln!("system-boot: {e}");

@@ -26,20 +26,20 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// How often each of the ids `0..n` was completed, and what was wrong.
-struct Cover {
+pub(super) struct Cover {
     seen: Vec<u32>,
     wrong: Vec<String>,
 }
 
 impl Cover {
-    fn new(n: u32) -> Cover {
+    pub(super) fn new(n: u32) -> Cover {
         Cover {
             seen: vec![0; n as usize],
             wrong: Vec::new(),
         }
     }
 
-    fn add(&mut self, r: ZcRange) {
+    pub(super) fn add(&mut self, r: ZcRange) {
         if !r.copied {
             self.wrong
                 .push(format!("{}..={} without the copied bit", r.lo, r.hi));
@@ -60,7 +60,7 @@ impl Cover {
     }
 
     /// Every id exactly once, nothing foreign.
-    fn check(&self, wrong: &mut Vec<String>) {
+    pub(super) fn check(&self, wrong: &mut Vec<String>) {
         wrong.extend(self.wrong.iter().cloned());
         if let Some((id, n)) = self.seen.iter().enumerate().find(|(_, n)| **n != 1) {
             wrong.push(format!("id {id} completed {n} times"));
@@ -111,7 +111,7 @@ fn queue_completions(fd: BorrowedFd<'_>, n: u32) -> Result<(), End> {
 
 /// Reads the error queue of `fd` until it is empty (nothing within
 /// 200 ms), printing each buffer and counting its completions.
-fn drain_empty(fd: BorrowedFd<'_>, cover: &mut Cover, wrong: &mut Vec<String>) {
+pub(super) fn drain_empty(fd: BorrowedFd<'_>, cover: &mut Cover, wrong: &mut Vec<String>) {
     for _ in 0..64 {
         poll_err(fd, 200);
         let mut control = ControlBuf::<256>::new();
@@ -134,7 +134,7 @@ fn drain_empty(fd: BorrowedFd<'_>, cover: &mut Cover, wrong: &mut Vec<String>) {
 
 /// Reads the error queue of `fd` until every id of `cover` was seen or
 /// 5 s pass.
-fn drain_until(fd: BorrowedFd<'_>, cover: &mut Cover, wrong: &mut Vec<String>) {
+pub(super) fn drain_until(fd: BorrowedFd<'_>, cover: &mut Cover, wrong: &mut Vec<String>) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !cover.complete() && Instant::now() < deadline {
         let mut control = ControlBuf::<256>::new();

@@ -28,7 +28,7 @@ fn built(t: Target, f: &dyn Fn(&mut ControlBuilder<'_>)) -> Vec<u8> {
     b.finish().as_bytes().to_vec()
 }
 
-fn placeholder(b: &mut ControlBuilder<'_>) {
+pub(super) fn placeholder(b: &mut ControlBuilder<'_>) {
     b.zc_placeholder(PROBE_CAPACITY).expect("fits");
 }
 
@@ -64,11 +64,11 @@ pub(super) fn outcome_as(
     }
 }
 
-fn dir<'r, 'a>(raws: &'r [Raw<'a>], d: &str) -> Vec<&'r Raw<'a>> {
+pub(super) fn dir<'r, 'a>(raws: &'r [Raw<'a>], d: &str) -> Vec<&'r Raw<'a>> {
     raws.iter().filter(|r| r.dir() == d).collect()
 }
 
-fn calls(lines: &[Line], name: &str) -> Vec<(i64, i64)> {
+pub(super) fn calls(lines: &[Line], name: &str) -> Vec<(i64, i64)> {
     lines
         .iter()
         .filter(|l| l.kind == "CALL" && l.get("name") == Some(name))
@@ -76,7 +76,7 @@ fn calls(lines: &[Line], name: &str) -> Vec<(i64, i64)> {
         .collect()
 }
 
-fn values(lines: &[Line], name: &str) -> Vec<i64> {
+pub(super) fn values(lines: &[Line], name: &str) -> Vec<i64> {
     lines
         .iter()
         .filter(|l| l.kind == "VALUE" && l.get("name") == Some(name))
@@ -98,7 +98,7 @@ fn queued_sends(lines: &[Line], n: u32) -> Result<(), String> {
 }
 
 /// The one buffer sent, which must be what `f` builds for the target.
-fn one_sent<'r, 'a>(
+pub(super) fn one_sent<'r, 'a>(
     t: Target,
     raws: &'r [Raw<'a>],
     f: &dyn Fn(&mut ControlBuilder<'_>),
@@ -124,7 +124,7 @@ fn one_after<'r, 'a>(raws: &'r [Raw<'a>]) -> Result<&'r Raw<'a>, String> {
 }
 
 /// The completions read from the error queue; any other item fails.
-fn queued(recvs: &[&Raw<'_>]) -> Result<Vec<ZcRange>, String> {
+pub(super) fn queued(recvs: &[&Raw<'_>]) -> Result<Vec<ZcRange>, String> {
     if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {
         return Err(format!("unexpected error-queue items {:?}", r.host.items));
     }
@@ -132,7 +132,7 @@ fn queued(recvs: &[&Raw<'_>]) -> Result<Vec<ZcRange>, String> {
 }
 
 /// Every id of `0..n` exactly once among `inline` and `queued`.
-fn exactly(n: u32, inline: &[ZcRange], queued: &[ZcRange]) -> Result<(), String> {
+pub(super) fn exactly(n: u32, inline: &[ZcRange], queued: &[ZcRange]) -> Result<(), String> {
     let covered = coverage(inline.iter().chain(queued))?;
     let want: Vec<u32> = (0..n).collect();
     if covered.keys().copied().collect::<Vec<_>>() != want {
@@ -165,7 +165,7 @@ fn answered_in_place(
 }
 
 /// A buffer a kernel without the proposal left: as sent.
-fn untouched(sent: &Raw<'_>, after: &Raw<'_>, what: &str) -> Result<(), String> {
+pub(super) fn untouched(sent: &Raw<'_>, after: &Raw<'_>, what: &str) -> Result<(), String> {
     if (&after.bytes, after.controllen, after.flags) != (&sent.bytes, sent.controllen, 0) {
         return Err(format!(
             "{what}: a kernel without SCM_ZC_NOTIFICATION changed the buffer \
