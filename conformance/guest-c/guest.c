@@ -619,6 +619,30 @@ static int udp_pair(int *tx, int *rx)
 	return 0;
 }
 
+/* A connected UDP pair with SO_ZEROCOPY on tx, for case c; on failure
+ * the case is ended, whatever was opened is closed, and -1 returned.
+ */
+static int zc_udp_pair(const char *c, int *tx, int *rx)
+{
+	int e;
+
+	*tx = -1;
+	*rx = -1;
+	if (udp_pair(tx, rx) < 0) {
+		end(c, "fail", "udp pair");
+	} else {
+		e = zc_enable(*tx);
+		if (!e)
+			return 0;
+		zc_refused(c, e);
+	}
+	if (*tx >= 0)
+		close(*tx);
+	if (*rx >= 0)
+		close(*rx);
+	return -1;
+}
+
 /*
  * The SCM_ZC_NOTIFICATION probe: a placeholder on a socket with SO_ZEROCOPY
  * (the proposal refuses it otherwise), sent without MSG_ZEROCOPY. A kernel
@@ -629,18 +653,11 @@ static void probe(const char *c)
 {
 	ctlbuf u;
 	size_t ctllen;
-	int tx, rx, flags = 0, o, e, err;
+	int tx, rx, flags = 0, o, err;
 	ssize_t r, q;
 
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
+	if (zc_udp_pair(c, &tx, &rx) < 0)
 		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		goto out;
-	}
 	r = placeholder_send(tx, payload, 100, 0, 1, NULL, &o, &err);
 	probe_line(r, err, o);
 	/* Nothing was sent with MSG_ZEROCOPY: the error queue must be empty. */
@@ -663,7 +680,6 @@ static void probe(const char *c)
 		    o == 0 ? "unsupported: placeholder left unwritten" :
 		    "supported: zero completions written");
 	}
-out:
 	close(tx);
 	close(rx);
 }
@@ -674,22 +690,15 @@ out:
  */
 static void hybrid(const char *c)
 {
-	int tx, rx, e, i, mode = 0;	/* 0 unprobed, 1 inline, 2 rejected, 3 unwritten */
+	int tx, rx, i, mode = 0;	/* 0 unprobed, 1 inline, 2 rejected, 3 unwritten */
 	struct cover cv;
 	char why[128];
 	static const char *const modes[] = { "Unprobed", "Inline",
 		"ErrorQueue(Rejected)", "ErrorQueue(Unwritten)", "ErrorQueue(Corrupt)" };
 
 	memset(&cv, 0, sizeof(cv));
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
+	if (zc_udp_pair(c, &tx, &rx) < 0)
 		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		goto out;
-	}
 	for (i = 0; i < SENDS; i++) {
 		ctlbuf sent, u;
 		size_t len, ctllen;
@@ -891,15 +900,8 @@ static void bad_placeholder(const char *c)
 	char why[512] = "";
 
 	memset(&cv, 0, sizeof(cv));
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
+	if (zc_udp_pair(c, &tx, &rx) < 0)
 		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		goto out;
-	}
 	r = send(tx, payload, PAYLOAD, MSG_ZEROCOPY);
 	call("send_MSG_ZEROCOPY", r, errno);
 	if (r != PAYLOAD) {
@@ -1074,20 +1076,13 @@ static void failed_send(const char *c)
 	struct cmsghdr *h;
 	struct cover cv;
 	size_t len, total, ctllen;
-	int tx, rx, e, o, flags = 0, err;
+	int tx, rx, o, flags = 0, err;
 	ssize_t r;
 	char why[512] = "";
 
 	memset(&cv, 0, sizeof(cv));
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
+	if (zc_udp_pair(c, &tx, &rx) < 0)
 		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		goto out;
-	}
 	if (queue_completions(tx, QUEUED_SENDS, why, sizeof(why)) < 0) {
 		end(c, "fail", why);
 		goto out;
@@ -1146,20 +1141,13 @@ static void readonly_control(const char *c)
 	ctlbuf sent;
 	struct cover cv;
 	size_t len, ctllen;
-	int tx, rx, e, o, flags = 0, err;
+	int tx, rx, o, flags = 0, err;
 	ssize_t r;
 	char why[512] = "";
 
 	memset(&cv, 0, sizeof(cv));
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
+	if (zc_udp_pair(c, &tx, &rx) < 0)
 		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		goto out;
-	}
 	if (queue_completions(tx, QUEUED_SENDS, why, sizeof(why)) < 0) {
 		end(c, "fail", why);
 		goto out;
@@ -1296,15 +1284,8 @@ static void mixed_cmsgs(const char *c)
 	char why[512] = "";
 
 	memset(&cv, 0, sizeof(cv));
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
+	if (zc_udp_pair(c, &tx, &rx) < 0)
 		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		goto out;
-	}
 	if (setsockopt(rx, SOL_IP, IP_RECVTTL, &one, sizeof(one)) < 0) {
 		end(c, "fail", "IP_RECVTTL");
 		goto out;
@@ -2044,15 +2025,8 @@ static void enobufs_child(const char *c)
 		return;
 	}
 	fclose(f);
-	if (udp_pair(&tx, &rx) < 0) {
-		end(c, "fail", "udp pair");
+	if (zc_udp_pair(c, &tx, &rx) < 0)
 		return;
-	}
-	e = zc_enable(tx);
-	if (e) {
-		zc_refused(c, e);
-		return;
-	}
 	f = fopen(optmem, "w");
 	if (!f || fputs("0", f) < 0 || fclose(f) != 0) {
 		end(c, "skip", "optmem_max not writable");
