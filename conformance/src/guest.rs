@@ -632,6 +632,23 @@ fn probe_line(ret: isize, e: i32, answer: &Answer) -> String {
     o
 }
 
+/// `send(fd, data, MSG_ZEROCOPY)`, printed as `send_MSG_ZEROCOPY`: what
+/// it returned and the errno.
+pub(super) fn send_zerocopy(fd: BorrowedFd<'_>, data: &[u8]) -> (isize, i32) {
+    // SAFETY: one byte slice, only read by the kernel.
+    let r = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_ZEROCOPY,
+        )
+    };
+    let e = errno();
+    call("send_MSG_ZEROCOPY", r as isize, e);
+    (r as isize, e)
+}
+
 /// `SO_ZEROCOPY` on `fd`, printed as a call; ENOPROTOOPT (stock
 /// qemu-user) ends the case as unsupported.
 fn enable_zc(fd: BorrowedFd<'_>) -> Result<(), End> {
@@ -824,17 +841,7 @@ fn inline_sends(fd: BorrowedFd<'_>) -> End {
             }
         }
         if !with_placeholder {
-            // SAFETY: one byte slice, only read by the kernel.
-            let r = unsafe {
-                libc::send(
-                    fd.as_raw_fd(),
-                    data.as_ptr().cast(),
-                    data.len(),
-                    libc::MSG_ZEROCOPY,
-                )
-            };
-            (ret, e) = (r as isize, errno());
-            call("send_MSG_ZEROCOPY", ret, e);
+            (ret, e) = send_zerocopy(fd, &data);
         }
         if ret != PAYLOAD as isize {
             return End::Fail(format!("send {token}: returned {ret}, errno {e}"));
@@ -865,16 +872,7 @@ fn bad_placeholder() -> End {
         return end;
     }
     let data = [0x42u8; PAYLOAD];
-    // SAFETY: one byte slice, only read by the kernel.
-    let r = unsafe {
-        libc::send(
-            tx.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_ZEROCOPY,
-        )
-    };
-    call("send_MSG_ZEROCOPY", r as isize, errno());
+    let (r, _) = send_zerocopy(tx.as_fd(), &data);
     if r != PAYLOAD as isize {
         return End::Fail(format!("send: returned {r}"));
     }

@@ -8,7 +8,8 @@
 //! decides nothing the host does not check again.
 
 use super::{
-    call, enable_zc, errno, poll_err, raw, recv_errq, recvmsg_ctl, sendmsg_at, udp_pair, End,
+    call, enable_zc, errno, poll_err, raw, recv_errq, recvmsg_ctl, send_zerocopy, sendmsg_at,
+    udp_pair, End,
 };
 use crate::cases::{
     BAD_CMSG_TYPE, MIXED_SENDS, MIXED_TTL, MMSG_ENTRIES, MMSG_ROUNDS, PAYLOAD, PROBE_CAPACITY,
@@ -90,16 +91,7 @@ pub(super) fn answer(
 fn queue_completions(fd: BorrowedFd<'_>, n: u32) -> Result<(), End> {
     let data = [0x42u8; PAYLOAD];
     for i in 0..n {
-        // SAFETY: one byte slice, only read by the kernel.
-        let r = unsafe {
-            libc::send(
-                fd.as_raw_fd(),
-                data.as_ptr().cast(),
-                data.len(),
-                libc::MSG_ZEROCOPY,
-            )
-        };
-        call("send_MSG_ZEROCOPY", r as isize, errno());
+        let (r, _) = send_zerocopy(fd, &data);
         if r != PAYLOAD as isize {
             return Err(End::Fail(format!("zerocopy send {i}: returned {r}")));
         }
