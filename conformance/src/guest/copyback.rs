@@ -86,6 +86,15 @@ pub(super) fn answer(
     }
 }
 
+/// A connected IPv4 UDP pair with `SO_ZEROCOPY` on the sender and
+/// [`QUEUED_SENDS`] completions waiting on its error queue.
+fn queued_udp_pair() -> Result<(UdpSocket, UdpSocket), End> {
+    let (tx, rx) = udp_pair(false).map_err(|e| End::Fail(format!("udp pair: {e}")))?;
+    enable_zc(tx.as_fd())?;
+    queue_completions(tx.as_fd(), QUEUED_SENDS)?;
+    Ok((tx, rx))
+}
+
 /// `n` zerocopy sends of [`PAYLOAD`] bytes on `fd`, each printed; then
 /// waits for the completions to be queued (and coalesce).
 fn queue_completions(fd: BorrowedFd<'_>, n: u32) -> Result<(), End> {
@@ -163,14 +172,11 @@ fn verdict(wrong: Vec<String>, ok: String) -> End {
 /// placeholder and leaves them queued. Either way every id must turn up
 /// exactly once, in the buffer or on the error queue (read until empty).
 pub(super) fn failed_send() -> End {
-    let (tx, _rx) = match udp_pair(false) {
+    let (tx, _rx) = match queued_udp_pair() {
         Ok(p) => p,
-        Err(e) => return End::Fail(format!("udp pair: {e}")),
+        Err(end) => return end,
     };
     let fd = tx.as_fd();
-    if let Err(end) = enable_zc(fd).and_then(|()| queue_completions(fd, QUEUED_SENDS)) {
-        return end;
-    }
     let mut buf = ControlBuf::<256>::new();
     let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).expect("aligned");
     b.zc_placeholder(PROBE_CAPACITY).expect("fits");
@@ -213,14 +219,11 @@ pub(super) fn failed_send() -> End {
 /// the error queue (a kernel without the proposal refuses the placeholder
 /// with `EINVAL`, leaving them there too).
 pub(super) fn readonly_control() -> End {
-    let (tx, _rx) = match udp_pair(false) {
+    let (tx, _rx) = match queued_udp_pair() {
         Ok(p) => p,
-        Err(e) => return End::Fail(format!("udp pair: {e}")),
+        Err(end) => return end,
     };
     let fd = tx.as_fd();
-    if let Err(end) = enable_zc(fd).and_then(|()| queue_completions(fd, QUEUED_SENDS)) {
-        return end;
-    }
     let page = match Page::new() {
         Ok(p) => p,
         Err(e) => return End::Fail(format!("mmap: errno {e}")),
