@@ -33,6 +33,9 @@
 mod owned;
 mod raw;
 mod socket;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 
 pub use owned::{Closed, Progress, ZcSender};
 pub use raw::DRAIN_BATCH;

@@ -100,6 +100,8 @@ pub struct ZcSender<F: AsFd, B: AsRef<[u8]>> {
     held: Held<B>,
     /// The stream buffer whose rest must go out before anything else.
     partial: Option<usize>,
+    /// Why the last [`Progress::Partial`] stopped: what to wait for.
+    blocked: Option<SendErrorKind>,
 }
 
 /// The buffers a sender holds, by key (the socket's tokens are these
@@ -211,6 +213,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
                 ready: VecDeque::new(),
             },
             partial: None,
+            blocked: None,
         }
     }
 
@@ -310,6 +313,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             if entry.sent == before {
                 // No progress (not seen from Linux): wait rather than spin.
                 self.partial = Some(key);
+                self.blocked = Some(SendErrorKind::WouldBlock);
                 return Ok(Progress::Partial { sent: before });
             }
         }
@@ -331,6 +335,7 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             };
         } else if e.is_retryable() {
             self.partial = Some(key);
+            self.blocked = Some(e.kind);
             return Ok(Progress::Partial { sent: entry.sent });
         } else {
             // Part of it went out and the socket failed: stop sending it.
@@ -339,6 +344,20 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
         self.partial = None;
         self.held.settle(key);
         Err(e.without_token())
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Why the last [`Progress::Partial`] stopped (`WouldBlock`: wait to
+    /// be writable; `TrackerFull` or `NoBuffers`: wait for completions).
+    pub(crate) fn blocked_on(&self) -> Option<SendErrorKind> {
+        self.partial.and(self.blocked)
+    }
+
+    #[cfg(feature = "tokio")]
+    /// Marks error readiness seen by an event loop (see
+    /// [`ZcSocket::saw_error_readiness`]).
+    pub(crate) fn saw_error_readiness(&mut self) {
+        self.sock.saw_error_readiness();
     }
 
     /// Reads the error queue (see [`ZcSocket::drain`]): buffers whose
@@ -353,8 +372,29 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     }
 
     /// The buffers the kernel is done with, in the order they became free.
+    /// Each is taken as the iterator yields it: those not taken stay for
+    /// the next call.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::sys::ZcSender;
+    /// # use std::net::UdpSocket;
+    /// # use std::time::Duration;
+    /// # let rx = UdpSocket::bind("127.0.0.1:0")?;
+    /// # let tx = UdpSocket::bind("127.0.0.1:0")?;
+    /// # tx.connect(rx.local_addr()?)?;
+    /// let mut zc = ZcSender::new(tx)?;
+    /// zc.send(vec![1u8]).unwrap();
+    /// zc.send(vec![2u8]).unwrap();
+    /// while zc.in_flight() > 0 {
+    ///     zc.wait(Some(Duration::from_secs(5)))?;
+    ///     zc.drain(|_| {})?;
+    /// }
+    /// assert_eq!(zc.completed().next(), Some(vec![1])); // one taken...
+    /// assert_eq!(zc.completed().collect::<Vec<_>>(), [vec![2]]); // ...one left
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn completed(&mut self) -> impl Iterator<Item = B> + '_ {
-        self.held.ready.drain(..)
+        core::iter::from_fn(|| self.held.ready.pop_front())
     }
 
     /// Waits until `timeout` for the outstanding completions; returns how

@@ -1,6 +1,8 @@
 //! The system calls, each a thin safe wrapper: the only `unsafe` code of
-//! the crate. Arch-dependent numbers come from `msgzc-abi`, never from
-//! `libc`; `libc` provides only the calls and the C structures.
+//! the crate. The socket-layer numbers this crate is about (`SOL_SOCKET`,
+//! `SO_ZEROCOPY`, `MSG_*`, errno values) come from `msgzc-abi`, never from
+//! `libc`; `libc` provides the calls, the C structures and the generic
+//! constants of `poll`, `epoll`, `fcntl` and `ioctl`, defined per target.
 
 use super::SysError;
 use crate::ControlBuf;
@@ -259,4 +261,74 @@ pub(crate) fn loopback_up() -> Result<(), SysError> {
     // SAFETY: `fd` is ours and not used after this.
     unsafe { libc::close(fd) };
     r.map(drop)
+}
+
+/// A private epoll instance watching one socket, edge-triggered, for an
+/// event loop to wait on in its place (see `super::tokio`): its readiness
+/// says exactly what the socket reported, without the loop's own
+/// interpretation of `EPOLLERR`.
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub(crate) struct Epoll(std::os::fd::OwnedFd);
+
+#[cfg(feature = "tokio")]
+impl Epoll {
+    /// An epoll instance watching `fd` for `EPOLLOUT` (and, as always,
+    /// `EPOLLERR` and `EPOLLHUP`), edge-triggered.
+    pub(crate) fn watching(fd: BorrowedFd<'_>) -> Result<Epoll, SysError> {
+        use std::os::fd::FromRawFd;
+        // SAFETY: plain epoll_create1(2) call with a valid flag.
+        let ep = check("epoll_create1", unsafe {
+            libc::epoll_create1(libc::EPOLL_CLOEXEC)
+        })?;
+        // SAFETY: `ep` was just returned open and nothing else owns it.
+        let ep = Epoll(unsafe { std::os::fd::OwnedFd::from_raw_fd(ep) });
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLOUT | libc::EPOLLET) as u32,
+            u64: 0,
+        };
+        let (epfd, op) = (ep.0.as_raw_fd(), libc::EPOLL_CTL_ADD);
+        // SAFETY: both descriptors are open for the call; `ev` is a valid
+        // event read by the kernel during the call only.
+        let ret = unsafe { libc::epoll_ctl(epfd, op, fd.as_raw_fd(), &mut ev) };
+        check("epoll_ctl", ret).map(|_| ep)
+    }
+
+    /// The socket's events reported since the last call (0: none), without
+    /// blocking.
+    pub(crate) fn take_events(&self) -> Result<u32, SysError> {
+        let mut ev = libc::epoll_event { events: 0, u64: 0 };
+        loop {
+            // SAFETY: room for one event, writable for the call; no wait.
+            let ret = unsafe { libc::epoll_wait(self.0.as_raw_fd(), &mut ev, 1, 0) };
+            match check("epoll_wait", ret) {
+                Ok(0) => return Ok(0),
+                Ok(_) => return Ok(ev.events),
+                Err(e) if e.interrupted() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl AsRawFd for Epoll {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// Sets `O_NONBLOCK` on `fd`'s file description.
+#[cfg(feature = "tokio")]
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), SysError> {
+    // SAFETY: F_GETFL reads the descriptor's flags; no pointers.
+    let flags = check("fcntl", unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_GETFL)
+    })?;
+    if flags & libc::O_NONBLOCK != 0 {
+        return Ok(());
+    }
+    // SAFETY: F_SETFL with an int argument; no pointers.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) };
+    check("fcntl", ret).map(drop)
 }

@@ -543,6 +543,10 @@ pub enum NewErrorKind {
     /// A socket option call failed (e.g. `EOPNOTSUPP` for a Unix socket,
     /// `ENOPROTOOPT` before Linux 4.14).
     Sys(SysError),
+    /// No tokio runtime with I/O enabled is current (the
+    /// [`tokio`](super::tokio) sender only).
+    #[cfg(feature = "tokio")]
+    NoRuntime,
 }
 
 /// A socket [`ZcSocket::new`] refused, given back with the reason.
@@ -573,6 +577,10 @@ impl<F> fmt::Display for NewError<F> {
                 "SO_ZEROCOPY already set: the socket's send ids may not start at 0 (use from_parts)",
             ),
             NewErrorKind::Sys(e) => e.fmt(f),
+            #[cfg(feature = "tokio")]
+            NewErrorKind::NoRuntime => {
+                f.write_str("no tokio runtime with I/O enabled is current")
+            }
         }
     }
 }
@@ -586,6 +594,8 @@ impl<F> From<NewError<F>> for io::Error {
             NewErrorKind::AlreadyZerocopy => {
                 io::Error::new(io::ErrorKind::AlreadyExists, e.to_string())
             }
+            #[cfg(feature = "tokio")]
+            NewErrorKind::NoRuntime => io::Error::other(e.to_string()),
         }
     }
 }
@@ -1484,6 +1494,14 @@ impl<F: AsFd, T> ZcSocket<F, T> {
     /// The linger time set with [`set_linger`](Self::set_linger).
     pub(crate) fn linger_time(&self) -> Duration {
         self.linger
+    }
+
+    #[cfg(feature = "tokio")]
+    /// An event loop saw error readiness (`EPOLLERR`), as [`wait`](Self::wait)
+    /// sees `POLLERR`: if the next drain reads the queue empty, a socket
+    /// error is pending and the drain reads it.
+    pub(crate) fn saw_error_readiness(&mut self) {
+        self.saw_pollerr = true;
     }
 }
 
