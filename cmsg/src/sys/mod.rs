@@ -37,9 +37,9 @@ mod socket;
 pub use owned::{Closed, Progress, ZcSender};
 pub use raw::DRAIN_BATCH;
 pub use socket::{
-    DrainError, DrainReport, Fallback, Interest, NewError, NewErrorKind, NotifyMode, Readiness,
-    Released, SendError, SendErrorKind, Sent, SentNotify, SyscallCounts, Unconfirmed, ZcSocket,
-    DEFAULT_LINGER, DEFAULT_WINDOW,
+    BatchSent, BatchStop, Datagram, DrainError, DrainReport, Fallback, Interest, NewError,
+    NewErrorKind, NotifyMode, Readiness, Released, SendError, SendErrorKind, Sent, SentNotify,
+    SyscallCounts, Unconfirmed, ZcSocket, DEFAULT_LINGER, DEFAULT_WINDOW,
 };
 
 use core::fmt;
