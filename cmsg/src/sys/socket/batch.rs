@@ -648,3 +648,230 @@ fn entry_control(
     }
     Some(b.finish())
 }
+
+#[cfg(test)]
+mod tests {
+    //! The bookkeeping after a `sendmmsg`, with the kernel's answers
+    //! simulated: nothing here sends.
+
+    use super::*;
+    use crate::decode::ZcRange;
+    use crate::sys::socket::Fallback;
+    use crate::sys::NATIVE;
+    use crate::tests::kernel_writes;
+    use std::net::UdpSocket;
+
+    fn udp() -> (ZcSocket<UdpSocket, u32>, UdpSocket) {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.connect(rx.local_addr().unwrap()).unwrap();
+        (ZcSocket::with_window(tx, 8).unwrap(), rx)
+    }
+
+    fn outs(n: usize, len: usize) -> Vec<MmsgOut> {
+        let flags = MsgFlags::empty();
+        let out = MmsgOut {
+            len,
+            controllen: 0,
+            flags,
+        };
+        std::vec![out; n]
+    }
+
+    fn chunk(tokens: core::ops::Range<u32>) -> Vec<Datagram<'static, u32>> {
+        tokens.map(|t| Datagram::new(b"abc", t)).collect()
+    }
+
+    fn tokens(c: &[Datagram<'_, u32>]) -> Vec<u32> {
+        c.iter().map(|d| d.token).collect()
+    }
+
+    fn sys(errno: i32) -> SysError {
+        SysError {
+            call: "sendmmsg",
+            errno,
+        }
+    }
+
+    #[test]
+    fn a_short_zerocopy_batch_holds_the_failed_entry_in_doubt_and_returns_the_rest() {
+        let (mut zc, _rx) = udp();
+        let (mut c, mut r) = (chunk(0..5), BatchSent::empty());
+        let stop = zc.account(&mut c, 2, None, &outs(5, 3), true, &mut r);
+        assert_eq!(stop, Some(BatchStop::InDoubt { id: 2, error: None }));
+        assert_eq!((r.sent, r.bytes, r.first_id), (2, 6, Some(0)));
+        assert!(r.copied.is_empty());
+        assert_eq!(tokens(&c), [3, 4]);
+        let t = zc.tracker();
+        assert_eq!((t.in_doubt(), t.outstanding(), t.room()), (Some(2), 3, 0));
+        // A completion reaching id 2 settles it as counted: every token
+        // once, the doubtful one included.
+        let mut back = Vec::new();
+        let all = ZcRange {
+            lo: 0,
+            hi: 2,
+            copied: true,
+        };
+        assert_eq!(
+            zc.apply(all, &mut |r| back.push((r.token, r.counted))),
+            Ok(3)
+        );
+        assert_eq!(back, [(0, true), (1, true), (2, true)]);
+        assert_eq!((zc.tracker().in_doubt(), zc.tracker().next_id()), (None, 3));
+    }
+
+    #[test]
+    fn the_first_entry_failing_keeps_its_error() {
+        let (mut zc, _rx) = udp();
+        let errno = NATIVE.family.errno();
+        // EAGAIN gives the id back: nothing held, everything returned.
+        let (mut c, mut r) = (chunk(0..5), BatchSent::empty());
+        let stop = zc.account(
+            &mut c,
+            0,
+            Some(sys(errno.eagain)),
+            &outs(5, 3),
+            true,
+            &mut r,
+        );
+        assert_eq!(stop, Some(BatchStop::WouldBlock));
+        assert_eq!((r.sent, tokens(&c)), (0, std::vec![0, 1, 2, 3, 4]));
+        assert_eq!(zc.tracker().outstanding(), 0);
+        // Any other error of a datagram may have kept it.
+        let e = sys(errno.enobufs);
+        let stop = zc.account(&mut c, 0, Some(e), &outs(5, 3), true, &mut r);
+        assert_eq!(
+            stop,
+            Some(BatchStop::InDoubt {
+                id: 0,
+                error: Some(e)
+            })
+        );
+        assert_eq!((r.sent, r.first_id), (0, None));
+        assert_eq!(tokens(&c), [1, 2, 3, 4]);
+        // While in doubt nothing more can be registered: the socket copies.
+        assert!(zc.must_copy());
+        let stop = zc.account(&mut c, 0, Some(e), &outs(4, 3), true, &mut r);
+        assert_eq!(stop, Some(BatchStop::Os(e)));
+        assert_eq!(
+            tokens(&c),
+            [1, 2, 3, 4],
+            "the refused token is back in place"
+        );
+    }
+
+    #[test]
+    fn a_batch_by_copy_returns_every_token() {
+        let (mut zc, _rx) = udp();
+        let (mut c, mut r) = (chunk(0..5), BatchSent::empty());
+        let stop = zc.account(&mut c, 2, None, &outs(5, 3), false, &mut r);
+        assert_eq!(stop, Some(BatchStop::Unreported));
+        assert_eq!((r.sent, r.first_id, &r.copied[..]), (2, None, &[0, 1][..]));
+        assert_eq!(tokens(&c), [2, 3, 4]);
+        assert_eq!(zc.syscalls().copied_sends, 2);
+        let e = sys(libc::EPERM);
+        let stop = zc.account(&mut c, 0, Some(e), &outs(3, 3), false, &mut r);
+        assert_eq!(
+            (stop, tokens(&c)),
+            (Some(BatchStop::Os(e)), std::vec![2, 3, 4])
+        );
+        let stop = zc.account(&mut c, 3, None, &outs(3, 3), false, &mut r);
+        assert_eq!(
+            (stop, c.len(), &r.copied[..]),
+            (None, 0, &[0, 1, 2, 3, 4][..])
+        );
+        assert_eq!(zc.tracker().stats().sent, 0);
+    }
+
+    #[test]
+    fn a_whole_chunk_registers_consecutive_ids() {
+        let (mut zc, _rx) = udp();
+        zc.tracker.register(100).unwrap();
+        let (mut c, mut r) = (chunk(0..4), BatchSent::empty());
+        assert_eq!(zc.account(&mut c, 4, None, &outs(4, 3), true, &mut r), None);
+        assert_eq!((r.sent, r.first_id, c.len()), (4, Some(1), 0));
+        assert_eq!((zc.tracker().next_id(), zc.tracker().room()), (5, 3));
+    }
+
+    /// What the kernel wrote in one placeholder (`None`: nothing).
+    type Written<'r> = Option<&'r [(u32, u32, u8)]>;
+
+    /// Placeholders of `n` entries, answered as `written` says (entry by
+    /// entry; `None`: left as built), and the headers the kernel left.
+    fn answered<'b>(
+        bufs: &'b mut [ControlBuf<ENTRY_CONTROL>],
+        written: &[Written<'_>],
+    ) -> (Vec<Control<'b>>, Vec<MmsgOut>) {
+        let mut controls = Vec::new();
+        let mut out = Vec::new();
+        for (buf, w) in bufs.iter_mut().zip(written) {
+            let mut c = entry_control(buf, Some(1200), Some(16)).unwrap();
+            let controllen = match w {
+                Some(ranges) => kernel_writes(&mut c, ranges),
+                None => c.len(),
+            };
+            let flags = MsgFlags::empty();
+            out.push(MmsgOut {
+                len: 3,
+                controllen,
+                flags,
+            });
+            controls.push(c);
+        }
+        (controls, out)
+    }
+
+    #[test]
+    fn each_tried_entry_answers_in_its_own_placeholder() {
+        let (mut zc, _rx) = udp();
+        for t in 100..105 {
+            zc.tracker.register(t).unwrap();
+        }
+        let mut bufs: [ControlBuf<ENTRY_CONTROL>; 4] = core::array::from_fn(|_| ControlBuf::new());
+        // Entries 0 and 1 sent, entry 2 failed (its answer counts too),
+        // entry 3 never tried (whatever it holds is not read).
+        let written: [Written<'_>; 4] = [
+            Some(&[(0, 1, 0)]),
+            Some(&[]),
+            Some(&[(2, 3, 1)]),
+            Some(&[(4, 4, 0)]),
+        ];
+        let (controls, out) = answered(&mut bufs, &written);
+        let (mut r, mut back) = (BatchSent::empty(), Vec::new());
+        let resend =
+            zc.take_batch_inline(&Ok(2), &controls, &out, &mut |x| back.push(x.token), &mut r);
+        assert!(!resend);
+        assert_eq!(back, [100, 101, 102, 103]);
+        assert_eq!((r.inline, r.rejected), (4, None));
+        assert_eq!(zc.mode(), NotifyMode::Inline);
+        assert_eq!(zc.tracker().outstanding(), 1);
+        // A range never sent is refused, not released.
+        let written: [Written<'_>; 1] = [Some(&[(7, 7, 0)])];
+        let (controls, out) = answered(&mut bufs[..1], &written);
+        let resend =
+            zc.take_batch_inline(&Ok(1), &controls, &out, &mut |x| back.push(x.token), &mut r);
+        assert!(!resend);
+        assert!(matches!(
+            r.rejected,
+            Some(CompletionError::NotOutstanding { id: 7, .. })
+        ));
+        assert_eq!(back.len(), 4);
+    }
+
+    #[test]
+    fn the_first_entrys_einval_with_its_placeholder_unwritten_resends_without() {
+        let (mut zc, _rx) = udp();
+        let mut bufs: [ControlBuf<ENTRY_CONTROL>; 2] = core::array::from_fn(|_| ControlBuf::new());
+        let (controls, out) = answered(&mut bufs, &[None, None]);
+        let mut r = BatchSent::empty();
+        let einval = sys(NATIVE.family.errno().einval);
+        let resend = zc.take_batch_inline(&Err(einval), &controls, &out, &mut |_| {}, &mut r);
+        assert!(resend);
+        assert_eq!(zc.mode(), NotifyMode::ErrorQueue(Fallback::Rejected));
+        // A short batch's unreported error proves nothing about support.
+        let (mut zc, _rx) = udp();
+        let resend = zc.take_batch_inline(&Ok(1), &controls, &out, &mut |_| {}, &mut r);
+        assert!(!resend);
+        assert_eq!(zc.mode(), NotifyMode::Unprobed);
+    }
+}
