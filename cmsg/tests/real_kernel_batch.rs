@@ -8,7 +8,8 @@
 #![cfg(all(feature = "std", target_os = "linux"))]
 
 use msgzc_cmsg::sys::{
-    BatchStop, Datagram, Fallback, NotifyMode, Released, SendErrorKind, Sent, ZcSocket, NATIVE,
+    BatchStop, Datagram, Fallback, NotifyMode, OwnedDatagram, Released, SendErrorKind, Sent,
+    ZcSender, ZcSocket, NATIVE,
 };
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -483,4 +484,84 @@ fn sendmmsg_real_kernel_stream_socket_refused() {
     assert_eq!((r.sent, r.stop), (0, Some(BatchStop::Stream)));
     assert_eq!(r.unsent, [Datagram::new(b"a", 1), Datagram::new(b"b", 2)]);
     assert_eq!(zc.syscalls().sendmmsg, 0);
+}
+
+/// Owned buffers: a batch past `UIO_MAXIOV` to two destinations, every
+/// buffer back exactly once (and overwritten at once: the receivers must
+/// still get the original bytes), then a short batch whose failed entry's
+/// buffer is held until its completion and whose rest comes back unsent.
+#[test]
+fn zcsender_batch_real_kernel_every_buffer_back_once() {
+    let (Some(a), Some(b)) = (receiver(loopback(false)), receiver(loopback(false))) else {
+        return;
+    };
+    let to = [a.local_addr().unwrap(), b.local_addr().unwrap()];
+    let mut zc = ZcSender::with_window(UdpSocket::bind(loopback(false)).unwrap(), 4096).unwrap();
+    const N: usize = 1500;
+    let batch = (0..N)
+        .map(|i| {
+            let mut buf = payload(i + 1);
+            buf.splice(0..0, (i as u32).to_le_bytes());
+            OwnedDatagram::new(buf).to(to[i % 2])
+        })
+        .collect();
+    let r = zc.send_batch(batch);
+    assert_eq!((r.sent, r.stop, r.unsent.len()), (N, None, 0));
+    let mut seen = vec![false; N];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while zc.in_flight() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} buffers missing",
+            zc.in_flight()
+        );
+        zc.wait(Some(Duration::from_millis(100))).unwrap();
+        zc.drain(|i| panic!("unexpected {i:?}")).unwrap();
+        for mut buf in zc.completed() {
+            let i = u32::from_le_bytes(buf[..4].try_into().unwrap()) as usize;
+            assert!(
+                !std::mem::replace(&mut seen[i], true),
+                "buffer {i} back twice"
+            );
+            buf.fill(0xff);
+        }
+    }
+    assert!(seen.iter().all(|&s| s));
+    for i in 0..N {
+        let mut want = payload(i + 1);
+        want.splice(0..0, (i as u32).to_le_bytes());
+        expect(
+            if i % 2 == 0 { &a } else { &b },
+            &want,
+            &format!("datagram {i}"),
+        );
+    }
+    // A short batch: the third entry kept its id and failed.
+    let batch = vec![
+        OwnedDatagram::new(vec![1u8; 100]).to(to[0]),
+        OwnedDatagram::new(vec![2u8; 100]).to(to[0]),
+        OwnedDatagram::new(vec![3u8; 2000]).to(to[0]).segment(1),
+        OwnedDatagram::new(vec![4u8; 100]).to(to[0]),
+    ];
+    let r = zc.send_batch(batch);
+    let id = N as u32 + 2;
+    assert_eq!(
+        (r.sent, r.stop),
+        (2, Some(BatchStop::InDoubt { id, error: None }))
+    );
+    assert_eq!(r.unsent, [OwnedDatagram::new(vec![4u8; 100]).to(to[0])]);
+    assert_eq!(zc.in_flight(), 3);
+    let mut back = Vec::new();
+    while zc.in_flight() > 0 {
+        assert!(Instant::now() < deadline + Duration::from_secs(10));
+        zc.wait(Some(Duration::from_millis(100))).unwrap();
+        zc.drain(|i| panic!("unexpected {i:?}")).unwrap();
+        back.extend(zc.completed().map(|b| b[0]));
+    }
+    back.sort_unstable();
+    assert_eq!(back, [1, 2, 3]);
+    expect(&a, &[1u8; 100], "short batch 0");
+    expect(&a, &[2u8; 100], "short batch 1");
+    expect_nothing(&a);
+    expect_nothing(&b);
 }

@@ -34,7 +34,7 @@ mod owned;
 mod raw;
 mod socket;
 
-pub use owned::{Closed, Progress, ZcSender};
+pub use owned::{Closed, OwnedBatch, OwnedDatagram, Progress, ZcSender};
 pub use raw::DRAIN_BATCH;
 pub use socket::{
     BatchSent, BatchStop, Datagram, DrainError, DrainReport, Fallback, Interest, NewError,
