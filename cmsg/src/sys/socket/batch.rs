@@ -177,6 +177,8 @@ impl fmt::Display for BatchStop {
     }
 }
 
+impl std::error::Error for BatchStop {}
+
 /// What [`ZcSocket::send_batch`] did. The datagrams sent are the first
 /// `sent` of the batch; the ones never handed to the kernel come back in
 /// [`unsent`](Self::unsent), tokens included, in order.
@@ -244,6 +246,16 @@ impl<F: AsFd, T> ZcSocket<F, T> {
     /// that failed after the kernel may have counted it is held in doubt
     /// ([`BatchStop::InDoubt`]); while one is, a batch goes by copy and
     /// its tokens come back in [`BatchSent::copied`]. `EINTR` is retried.
+    ///
+    /// A batch the kernel cuts short leaves its next datagram in doubt
+    /// even when the cause gave the id back, because `sendmmsg` does not
+    /// say what it was: on a non-blocking socket, a batch that fills the
+    /// send buffer midway (`EAGAIN`), on a blocking one a signal while it
+    /// waits for room. The socket then sends by copy until the doubt is
+    /// settled, which [`drain`](Self::drain) does once every other send
+    /// completed and nothing is left below the socket. Batches that fit in
+    /// the send buffer (wait for [`Interest::WRITABLE`](super::Interest)
+    /// first) avoid it.
     ///
     /// ```
     /// use msgzc_cmsg::sys::{Datagram, ZcSocket};
