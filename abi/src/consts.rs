@@ -225,6 +225,17 @@ pub const SOL_IPV6: i32 = 41;
 pub const IP_RECVERR: i32 = 11;
 /// `IPV6_RECVERR` (`include/uapi/linux/in6.h`).
 pub const IPV6_RECVERR: i32 = 25;
+/// `SOL_UDP` (`include/linux/socket.h`; glibc `netinet/udp.h`): the level
+/// of UDP's socket options and control messages.
+pub const SOL_UDP: i32 = 17;
+/// `UDP_SEGMENT` (`include/uapi/linux/udp.h`, Linux 4.18): socket option
+/// and, at level `SOL_UDP`, control message (a `u16`) asking the kernel to
+/// cut one send into datagrams of this many payload bytes (UDP GSO).
+pub const UDP_SEGMENT: i32 = 103;
+/// `UIO_MAXIOV` (`include/uapi/linux/uio.h`): the most `iovec`s per
+/// message, and the most messages one `sendmmsg` sends (it silently
+/// handles only the first `UIO_MAXIOV` entries of a longer array).
+pub const UIO_MAXIOV: u32 = 1024;
 
 /// `AF_UNSPEC` (`include/linux/socket.h`): the family of the zeroed
 /// `SO_EE_OFFENDER` of zerocopy, timestamp and local error reports.
@@ -397,6 +408,12 @@ pub struct Numbers {
     pub ip_recverr: i32,
     /// `IPV6_RECVERR`.
     pub ipv6_recverr: i32,
+    /// `SOL_UDP`.
+    pub sol_udp: i32,
+    /// `UDP_SEGMENT`.
+    pub udp_segment: i32,
+    /// `UIO_MAXIOV`.
+    pub uio_maxiov: u32,
     /// `AF_UNSPEC`.
     pub af_unspec: u16,
     /// `AF_INET`.
@@ -414,6 +431,7 @@ impl Target {
     /// assert_eq!(n.socket.so_zerocopy, 0x4035);
     /// assert_eq!(n.errno.enobufs, 233);
     /// assert_eq!(n.ip_recverr, 11);
+    /// assert_eq!((n.sol_udp, n.udp_segment, n.uio_maxiov), (17, 103, 1024));
     /// assert_eq!(n.af_inet6, 10);
     /// ```
     pub const fn numbers(self) -> Numbers {
@@ -424,6 +442,9 @@ impl Target {
             sol_ipv6: SOL_IPV6,
             ip_recverr: IP_RECVERR,
             ipv6_recverr: IPV6_RECVERR,
+            sol_udp: SOL_UDP,
+            udp_segment: UDP_SEGMENT,
+            uio_maxiov: UIO_MAXIOV,
             af_unspec: AF_UNSPEC,
             af_inet: AF_INET,
             af_inet6: AF_INET6,
@@ -497,6 +518,7 @@ mod tests {
             (SOL_IP, SOL_IPV6, IP_RECVERR, IPV6_RECVERR),
             (0, 41, 11, 25)
         );
+        assert_eq!((SOL_UDP, UDP_SEGMENT, UIO_MAXIOV), (17, 103, 1024));
         assert_eq!(SO_EE_CODE_ZEROCOPY_COPIED, 1);
         assert_eq!((AF_UNSPEC, AF_INET, AF_INET6), (0, 2, 10));
         assert_eq!(MsgFlags::ZEROCOPY.bits(), 0x0400_0000);

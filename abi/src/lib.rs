@@ -45,7 +45,8 @@ mod target;
 pub use cmsghdr::{CmsgHdr32, CmsgHdr64, CmsgLayout};
 pub use consts::{
     ErrOrigin, ErrnoNumbers, MsgFlags, Numbers, SocketNumbers, TimestampingFlags, AF_INET,
-    AF_INET6, AF_UNSPEC, IPV6_RECVERR, IP_RECVERR, SOL_IP, SOL_IPV6, SO_EE_CODE_ZEROCOPY_COPIED,
+    AF_INET6, AF_UNSPEC, IPV6_RECVERR, IP_RECVERR, SOL_IP, SOL_IPV6, SOL_UDP,
+    SO_EE_CODE_ZEROCOPY_COPIED, UDP_SEGMENT, UIO_MAXIOV,
 };
 pub use errqueue::{SockExtendedErr, Timespec32, Timespec64};
 pub use sockaddr::{SockaddrIn, SockaddrIn6};

@@ -3,7 +3,8 @@
 use crate::decode::{decode_zc_info, ZcOutcome};
 use crate::error::{BuildError, ZcError};
 use crate::layout::{
-    elem_bytes, u32_bytes, write_header, zc_info_bytes, Header, ZC_ELEM_SIZE, ZC_INFO_SIZE,
+    elem_bytes, u16_bytes, u32_bytes, write_header, zc_info_bytes, Header, ZC_ELEM_SIZE,
+    ZC_INFO_SIZE,
 };
 use crate::walk::Walker;
 use msgzc_abi::proposal::v8;
@@ -313,6 +314,31 @@ impl<'a> ControlBuilder<'a> {
         let s = self.target.family.socket();
         let data = u32_bytes(self.target.endian, flags.bits());
         self.push(s.sol_socket, s.so_timestamping_old, &data)
+    }
+
+    /// Appends a `UDP_SEGMENT` request for this send (`SOL_UDP`, a `u16`):
+    /// the kernel cuts the payload into datagrams of `size` bytes, the last
+    /// one shorter (UDP GSO, Linux 4.18). A zerocopy send so cut still
+    /// takes a single send id. Refusals come from the kernel, after the
+    /// send was built (see `sys::ZcSocket::send_gso`).
+    ///
+    /// ```
+    /// use msgzc_cmsg::{ControlBuf, ControlBuilder, Walker, MsgFlags};
+    /// use msgzc_abi::Arch;
+    ///
+    /// let t = Arch::S390x.target(); // 64-bit big-endian
+    /// let mut buf = ControlBuf::<32>::new();
+    /// let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+    /// b.udp_segment(1200).unwrap();
+    /// let c = b.finish();
+    /// assert_eq!(c.len(), 24); // CMSG_SPACE(2)
+    /// let m = Walker::new(t, c.as_bytes(), c.len(), MsgFlags::empty()).next().unwrap().unwrap();
+    /// assert_eq!((m.level, m.ty, m.data), (17, 103, &1200u16.to_be_bytes()[..]));
+    /// ```
+    pub fn udp_segment(&mut self, size: u16) -> Result<(), BuildError> {
+        let n = self.target.numbers();
+        let data = u16_bytes(self.target.endian, size);
+        self.push(n.sol_udp, n.udp_segment, &data)
     }
 
     /// Appends an `SCM_ZC_NOTIFICATION` placeholder (proposal v8) for up to

@@ -15,7 +15,7 @@ use msgzc_abi::{
     CmsgHdr32, CmsgHdr64, CmsgLayout, Endian, SockExtendedErr, SockaddrIn, SockaddrIn6, Target,
     Timespec32, Timespec64,
 };
-use zerocopy::byteorder::U32;
+use zerocopy::byteorder::{U16, U32};
 
 /// Runs `$body` with `$O` bound to the zerocopy byte-order type of `$e`.
 macro_rules! by_order {
@@ -200,6 +200,12 @@ pub(crate) fn zc_info_bytes(e: Endian, length: u32) -> [u8; ZC_INFO_SIZE] {
 #[inline]
 pub(crate) fn u32_bytes(e: Endian, v: u32) -> [u8; 4] {
     by_order!(e, O => U32::<O>::new(v).to_bytes())
+}
+
+/// A plain `u16` in the target's byte order (e.g. `UDP_SEGMENT` data).
+#[inline]
+pub(crate) fn u16_bytes(e: Endian, v: u16) -> [u8; 2] {
+    by_order!(e, O => U16::<O>::new(v).to_bytes())
 }
 
 /// One `zc_info_elem`: `(lo, hi, zerocopy byte)`.

@@ -394,6 +394,26 @@ impl<T, S: Slots<T>> Tracker<T, S> {
         self.len == self.window()
     }
 
+    /// How many sends [`register`](Self::register) would accept now, one
+    /// after another: the ids left in the window, or 0 while a send is in
+    /// doubt.
+    ///
+    /// ```
+    /// # use msgzc_cmsg::CompletionTracker;
+    /// let mut t = CompletionTracker::<(), 4>::new();
+    /// t.register(()).unwrap();
+    /// assert_eq!(t.room(), 3);
+    /// t.register_in_doubt(()).unwrap();
+    /// assert_eq!(t.room(), 0);
+    /// ```
+    pub fn room(&self) -> usize {
+        if self.in_doubt {
+            0
+        } else {
+            self.window() - self.len
+        }
+    }
+
     /// Counters so far (see [`CompletionStats`]).
     pub fn stats(&self) -> CompletionStats {
         self.stats

@@ -11,7 +11,9 @@
 //! with the reason.
 #![cfg(all(feature = "std", target_os = "linux"))]
 
-use msgzc_cmsg::sys::{self, Progress, SendErrorKind, Sent, ZcSender, ZcSocket};
+use msgzc_cmsg::sys::{
+    self, BatchStop, Datagram, Progress, SendErrorKind, Sent, ZcSender, ZcSocket,
+};
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, RawFd};
@@ -463,5 +465,117 @@ fn owned_buffers_real_kernel_survive_a_send_in_doubt() {
         let mut seen = check_datagrams(&rx, N - 1, LEN);
         seen.sort();
         assert_eq!(seen, (1..N).collect::<Vec<_>>());
+    });
+}
+
+/// `sendmmsg` batches on a blocking socket whose small send buffer the
+/// qdisc keeps full, while signals (without `SA_RESTART`) keep hitting the
+/// sending thread: a call interrupted before its first datagram is
+/// retried (`EINTR`), one interrupted later returns the count sent and
+/// leaves the next datagram in doubt. Every datagram must still arrive
+/// exactly once with its original bytes (failed ones are sent again once
+/// their token is back), and every token come back exactly once.
+#[test]
+fn signals_during_sendmmsg_real_kernel_lose_and_repeat_nothing() {
+    in_netns("signals during sendmmsg", TRICKLE, || {
+        const N: usize = 40;
+        const LEN: usize = 1200;
+        // SAFETY: as in signals_during_wait_real_kernel_are_retried.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = ignore_signal as *const () as usize;
+            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
+        }
+        let (tx, rx) = udp_pair();
+        let small: libc::c_int = 4096;
+        // SAFETY: setsockopt reads one c_int that outlives the call.
+        let r = unsafe {
+            libc::setsockopt(
+                tx.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                (&small as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0);
+        let mut zc = ZcSocket::<_, usize>::new(tx).unwrap();
+        let mut pool = Pool::new(N, LEN);
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let stop = Arc::new(AtomicBool::new(false));
+        let pest = {
+            let stop = stop.clone();
+            thread::spawn(move || {
+                let mut sent = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    // SAFETY: `me` is alive until `stop` is set.
+                    unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+                    sent += 1;
+                    thread::sleep(Duration::from_millis(2));
+                }
+                sent
+            })
+        };
+        let (mut todo, mut doubt, mut back) = ((0..N).collect::<Vec<_>>(), Vec::new(), vec![0; N]);
+        let (mut batches, mut doubts) = (0, 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !todo.is_empty() || zc.tracker().outstanding() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{} unsent after 30 s",
+                todo.len()
+            );
+            if !todo.is_empty() {
+                let batch = todo
+                    .iter()
+                    .map(|&i| Datagram::new(&pool.bufs[i][..], i))
+                    .collect();
+                let r = zc.send_batch(batch);
+                batches += 1;
+                if let Some(BatchStop::InDoubt { .. }) = r.stop {
+                    doubt.push(todo[r.sent]);
+                    doubts += 1;
+                }
+                let copied = r.copied;
+                todo = r.unsent.iter().map(|d| *d.token()).collect();
+                for i in copied {
+                    back[i] += 1;
+                    pool.release(i);
+                }
+            }
+            zc.wait(Some(Duration::from_millis(5))).unwrap();
+            let mut again = Vec::new();
+            zc.drain(
+                |r| {
+                    pool.release(r.token);
+                    match doubt.iter().position(|&i| i == r.token) {
+                        // A failed datagram: its buffer is ours, send it again.
+                        Some(k) => again.push(doubt.swap_remove(k)),
+                        None => back[r.token] += 1,
+                    }
+                },
+                |_| {},
+            )
+            .unwrap();
+            for i in again {
+                pool.bufs[i] = pattern(i, LEN);
+                todo.push(i);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let signals = pest.join().unwrap();
+        assert!(signals > 10, "only {signals} signals");
+        assert!(doubt.is_empty());
+        assert_eq!(back, vec![1; N], "every datagram's token back once");
+        let mut seen = check_datagrams(&rx, N, LEN);
+        seen.sort_unstable();
+        assert_eq!(seen, (0..N).collect::<Vec<_>>(), "each datagram once");
+        rx.set_nonblocking(true).unwrap();
+        assert!(rx.recv(&mut [0u8; 8]).is_err(), "a datagram too many");
+        let retries = zc.syscalls().sendmmsg - batches;
+        println!(
+            "{signals} signals: {batches} batches, {retries} EINTR retries, {doubts} in doubt"
+        );
     });
 }

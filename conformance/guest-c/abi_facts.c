@@ -22,6 +22,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
+#include <sys/uio.h>
 #include <linux/errqueue.h>
 #include <linux/net_tstamp.h>
 #include <asm/socket.h>
@@ -110,6 +112,9 @@ static void abi_facts(void)
 	NUM(SOL_IPV6);
 	NUM(IP_RECVERR);
 	NUM(IPV6_RECVERR);
+	NUM(SOL_UDP);
+	NUM(UDP_SEGMENT);
+	NUM(UIO_MAXIOV);
 	NUM(SO_EE_ORIGIN_NONE);
 	NUM(SO_EE_ORIGIN_LOCAL);
 	NUM(SO_EE_ORIGIN_ICMP);

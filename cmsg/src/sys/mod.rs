@@ -9,6 +9,11 @@
 //!   partial sends, failed sends and closing.
 //! - [`ZcSocket`] is the layer below, for callers that manage memory
 //!   themselves: it sends borrowed bytes and keeps a token per send id.
+//! - Both send UDP batches: [`ZcSocket::send_batch`] and
+//!   [`ZcSender::send_batch`] put many datagrams in one `sendmmsg`, each
+//!   with its own id, destination and `UDP_SEGMENT` size;
+//!   [`ZcSocket::send_gso`] is one send cut into many datagrams under one
+//!   id.
 //! - The free functions are the individual socket options and calls.
 //!
 //! `unsafe` code lives only in the private `raw` module, one system call
@@ -28,7 +33,13 @@
 //!   netfilter drops reported through `IP_RECVERR` (`ENOBUFS`, `EPERM`),
 //!   neighbour or fragmentation failures. The errno does not say which, so
 //!   such a failure leaves the send *in doubt* (see
-//!   [`SendErrorKind::InDoubt`]).
+//!   [`SendErrorKind::InDoubt`]);
+//! - `sendmmsg` counts each entry as its own send, stops at the first that
+//!   fails and, when earlier ones went out, drops that entry's error: the
+//!   entry is then in doubt whatever the error was ([`BatchStop::InDoubt`]);
+//! - a send the kernel dropped after counting it completes as *not*
+//!   copied, and a range coalesced onto an earlier one keeps the earlier
+//!   one's copied bit: the bit describes the first send of a range only.
 
 mod owned;
 mod raw;
@@ -37,12 +48,12 @@ mod socket;
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
-pub use owned::{Closed, Progress, ZcSender};
+pub use owned::{Closed, OwnedBatch, OwnedDatagram, Progress, ZcSender};
 pub use raw::DRAIN_BATCH;
 pub use socket::{
-    DrainError, DrainReport, Fallback, Interest, NewError, NewErrorKind, NotifyMode, Readiness,
-    Released, SendError, SendErrorKind, Sent, SentNotify, SyscallCounts, Unconfirmed, ZcSocket,
-    DEFAULT_LINGER, DEFAULT_WINDOW,
+    BatchSent, BatchStop, Datagram, DrainError, DrainReport, Fallback, Interest, NewError,
+    NewErrorKind, NotifyMode, Readiness, Released, SendError, SendErrorKind, Sent, SentNotify,
+    SyscallCounts, Unconfirmed, ZcSocket, DEFAULT_LINGER, DEFAULT_WINDOW,
 };
 
 use core::fmt;
@@ -197,6 +208,33 @@ pub fn enable_recverr(fd: BorrowedFd<'_>, ipv6: bool) -> Result<(), SysError> {
     } else {
         raw::set_int_opt(fd, n.sol_ip, n.ip_recverr, 1)
     }
+}
+
+/// Sets the `UDP_SEGMENT` socket option (`SOL_UDP`): every later send on
+/// the socket is cut into datagrams of `size` payload bytes, one send id
+/// each send (0 turns it off). The same, per send, as a control message:
+/// [`ZcSocket::send_gso`], [`Datagram::segment`].
+///
+/// ```
+/// use msgzc_cmsg::sys::{set_udp_segment, Sent, ZcSocket};
+/// use std::net::UdpSocket;
+/// use std::os::fd::AsFd;
+///
+/// let rx = UdpSocket::bind("127.0.0.1:0")?;
+/// let tx = UdpSocket::bind("127.0.0.1:0")?;
+/// tx.connect(rx.local_addr()?)?;
+/// set_udp_segment(tx.as_fd(), 500)?;
+/// let mut zc = ZcSocket::<_, ()>::new(tx)?;
+/// assert_eq!(zc.send(&[1u8; 1200], ()).unwrap(), Sent::Pending { bytes: 1200, id: 0 });
+/// let mut got = [0u8; 1200];
+/// for want in [500, 500, 200] {
+///     assert_eq!(rx.recv(&mut got)?, want);
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub fn set_udp_segment(fd: BorrowedFd<'_>, size: u16) -> Result<(), SysError> {
+    let n = NATIVE.numbers();
+    raw::set_int_opt(fd, n.sol_udp, n.udp_segment, size.into())
 }
 
 /// Reads one message from the error queue without blocking into `control`

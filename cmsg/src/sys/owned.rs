@@ -13,6 +13,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::time::Duration;
 use std::vec::Vec;
 
+mod batch;
+pub use batch::{OwnedBatch, OwnedDatagram};
+
 /// A box for a buffer, `Some` while the sender holds one in it. Boxed, so
 /// that a buffer whose bytes live inline (an array) keeps its address
 /// while the kernel may read it; empty boxes are reused, so a send

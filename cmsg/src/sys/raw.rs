@@ -142,6 +142,150 @@ fn sendmsg_call(fd: BorrowedFd<'_>, msg: &mut libc::msghdr, flags: MsgFlags) -> 
     ret as isize
 }
 
+/// A destination address in the kernel's `sockaddr_in`/`sockaddr_in6`
+/// layout (native byte order), built without `unsafe` from the `abi`
+/// crate's layouts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawAddr {
+    bytes: [u8; 28],
+    len: usize,
+}
+
+impl RawAddr {
+    pub(crate) fn new(addr: &std::net::SocketAddr) -> RawAddr {
+        use msgzc_abi::{IntoBytes, NativeEndian, SockaddrIn, SockaddrIn6};
+        let n = super::NATIVE.numbers();
+        let mut bytes = [0u8; 28];
+        let len = match addr {
+            std::net::SocketAddr::V4(a) => {
+                let s = SockaddrIn::<NativeEndian> {
+                    sin_family: n.af_inet.into(),
+                    sin_port: a.port().into(),
+                    sin_addr: a.ip().octets(),
+                    sin_zero: [0; 8],
+                };
+                bytes[..16].copy_from_slice(s.as_bytes());
+                16
+            }
+            std::net::SocketAddr::V6(a) => {
+                let s = SockaddrIn6::<NativeEndian> {
+                    sin6_family: n.af_inet6.into(),
+                    sin6_port: a.port().into(),
+                    sin6_flowinfo: a.flowinfo().into(),
+                    sin6_addr: a.ip().octets(),
+                    sin6_scope_id: a.scope_id().into(),
+                };
+                bytes.copy_from_slice(s.as_bytes());
+                28
+            }
+        };
+        RawAddr { bytes, len }
+    }
+}
+
+/// One message of a [`sendmmsg`]: its payload, destination and control
+/// buffer (and the bytes of it to send).
+pub(crate) struct MmsgEntry<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) addr: Option<&'a RawAddr>,
+    pub(crate) control: Option<(&'a mut [u8], usize)>,
+}
+
+/// What the kernel left in one `mmsghdr` after a [`sendmmsg`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MmsgOut {
+    /// `msg_len`: bytes sent (meaningful for the messages sent).
+    pub(crate) len: usize,
+    /// `msg_controllen`.
+    pub(crate) controllen: usize,
+    /// `msg_hdr.msg_flags`.
+    pub(crate) flags: MsgFlags,
+}
+
+/// One `sendmmsg` of at most `UIO_MAXIOV` messages (more are not
+/// passed: the kernel would drop them silently). Returns the number sent
+/// (an error only when none was) and fills `out` with what the kernel left
+/// in every header, the unsent ones included: a kernel with
+/// `SCM_ZC_NOTIFICATION` answers the placeholder of the message that
+/// failed too.
+pub(crate) fn sendmmsg(
+    fd: BorrowedFd<'_>,
+    entries: &mut [MmsgEntry<'_>],
+    out: &mut std::vec::Vec<MmsgOut>,
+    flags: MsgFlags,
+) -> Result<usize, SysError> {
+    let max = super::NATIVE.numbers().uio_maxiov as usize;
+    let n = entries.len().min(max);
+    let entries = &mut entries[..n];
+    let mut iovs: std::vec::Vec<libc::iovec> = entries
+        .iter()
+        .map(|e| libc::iovec {
+            iov_base: e.data.as_ptr() as *mut libc::c_void,
+            iov_len: e.data.len(),
+        })
+        .collect();
+    let mut hdrs: std::vec::Vec<libc::mmsghdr> = std::vec::Vec::with_capacity(entries.len());
+    for (e, iov) in entries.iter_mut().zip(iovs.iter_mut()) {
+        // SAFETY: mmsghdr is plain old data; all-zero is a valid empty header.
+        let mut h: libc::mmsghdr = unsafe { core::mem::zeroed() };
+        h.msg_hdr.msg_iov = iov;
+        h.msg_hdr.msg_iovlen = 1;
+        if let Some(a) = e.addr {
+            h.msg_hdr.msg_name = a.bytes.as_ptr() as *mut libc::c_void;
+            h.msg_hdr.msg_namelen = a.len as libc::socklen_t;
+        }
+        if let Some((buf, controllen)) = e.control.as_mut() {
+            h.msg_hdr.msg_control = buf.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = (*controllen).min(buf.len()) as _;
+        }
+        hdrs.push(h);
+    }
+    let ret = sendmmsg_call(fd, &mut hdrs, flags);
+    out.clear();
+    // msg_controllen is size_t in glibc but socklen_t in musl.
+    #[allow(clippy::unnecessary_cast)]
+    out.extend(hdrs.iter().map(|h| MmsgOut {
+        len: h.msg_len as usize,
+        controllen: h.msg_hdr.msg_controllen as usize,
+        flags: MsgFlags::from_bits_retain(h.msg_hdr.msg_flags as u32),
+    }));
+    check("sendmmsg", ret).map(|n| n as usize)
+}
+
+/// The `sendmmsg` system call on headers built by [`sendmmsg`].
+#[cfg(not(all(target_env = "musl", target_pointer_width = "64")))]
+fn sendmmsg_call(fd: BorrowedFd<'_>, hdrs: &mut [libc::mmsghdr], flags: MsgFlags) -> libc::c_int {
+    let (ptr, n) = (hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint);
+    // SAFETY: `hdrs` holds `n` headers, each pointing to one iovec over
+    // data that is read-only for the kernel, to an address of
+    // `msg_namelen` bytes or none, and to a control buffer of at least
+    // `msg_controllen` bytes that is writable (a kernel with
+    // SCM_ZC_NOTIFICATION writes back into it) or none; the kernel writes
+    // `msg_len` of each header. Everything outlives the call.
+    unsafe { libc::sendmmsg(fd.as_raw_fd(), ptr, n, flags.bits() as _) }
+}
+
+/// 64-bit musl's `sendmmsg` loops over its own `sendmsg`, which sends a
+/// copy of each header and control buffer (see `sendmsg_call`): one
+/// system call per message, and whatever the kernel writes back lost.
+/// Make the system call directly.
+#[cfg(all(target_env = "musl", target_pointer_width = "64"))]
+fn sendmmsg_call(fd: BorrowedFd<'_>, hdrs: &mut [libc::mmsghdr], flags: MsgFlags) -> libc::c_int {
+    let (ptr, n) = (hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint);
+    // SAFETY: as for glibc's `sendmmsg` above; the kernel reads the same
+    // headers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_sendmmsg,
+            fd.as_raw_fd(),
+            ptr,
+            n,
+            flags.bits() as libc::c_uint,
+        )
+    };
+    ret as libc::c_int
+}
+
 /// Reads one message from the error queue without blocking into `control`
 /// (no payload), returning the `msg_controllen` and `msg_flags` the kernel
 /// set.

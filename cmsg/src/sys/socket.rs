@@ -18,6 +18,9 @@ use std::string::ToString;
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
+mod batch;
+pub use batch::{BatchSent, BatchStop, Datagram};
+
 /// A token handed back because the kernel is done with its send.
 ///
 /// ```
@@ -407,8 +410,11 @@ pub struct SyscallCounts {
     pub recvmmsg: u64,
     /// `poll` calls.
     pub poll: u64,
-    /// Sends made by copy ([`Sent::Copied`], [`ZcSocket::send_copy`]).
+    /// Sends made by copy ([`Sent::Copied`], [`ZcSocket::send_copy`]);
+    /// each datagram of a batch sent by copy counts.
     pub copied_sends: u64,
+    /// `sendmmsg` calls ([`ZcSocket::send_batch`]).
+    pub sendmmsg: u64,
 }
 
 /// What one [`ZcSocket::drain`] found (see there for an example).
