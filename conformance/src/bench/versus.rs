@@ -171,6 +171,13 @@ fn row(c: &Cell) -> String {
 
 fn markdown(o: &Opts, bin: &str, cells: &[Cell], load: (&str, &str)) -> String {
     let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "Linux {}, {} CPU(s) ({}), msg_zerocopy built from `{bin}`.\n",
+        super::kernel(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        super::cpu_model()
+    );
     let ivs: Vec<String> = o.intervals.iter().map(usize::to_string).collect();
     let protos: Vec<&str> = o.protos.iter().map(|p| p.name()).collect();
     let _ = writeln!(
