@@ -171,9 +171,15 @@ fn row(c: &Cell) -> String {
 
 fn markdown(o: &Opts, bin: &str, cells: &[Cell], load: (&str, &str)) -> String {
     let mut t = String::new();
+    // The cache directory's name (version and inputs' hash), not the
+    // machine's path.
+    let shown = std::path::Path::new(bin)
+        .parent()
+        .and_then(|d| d.file_name())
+        .map_or(bin.into(), |d| d.to_string_lossy());
     let _ = writeln!(
         t,
-        "Linux {}, {} CPU(s) ({}), msg_zerocopy built from `{bin}`.\n",
+        "Linux {}, {} CPU(s) ({}), msg_zerocopy from `ci/msg-zerocopy` ({shown}).\n",
         super::kernel(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         super::cpu_model()
@@ -182,7 +188,7 @@ fn markdown(o: &Opts, bin: &str, cells: &[Cell], load: (&str, &str)) -> String {
     let protos: Vec<&str> = o.protos.iter().map(|p| p.name()).collect();
     let _ = writeln!(
         t,
-        "Command: `cargo run --release -p msgzc-conformance -- bench --same-receiver --selftest {bin} \
+        "Command: `cargo run --release -p msgzc-conformance -- bench --same-receiver --selftest MSG_ZEROCOPY \
          --proto {} --interval {} --size {} --secs {} --rounds {} --cpu {} --receiver-cpu {}`\n",
         protos.join(","),
         ivs.join(","),
