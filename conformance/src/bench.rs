@@ -24,6 +24,12 @@
 //! - `kernel-selftest-inline`: its `-n` way, an `SCM_ZC_NOTIFICATION`
 //!   placeholder every `interval` sends (the v8 cover letter's "new").
 //!
+//! `--connect ADDR:PORT` runs the sender alone against a receiver that
+//! runs elsewhere (`bench/connect.rs`); `--cpu N` pins the sender; and
+//! `--same-receiver --selftest PATH` runs `zc-drain` that way against the
+//! selftest's own receiver, beside the selftest's sender against another
+//! instance of it, in interleaved rounds (`bench/versus.rs`).
+//!
 //! Every run also times one system call and the kernel's copy of one
 //! payload (`--calibrate-only` prints just that), to tell how much of a
 //! send is copying on this machine.
@@ -36,7 +42,9 @@
 //! variant), so the numbers compare notification paths, not copy
 //! avoidance. Ratios are taken between modes of the same run only.
 
+mod connect;
 mod kernel;
+mod versus;
 
 use crate::report::{jarr, jobj, jstr};
 use msgzc_cmsg::sys::{self, Fallback, NotifyMode, SendErrorKind, Sent, ZcSocket};
@@ -139,6 +147,36 @@ struct Opts {
     /// The kernel's msg_zerocopy binary (`--selftest`).
     selftest: Option<String>,
     calibrate_only: bool,
+    /// Sender only, to a receiver at this address (`--connect`).
+    connect: Option<SocketAddr>,
+    /// The mode of `--connect` (`--mode`).
+    mode: Mode,
+    /// The CPU the sender is pinned to (`--cpu`).
+    cpu: Option<usize>,
+    /// The CPU the selftest's receiver is pinned to (`--receiver-cpu`).
+    receiver_cpu: usize,
+    /// Ours against the selftest, one receiver for both (`--same-receiver`).
+    same_receiver: bool,
+    /// Interleaved rounds of `--same-receiver`.
+    rounds: usize,
+}
+
+/// The sender's system calls, by kind.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+struct Calls {
+    /// `send`/`sendmsg`, failed ones included.
+    send: u64,
+    /// Reads of the error queue (`recvmsg` or `recvmmsg`), the empty
+    /// read that ends each drain included.
+    errqueue: u64,
+    /// `poll`.
+    poll: u64,
+}
+
+impl Calls {
+    fn total(&self) -> u64 {
+        self.send + self.errqueue + self.poll
+    }
 }
 
 /// One measured (network, protocol, interval, mode).
@@ -159,7 +197,7 @@ struct Measured {
     notifications: u64,
     copied: u64,
     zerocopy: u64,
-    syscalls: u64,
+    calls: Calls,
     cpu_secs: f64,
     /// Datagram sends that failed in doubt (see `SendErrorKind::InDoubt`).
     in_doubt: u64,
@@ -170,7 +208,7 @@ impl Measured {
         self.bytes as f64 / 1e6 / self.secs
     }
     fn syscalls_per_send(&self) -> f64 {
-        self.syscalls as f64 / self.sends.max(1) as f64
+        self.calls.total() as f64 / self.sends.max(1) as f64
     }
     fn cpu_ms_per_mb(&self) -> f64 {
         self.cpu_secs * 1e3 / (self.bytes as f64 / 1e6).max(1e-9)
@@ -188,7 +226,11 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: msgzc-conformance bench [--net loopback,veth] [--proto tcp4,tcp6,udp4,udp6] [--interval 1,32]\n\
          \x20                              [--size BYTES] [--secs S] [--json PATH] [--markdown PATH]\n\
-         \x20                              [--selftest MSG_ZEROCOPY] [--calibrate-only]"
+         \x20                              [--selftest MSG_ZEROCOPY] [--calibrate-only] [--cpu N]\n\
+         sender only:  msgzc-conformance bench --connect ADDR:PORT --proto P [--mode zc-drain] [--cpu N]\n\
+         \x20             [--interval N] [--size BYTES] [--secs S]   (one `msgzc:` summary line per interval)\n\
+         one receiver: msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds 5]\n\
+         \x20             [--cpu 0] [--receiver-cpu 1] [--proto ..] [--interval ..] [--size] [--secs] [--markdown P]"
     );
     ExitCode::from(2)
 }
@@ -204,6 +246,12 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         markdown: None,
         selftest: None,
         calibrate_only: false,
+        connect: None,
+        mode: Mode::Drain,
+        cpu: None,
+        receiver_cpu: 1,
+        same_receiver: false,
+        rounds: 5,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -250,6 +298,28 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--selftest" => o.selftest = Some(val()?),
             "--calibrate-only" => o.calibrate_only = true,
+            "--connect" => {
+                let v = val()?;
+                o.connect = Some(v.parse().map_err(|e| format!("--connect {v}: {e}"))?)
+            }
+            "--mode" => {
+                let v = val()?;
+                o.mode = Mode::ALL
+                    .into_iter()
+                    .find(|m| m.name() == v)
+                    .ok_or(format!(
+                        "--mode {v}: one of copy, zc-selftest, zc-drain, zc-inline"
+                    ))?
+            }
+            "--cpu" => o.cpu = Some(cpu_arg(&val()?)?),
+            "--receiver-cpu" => o.receiver_cpu = cpu_arg(&val()?)?,
+            "--same-receiver" => o.same_receiver = true,
+            "--rounds" => {
+                o.rounds = match val()?.parse::<usize>() {
+                    Ok(n) if (1..=99).contains(&n) => n,
+                    _ => return Err("--rounds: 1..=99".into()),
+                }
+            }
             "--secs" => {
                 o.secs = match val()?.parse::<f64>() {
                     Ok(s) if s > 0.0 && s <= 60.0 => s,
@@ -262,6 +332,14 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         }
     }
     Ok(o)
+}
+
+/// A CPU number for `sched_setaffinity`.
+fn cpu_arg(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n < libc::CPU_SETSIZE as usize => Ok(n),
+        _ => Err(format!("CPU {v:?}: 0..{}", libc::CPU_SETSIZE)),
+    }
 }
 
 /// Process CPU time (all threads: sender, receiver, and the kernel work
@@ -447,7 +525,7 @@ fn receiver(
 fn selftest_read<F: AsFd>(zc: &mut ZcSocket<F, ()>, m: &mut Measured) -> Result<(), String> {
     let mut control = ControlBuf::<128>::new();
     loop {
-        m.syscalls += 1;
+        m.calls.errqueue += 1;
         let fd = zc.get_ref().as_fd();
         let (len, flags) = match sys::recv_errqueue(fd, control.as_mut_bytes()) {
             Ok(r) => r,
@@ -562,7 +640,9 @@ fn run_zc<F: AsFd>(
     m.cpu_secs = cpu_now() - cpu0;
     // The selftest mode counted its own recvmsg calls.
     let c = zc.syscalls();
-    m.syscalls += c.sendmsg + c.recvmmsg + c.poll;
+    m.calls.send += c.sendmsg;
+    m.calls.errqueue += c.recvmmsg;
+    m.calls.poll += c.poll;
     if zc.tracker().outstanding() > 0 {
         return Err(format!(
             "{} sends never completed",
@@ -590,7 +670,7 @@ fn run_copy<F: AsFd>(fd: F, payload: &[u8], secs: f64) -> Result<Measured, Strin
                 0,
             )
         };
-        m.syscalls += 1;
+        m.calls.send += 1;
         if n < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() == Some(libc::ENOBUFS) || e.raw_os_error() == Some(libc::EAGAIN) {
@@ -613,6 +693,7 @@ fn measure(
     size: usize,
     interval: usize,
     secs: f64,
+    cpu: Option<usize>,
 ) -> Result<Measured, String> {
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::channel();
@@ -626,9 +707,12 @@ fn measure(
         .and_then(|a| a)
         .and_then(|to| {
             let net = net.clone();
-            thread::spawn(move || send_side(&net, proto, to, mode, size, interval, secs))
-                .join()
-                .map_err(|_| "sender panicked".to_string())?
+            thread::spawn(move || {
+                cpu.map_or(Ok(()), connect::pin)?;
+                send_side(&net, proto, to, mode, size, interval, secs)
+            })
+            .join()
+            .map_err(|_| "sender panicked".to_string())?
         });
     stop.store(true, Ordering::Relaxed);
     let _ = rx_thread.join();
@@ -652,21 +736,34 @@ fn send_side(
         (Net::Veth { .. }, SocketAddr::V6(_)) => (VETH_A6, 0).into(),
         _ => proto.addr(),
     };
+    send_on(proto, from, to, mode, &payload, interval, secs)
+}
+
+/// Connects a `proto` socket from `from` to `to` and runs the mode on it.
+fn send_on(
+    proto: Proto,
+    from: SocketAddr,
+    to: SocketAddr,
+    mode: Mode,
+    payload: &[u8],
+    interval: usize,
+    secs: f64,
+) -> Result<Measured, String> {
     let err = |e: std::io::Error| format!("{} to {to}: {e}", proto.name());
     match proto {
         Proto::Tcp4 | Proto::Tcp6 => {
             let s = TcpStream::connect_timeout(&to, Duration::from_secs(5)).map_err(err)?;
             match mode {
-                Mode::Copy => run_copy(&s, &payload, secs),
-                _ => run_zc(&s, mode, &payload, interval, secs),
+                Mode::Copy => run_copy(&s, payload, secs),
+                _ => run_zc(&s, mode, payload, interval, secs),
             }
         }
         Proto::Udp4 | Proto::Udp6 => {
             let s = UdpSocket::bind(from).map_err(err)?;
             s.connect(to).map_err(err)?;
             match mode {
-                Mode::Copy => run_copy(&s, &payload, secs),
-                _ => run_zc(&s, mode, &payload, interval, secs),
+                Mode::Copy => run_copy(&s, payload, secs),
+                _ => run_zc(&s, mode, payload, interval, secs),
             }
         }
     }
@@ -699,6 +796,12 @@ pub fn main(args: &[String]) -> ExitCode {
             return usage();
         }
     };
+    if o.connect.is_some() {
+        return connect::main(&o);
+    }
+    if o.same_receiver {
+        return versus::main(&o);
+    }
     if let Err(e) = sys::loopback_up() {
         eprintln!("bench: note: could not bring lo up: {e}");
     }
@@ -751,7 +854,7 @@ pub fn main(args: &[String]) -> ExitCode {
                                 kernel::run(bin, proto, inline, o.size, interval, o.secs)
                                     .map_err(|e| e.to_string())
                             }
-                            _ => measure(&n, proto, mode, o.size, interval, o.secs),
+                            _ => measure(&n, proto, mode, o.size, interval, o.secs, o.cpu),
                         }
                     });
                     let s = Sample {
@@ -909,7 +1012,7 @@ fn json(header: &str, samples: &[Sample]) -> String {
                     ("notifications", m.notifications.to_string()),
                     ("copied", m.copied.to_string()),
                     ("zerocopy", m.zerocopy.to_string()),
-                    ("syscalls", m.syscalls.to_string()),
+                    ("syscalls", m.calls.total().to_string()),
                     ("cpu_seconds", format!("{:.3}", m.cpu_secs)),
                 ]),
                 Err(e) => f.push(("unavailable", jstr(e))),

@@ -15,7 +15,11 @@
 //!                         one agent as PID 1 on a real kernel under qemu-system
 //! msgzc-conformance bench [--proto ..] [--interval 1,32] [--size N] [--secs S]
 //!                         [--json PATH] [--markdown PATH]   end-to-end throughput
-//!                         [--selftest MSG_ZEROCOPY] [--calibrate-only]
+//!                         [--selftest MSG_ZEROCOPY] [--calibrate-only] [--cpu N]
+//! msgzc-conformance bench --connect ADDR:PORT --proto P [--mode M] [--cpu N] ..
+//!                         the sender alone, against a receiver elsewhere
+//! msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds N] ..
+//!                         ours against the selftest's sender, one receiver
 //! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]
 //!                         [--selftest] [--markdown PATH] [-- BENCH-ARGS]
 //!                                  the same, as PID 1 under qemu-system
@@ -49,7 +53,10 @@ fn usage() -> ExitCode {
          msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT\n  \
          msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH] [--kernel stock|patched] [--fetch]\n  \
          msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P] \
-         [--selftest MSG_ZEROCOPY] [--calibrate-only]\n  \
+         [--selftest MSG_ZEROCOPY] [--calibrate-only] [--cpu N]\n  \
+         msgzc-conformance bench --connect ADDR:PORT --proto P [--mode M] [--cpu N] [--interval N] [--size N] [--secs S]\n  \
+         msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds N] [--cpu 0] [--receiver-cpu 1] \
+         [--proto ..] [--interval ..] [--markdown P]\n  \
          msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy] [--selftest] \
          [--markdown P] [-- BENCH-ARGS]"
     );

@@ -8,10 +8,10 @@
 //! CPU time is both processes' (`RUSAGE_CHILDREN`), as the bench's own
 //! modes count their sender and receiver threads.
 
-use super::{Measured, Proto};
+use super::{Calls, Measured, Proto};
 use std::fmt;
 use std::os::unix::fs::FileExt;
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -95,7 +95,7 @@ pub(super) fn parse_summary(stderr: &str) -> Option<Summary> {
 }
 
 impl Summary {
-    fn measured(&self, cpu_secs: f64) -> Result<Measured, KernelRunError> {
+    pub(super) fn measured(&self, cpu_secs: f64) -> Result<Measured, KernelRunError> {
         if self.completions < self.expected {
             return Err(KernelRunError::Missing {
                 completions: self.completions,
@@ -109,7 +109,11 @@ impl Summary {
             notifications: self.errqueue_msgs + self.inline,
             copied: self.copied,
             zerocopy: self.completions - self.copied.min(self.completions),
-            syscalls: self.sendmsg + self.recvmsg + self.poll,
+            calls: Calls {
+                send: self.sendmsg,
+                errqueue: self.recvmsg,
+                poll: self.poll,
+            },
             cpu_secs,
             in_doubt: 0,
         })
@@ -138,7 +142,7 @@ fn bound(proto: Proto, port: u16) -> bool {
 }
 
 /// CPU time of the waited-for children, in seconds.
-fn children_cpu() -> f64 {
+pub(super) fn children_cpu() -> f64 {
     // SAFETY: an all-zero rusage is valid and getrusage only writes it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is writable for the call.
@@ -151,7 +155,7 @@ fn children_cpu() -> f64 {
 static NEXT_PORT: AtomicU16 = AtomicU16::new(8000);
 
 /// The selftest's arguments shared by receiver and sender.
-fn common_args(proto: Proto, size: usize, port: u16) -> Vec<String> {
+pub(super) fn common_args(proto: Proto, size: usize, port: u16) -> Vec<String> {
     let (fam, addr) = match proto {
         Proto::Tcp4 | Proto::Udp4 => ("-4", "127.0.0.1"),
         Proto::Tcp6 | Proto::Udp6 => ("-6", "::1"),
@@ -187,9 +191,116 @@ fn last_line(bin: &str, b: &[u8]) -> String {
         .to_string()
 }
 
-/// One run of the kernel selftest: the error-queue way (`-z`) or inline
-/// (`-n`), reading completions every `interval` sends, for about `secs`
-/// (the selftest's `-t` takes whole seconds and adds 0.2).
+/// The selftest's receiver (`-r`) on a fresh port, bound and listening.
+pub(super) struct Receiver {
+    child: Child,
+    /// Its port on the loopback address of the protocol's family.
+    pub port: u16,
+}
+
+impl Receiver {
+    /// Starts a receiver for `proto` that runs `t + 2` seconds (longer
+    /// than any sender it serves), pinned to `cpu` when given.
+    pub(super) fn start(
+        bin: &str,
+        proto: Proto,
+        size: usize,
+        t: u64,
+        cpu: Option<usize>,
+    ) -> Result<Receiver, KernelRunError> {
+        let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
+        let mut cmd = Command::new(bin);
+        cmd.args(common_args(proto, size, port));
+        if let Some(c) = cpu {
+            cmd.args(["-C", &c.to_string()]);
+        }
+        let mut rx = cmd
+            .args(["-r", "-t", &(t + 2).to_string(), test_name(proto)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| KernelRunError::Spawn(bin.into(), e))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !bound(proto, port) {
+            let gone = rx.try_wait().ok().flatten();
+            if gone.is_some() || Instant::now() > deadline {
+                let _ = rx.kill();
+                let out = rx.wait_with_output();
+                return Err(match (gone, out) {
+                    (Some(st), Ok(o)) => {
+                        KernelRunError::Failed("receiver", st, last_line(bin, &o.stderr))
+                    }
+                    _ => KernelRunError::NotBound(port),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Receiver { child: rx, port })
+    }
+
+    /// Ends the receiver: it runs longer than the sender and has done its
+    /// part once the sender is done.
+    pub(super) fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The measurement in a finished sender's `msgzc:` line; `cpu_secs` is
+/// the CPU time to report with it.
+pub(super) fn sender_result(
+    bin: &str,
+    out: std::io::Result<Output>,
+    cpu_secs: f64,
+) -> Result<Measured, KernelRunError> {
+    let out = out.map_err(|e| KernelRunError::Spawn(bin.into(), e))?;
+    if !out.status.success() {
+        return Err(KernelRunError::Failed(
+            "sender",
+            out.status,
+            last_line(bin, &out.stderr),
+        ));
+    }
+    let summary =
+        parse_summary(&String::from_utf8_lossy(&out.stderr)).ok_or(KernelRunError::NoSummary)?;
+    summary.measured(cpu_secs)
+}
+
+/// The selftest's sender: `-z` (error queue) or `-n` (inline), reading
+/// completions every `interval` sends, for `t` seconds (plus the 0.2 its
+/// `-t` adds), pinned to `cpu` when given.
+pub(super) fn sender(
+    bin: &str,
+    proto: Proto,
+    port: u16,
+    (size, interval, t): (usize, usize, u64),
+    inline: bool,
+    cpu: Option<usize>,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.args(common_args(proto, size, port));
+    if let Some(c) = cpu {
+        cmd.args(["-C", &c.to_string()]);
+    }
+    cmd.args([
+        if inline { "-n" } else { "-z" },
+        "-l",
+        &interval.to_string(),
+    ])
+    .args(["-t", &t.to_string(), test_name(proto)])
+    .stdin(Stdio::null());
+    cmd
+}
+
+/// Whole seconds for the selftest's `-t`, for a run of about `secs`.
+pub(super) fn whole_secs(secs: f64) -> u64 {
+    secs.ceil().max(1.0) as u64
+}
+
+/// One run of the kernel selftest, unpinned: the error-queue way (`-z`)
+/// or inline (`-n`), reading completions every `interval` sends, for
+/// about `secs` (the selftest's `-t` takes whole seconds and adds 0.2).
 pub(super) fn run(
     bin: &str,
     proto: Proto,
@@ -198,58 +309,12 @@ pub(super) fn run(
     interval: usize,
     secs: f64,
 ) -> Result<Measured, KernelRunError> {
-    let port = NEXT_PORT.fetch_add(1, Ordering::Relaxed);
-    let t = secs.ceil().max(1.0) as u64;
-    let common = common_args(proto, size, port);
+    let t = whole_secs(secs);
     let cpu0 = children_cpu();
-    let mut rx = Command::new(bin)
-        .args(&common)
-        .args(["-r", "-t", &(t + 2).to_string(), test_name(proto)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| KernelRunError::Spawn(bin.into(), e))?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !bound(proto, port) {
-        let gone = rx.try_wait().ok().flatten();
-        if gone.is_some() || Instant::now() > deadline {
-            let _ = rx.kill();
-            let out = rx.wait_with_output();
-            return Err(match (gone, out) {
-                (Some(st), Ok(o)) => {
-                    KernelRunError::Failed("receiver", st, last_line(bin, &o.stderr))
-                }
-                _ => KernelRunError::NotBound(port),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let tx = Command::new(bin)
-        .args(&common)
-        .args([
-            if inline { "-n" } else { "-z" },
-            "-l",
-            &interval.to_string(),
-        ])
-        .args(["-t", &t.to_string(), test_name(proto)])
-        .stdin(Stdio::null())
-        .output();
-    // The receiver runs longer than the sender; it has done its part.
-    let _ = rx.kill();
-    let _ = rx.wait();
-    let cpu = children_cpu() - cpu0;
-    let tx = tx.map_err(|e| KernelRunError::Spawn(bin.into(), e))?;
-    if !tx.status.success() {
-        return Err(KernelRunError::Failed(
-            "sender",
-            tx.status,
-            last_line(bin, &tx.stderr),
-        ));
-    }
-    let summary =
-        parse_summary(&String::from_utf8_lossy(&tx.stderr)).ok_or(KernelRunError::NoSummary)?;
-    summary.measured(cpu)
+    let rx = Receiver::start(bin, proto, size, t, None)?;
+    let out = sender(bin, proto, rx.port, (size, interval, t), inline, None).output();
+    rx.stop();
+    sender_result(bin, out, children_cpu() - cpu0)
 }
 
 /// What one system call and the kernel's copy of one payload cost here.
@@ -351,7 +416,7 @@ mod tests {
             (2201, 654350, 3, 8, 12)
         );
         let m = s.measured(0.5).unwrap();
-        assert_eq!((m.notifications, m.zerocopy, m.syscalls), (9, 7, 25));
+        assert_eq!((m.notifications, m.zerocopy, m.calls.total()), (9, 7, 25));
         assert_eq!(parse_summary(&err.replace(" poll=12", "")), None);
         assert_eq!(parse_summary(&err.replace("ms=2201", "ms=x")), None);
         assert_eq!(parse_summary("tx=10 (0 MB) txc=10 zc=y\n"), None);
