@@ -1012,6 +1012,9 @@ fn roundtrip() -> End {
 
 /// A blocking `recvmsg` of one datagram with a control buffer.
 fn recvmsg_ctl(fd: BorrowedFd<'_>, control: &mut [u8]) -> (isize, i32, usize, u32) {
+    // Cleared before its pointer goes into the header: writing through
+    // `control` after taking the pointer would invalidate it.
+    control.fill(0);
     let mut data = [0u8; 16];
     let mut iov = libc::iovec {
         iov_base: data.as_mut_ptr().cast(),
@@ -1023,7 +1026,6 @@ fn recvmsg_ctl(fd: BorrowedFd<'_>, control: &mut [u8]) -> (isize, i32, usize, u3
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = control.len() as _;
-    control.fill(0);
     // SAFETY: `msg` points to one writable iovec and a writable control
     // buffer, both alive for the call.
     let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, 0) };
