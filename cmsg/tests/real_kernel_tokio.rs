@@ -138,3 +138,16 @@ fn outside_a_runtime_the_socket_comes_back() {
     assert_eq!(e.kind, NewErrorKind::NoRuntime);
     assert!(e.fd.local_addr().is_ok());
 }
+
+/// The futures can be spawned on a multi-threaded runtime.
+#[tokio::test]
+async fn the_futures_are_send() -> Result {
+    fn spawnable<T: Send>(_: &T) {}
+    let (stream, _peer) = tcp_pair().await?;
+    let mut zc = AsyncZcSender::<_, Vec<u8>>::new(stream)?;
+    spawnable(&zc.send(vec![1]));
+    spawnable(&zc.flush());
+    spawnable(&zc.next_completed());
+    spawnable(&zc.close(Duration::ZERO));
+    Ok(())
+}
