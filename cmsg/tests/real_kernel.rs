@@ -5,6 +5,8 @@
 //! completions here must carry the copied flag.
 #![cfg(all(feature = "std", target_os = "linux"))]
 
+mod common;
+
 use msgzc_abi::ErrOrigin;
 use msgzc_cmsg::sys::{
     self, Fallback, NotifyMode, Released, SendErrorKind, Sent, ZcSocket, NATIVE,
@@ -59,24 +61,6 @@ fn udp_pair(addr: SocketAddr) -> (UdpSocket, UdpSocket) {
     (tx, rx)
 }
 
-/// Waits and drains until nothing is outstanding, or fails after 10 s.
-fn drain_all<F: AsFd>(zc: &mut ZcSocket<F, u32>, released: &mut BTreeMap<u32, (u32, bool)>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while zc.tracker().outstanding() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "completions missing after 10 s: {:?}",
-            zc.tracker().stats()
-        );
-        zc.wait(Some(Duration::from_millis(100))).unwrap();
-        zc.drain(
-            |r| record(released, r),
-            |item| panic!("unexpected error-queue item {item:?}"),
-        )
-        .unwrap();
-    }
-}
-
 fn record(released: &mut BTreeMap<u32, (u32, bool)>, r: Released<u32>) {
     assert!(
         released.insert(r.token, (r.id, r.copied)).is_none(),
@@ -113,7 +97,7 @@ fn every_send_completed_once<F: AsFd>(sock: F, stream: bool) {
                 .unwrap();
         }
     }
-    drain_all(&mut zc, &mut released);
+    common::drain_all(&mut zc, |r| record(&mut released, r));
     assert_eq!(released.len(), SENDS as usize);
     for (token, (id, copied)) in &released {
         assert_eq!(token, id);
@@ -196,7 +180,7 @@ fn scm_zc_notification_probe_real_kernel_unsupported_and_hybrid() {
             );
         }
         assert_eq!(zc.mode(), NotifyMode::ErrorQueue(Fallback::Rejected));
-        drain_all(&mut zc, &mut released);
+        common::drain_all(&mut zc, |r| record(&mut released, r));
         assert_eq!(released.len(), 40);
         // Every datagram arrived once (the placeholder send was retried
         // without the placeholder, not duplicated).
@@ -256,7 +240,7 @@ fn failed_send_notify_real_kernel_keeps_the_socket_unprobed() {
         zc.mode(),
         NotifyMode::Inline | NotifyMode::ErrorQueue(Fallback::Rejected)
     ));
-    drain_all(&mut zc, &mut released);
+    common::drain_all(&mut zc, |r| record(&mut released, r));
     assert_eq!(released.len(), 8);
     assert!(released.iter().all(|(t, (id, _))| t == id));
 }
@@ -300,7 +284,7 @@ fn send_notify_failing_after_the_control_messages_real_kernel_loses_no_completio
             assert!(released.is_empty());
         }
     }
-    drain_all(&mut zc, &mut released);
+    common::drain_all(&mut zc, |r| record(&mut released, r));
     assert_eq!(released.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3]);
 }
 
@@ -418,7 +402,7 @@ fn enobufs_real_kernel_udp_send_in_doubt_is_settled_by_the_next_drain() {
             Sent::Pending { bytes: 256, id: 0 }
         );
         let mut released = BTreeMap::new();
-        drain_all_small(&mut zc, &mut released);
+        common::drain_all(&mut zc, |r| record(&mut released, r));
         assert_eq!(released.keys().copied().collect::<Vec<_>>(), [43]);
         Ok(())
     })
@@ -426,15 +410,5 @@ fn enobufs_real_kernel_udp_send_in_doubt_is_settled_by_the_next_drain() {
     .unwrap();
     if let Err(why) = outcome {
         println!("SKIP: ENOBUFS test needs a private network namespace: {why}");
-    }
-}
-
-fn drain_all_small<F: AsFd>(zc: &mut ZcSocket<F, u32>, released: &mut BTreeMap<u32, (u32, bool)>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while zc.tracker().outstanding() > 0 {
-        assert!(Instant::now() < deadline, "completions missing");
-        zc.wait(Some(Duration::from_millis(100))).unwrap();
-        zc.drain(|r| record(released, r), |i| panic!("{i:?}"))
-            .unwrap();
     }
 }

@@ -7,6 +7,8 @@
 //! tests that need one say SKIP.
 #![cfg(all(feature = "std", target_os = "linux"))]
 
+mod common;
+
 use msgzc_cmsg::sys::{
     BatchStop, Datagram, Fallback, NotifyMode, OwnedDatagram, Released, SendErrorKind, Sent,
     ZcSender, ZcSocket, NATIVE,
@@ -80,21 +82,6 @@ fn expect_nothing(rx: &UdpSocket) {
     rx.set_nonblocking(false).unwrap();
 }
 
-/// Waits and drains until nothing is outstanding, or fails after 10 s.
-fn drain_all(zc: &mut ZcSocket<UdpSocket, u32>, back: &mut Back) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while zc.tracker().outstanding() > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "completions missing after 10 s: {:?}",
-            zc.tracker().stats()
-        );
-        zc.wait(Some(Duration::from_millis(100))).unwrap();
-        zc.drain(|r| record(back, r), |i| panic!("unexpected {i:?}"))
-            .unwrap();
-    }
-}
-
 /// Batches of several sizes on a connected socket, beyond `UIO_MAXIOV`:
 /// each datagram arrives intact and in order, and each token comes back
 /// once under the id the kernel gave its datagram (`first_id + k`).
@@ -129,7 +116,7 @@ fn connected_batches(v6: bool) {
             expect(&rx, d, &format!("size {size}, datagram {i}"));
         }
         let mut back = Back::new();
-        drain_all(&mut zc, &mut back);
+        common::drain_all(&mut zc, |r| record(&mut back, r));
         assert_eq!(back.len(), size);
         for (token, (id, copied, counted)) in back {
             assert_eq!(token, id, "the kernel's ids and ours agree");
@@ -204,7 +191,7 @@ fn mixed_destinations(v6: bool) {
         expect_nothing(rx);
     }
     let mut back = Back::new();
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     let want: Back = (0..N as u32).map(|i| (i, (i, true, true))).collect();
     assert_eq!(back, want);
 }
@@ -249,7 +236,7 @@ fn gso_real_kernel_one_send_one_id_many_datagrams() {
             }
             expect_nothing(&rx);
         }
-        drain_all(&mut zc, &mut back);
+        common::drain_all(&mut zc, |r| record(&mut back, r));
         let want: Back = (0..4).map(|i| (i, (i, true, true))).collect();
         assert_eq!(back, want);
         assert_eq!(zc.tracker().stats().sent, 4);
@@ -288,7 +275,7 @@ fn sendmmsg_real_kernel_short_batch_failed_entry_kept_its_id() {
     expect(&rx, &data[1], "entry 1");
     expect_nothing(&rx);
     let mut back = Back::new();
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     // The dropped entry's own completion says "not copied" (the kernel
     // freed its pages unread), unless it was coalesced into the range of
     // entries 0 and 1, whose copied bit the kernel keeps for the whole
@@ -304,7 +291,7 @@ fn sendmmsg_real_kernel_short_batch_failed_entry_kept_its_id() {
     assert_eq!((r.sent, r.first_id, r.stop), (2, Some(3), None));
     expect(&rx, &data[3], "entry 3");
     expect(&rx, &data[4], "entry 4");
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     assert_eq!(back.len(), 5);
     assert!(back.iter().all(|(t, (id, _, _))| t == id));
 }
@@ -343,7 +330,7 @@ fn sendmmsg_real_kernel_short_batch_failed_entry_gave_its_id_back() {
     }
     expect_nothing(&rx);
     let mut back = Back::new();
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     let want: Back = [
         (0, (0, true, true)),
         (1, (1, true, true)),
@@ -368,12 +355,12 @@ fn sendmmsg_real_kernel_short_batch_failed_entry_gave_its_id_back() {
     };
     assert_eq!(e.errno, libc::EMSGSIZE);
     assert_eq!(r.unsent.len(), 1);
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     assert_eq!(back[&10], (2, false, false));
     let r = zc.send_batch(r.unsent);
     assert_eq!((r.sent, r.first_id), (1, Some(2)));
     expect(&rx, &data[0], "resent");
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     assert_eq!(back[&11], (2, true, true));
 }
 
@@ -405,7 +392,7 @@ fn sendmmsg_real_kernel_window_cuts_the_batch() {
         }
         let tokens: Vec<u32> = r.unsent.iter().map(|d| *d.token()).collect();
         assert_eq!(tokens, (sent as u32..20).collect::<Vec<_>>());
-        drain_all(&mut zc, &mut back);
+        common::drain_all(&mut zc, |r| record(&mut back, r));
         batch = r.unsent;
     }
     for (i, d) in data.iter().enumerate() {
@@ -449,7 +436,7 @@ fn sendmmsg_notify_real_kernel_every_id_once_inline_or_not() {
         expect(&rx, d, &format!("datagram {i}"));
     }
     expect_nothing(&rx);
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     let want: Back = (0..40).map(|i| (i, (i, true, true))).collect();
     assert_eq!(back, want);
 }
@@ -468,7 +455,7 @@ fn gso_real_kernel_too_many_segments_is_in_doubt_then_completed() {
     };
     assert_eq!((error.errno, e.token), (libc::EINVAL, None));
     let mut back = Back::new();
-    drain_all(&mut zc, &mut back);
+    common::drain_all(&mut zc, |r| record(&mut back, r));
     // Freed unread, so "not copied", though nothing went out.
     assert_eq!(back[&5], (0, false, true));
     assert_eq!(zc.tracker().next_id(), 1);

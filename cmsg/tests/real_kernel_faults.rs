@@ -339,12 +339,16 @@ fn close_with_sends_in_flight_real_kernel_returns_them_unconfirmed() {
 
 extern "C" fn ignore_signal(_: libc::c_int) {}
 
-/// Signals (without `SA_RESTART`) hit the thread blocked in `wait`: each
-/// `EINTR` is retried, so the README's `zc.wait(None)?` loop never bails
-/// out and drops the socket with sends in flight.
-#[test]
-fn signals_during_wait_real_kernel_are_retried() {
-    in_netns("signals during wait", SLOW, || {
+/// A thread sending SIGUSR1 (without `SA_RESTART`, handled by doing
+/// nothing) to the thread that started it every 2 ms, so that its blocking
+/// calls fail with `EINTR`, until [`stop`](Self::stop).
+struct Pest {
+    stop: Arc<AtomicBool>,
+    thread: thread::JoinHandle<usize>,
+}
+
+impl Pest {
+    fn start() -> Pest {
         // SAFETY: sigaction is all-zero-initialisable; the handler does
         // nothing, and SIGUSR1 is not used by anything else in the tests.
         unsafe {
@@ -352,26 +356,41 @@ fn signals_during_wait_real_kernel_are_retried() {
             sa.sa_sigaction = ignore_signal as *const () as usize;
             assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
         }
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut sent = 0;
+            while !flag.load(Ordering::Relaxed) {
+                // SAFETY: `me` is alive until `stop` is set.
+                unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+                sent += 1;
+                thread::sleep(Duration::from_millis(2));
+            }
+            sent
+        });
+        Pest { stop, thread }
+    }
+
+    /// Stops it; returns how many signals it sent.
+    fn stop(self) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// Signals (without `SA_RESTART`) hit the thread blocked in `wait`: each
+/// `EINTR` is retried, so the README's `zc.wait(None)?` loop never bails
+/// out and drops the socket with sends in flight.
+#[test]
+fn signals_during_wait_real_kernel_are_retried() {
+    in_netns("signals during wait", SLOW, || {
         let (c, reader) = tcp_pair();
         let (bufs, expected) = leases(4, 64 * 1024);
         let mut zc = ZcSocket::<_, Lease>::new(c).unwrap();
         send_leases(&mut zc, &bufs);
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() };
-        let stop = Arc::new(AtomicBool::new(false));
-        let pest = {
-            let stop = stop.clone();
-            thread::spawn(move || {
-                let mut sent = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    // SAFETY: `me` is alive until `stop` is set.
-                    unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
-                    sent += 1;
-                    thread::sleep(Duration::from_millis(2));
-                }
-                sent
-            })
-        };
+        let pest = Pest::start();
         let mut wait_all = || -> std::io::Result<()> {
             while zc.tracker().outstanding() > 0 {
                 zc.wait(None)?;
@@ -380,8 +399,7 @@ fn signals_during_wait_real_kernel_are_retried() {
             Ok(())
         };
         let r = wait_all();
-        stop.store(true, Ordering::Relaxed);
-        let signals = pest.join().unwrap();
+        let signals = pest.stop();
         r.unwrap();
         assert!(signals > 10, "only {signals} signals");
         drop(zc);
@@ -480,12 +498,6 @@ fn signals_during_sendmmsg_real_kernel_lose_and_repeat_nothing() {
     in_netns("signals during sendmmsg", TRICKLE, || {
         const N: usize = 40;
         const LEN: usize = 1200;
-        // SAFETY: as in signals_during_wait_real_kernel_are_retried.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = ignore_signal as *const () as usize;
-            assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
-        }
         let (tx, rx) = udp_pair();
         let small: libc::c_int = 4096;
         // SAFETY: setsockopt reads one c_int that outlives the call.
@@ -501,22 +513,7 @@ fn signals_during_sendmmsg_real_kernel_lose_and_repeat_nothing() {
         assert_eq!(r, 0);
         let mut zc = ZcSocket::<_, usize>::new(tx).unwrap();
         let mut pool = Pool::new(N, LEN);
-        // SAFETY: pthread_self has no preconditions.
-        let me = unsafe { libc::pthread_self() };
-        let stop = Arc::new(AtomicBool::new(false));
-        let pest = {
-            let stop = stop.clone();
-            thread::spawn(move || {
-                let mut sent = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    // SAFETY: `me` is alive until `stop` is set.
-                    unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
-                    sent += 1;
-                    thread::sleep(Duration::from_millis(2));
-                }
-                sent
-            })
-        };
+        let pest = Pest::start();
         let (mut todo, mut doubt, mut back) = ((0..N).collect::<Vec<_>>(), Vec::new(), vec![0; N]);
         let (mut batches, mut doubts) = (0, 0);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -563,8 +560,7 @@ fn signals_during_sendmmsg_real_kernel_lose_and_repeat_nothing() {
                 todo.push(i);
             }
         }
-        stop.store(true, Ordering::Relaxed);
-        let signals = pest.join().unwrap();
+        let signals = pest.stop();
         assert!(signals > 10, "only {signals} signals");
         assert!(doubt.is_empty());
         assert_eq!(back, vec![1; N], "every datagram's token back once");
