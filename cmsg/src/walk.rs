@@ -91,12 +91,24 @@ pub struct Cmsg<'a> {
 #[derive(Clone, Debug)]
 pub struct Walker<'a> {
     target: Target,
-    /// `buf[offset..controllen]`: what is left to walk. Keeping the rest
-    /// rather than the whole buffer and an index lets every slice below be
-    /// bounded by checks already made, with no second bounds check.
+    /// `buf[offset..controllen]`: what is left to walk, starting with the
+    /// previous message (none at first). Keeping the rest rather than the
+    /// whole buffer and an index lets every slice below be bounded by
+    /// checks already made, with no second bounds check.
     rest: &'a [u8],
     /// Offset of `rest` in the buffer, for [`Cmsg::offset`] and errors.
     offset: usize,
+    /// The previous message's `CMSG_SPACE` (0 at first): where the next
+    /// header starts in `rest`. While [`State::Walking`], less than
+    /// `rest.len()`; a last message whose padding the kernel cut (or that
+    /// ends the buffer exactly) moves the walk to [`State::End`] instead.
+    ///
+    /// Clamping each step to the rest (`min(CMSG_SPACE, rest.len())`) put
+    /// a compare and a select into the chain that carries one header's
+    /// address to the next, which is what bounds a walk's speed. This way
+    /// that chain is the load, mask and add of C's `CMSG_NXTHDR`, and
+    /// whether anything follows is a branch beside it, in the state.
+    skip: usize,
     truncated: bool,
     state: State,
 }
@@ -106,6 +118,9 @@ enum State {
     Walking,
     /// A `ControlLenPastBuffer` error is pending.
     BadControlLen(usize, usize),
+    /// Past the last message: `Truncated` is pending if `MSG_CTRUNC` was
+    /// set.
+    End,
     Done,
 }
 
@@ -125,6 +140,7 @@ impl<'a> Walker<'a> {
     #[inline]
     pub fn new(target: Target, buf: &'a [u8], controllen: usize, flags: MsgFlags) -> Self {
         let (rest, state) = match buf.get(..controllen) {
+            Some([]) => (&buf[..0], State::End),
             Some(b) => (b, State::Walking),
             None => (&buf[..0], State::BadControlLen(controllen, buf.len())),
         };
@@ -132,6 +148,7 @@ impl<'a> Walker<'a> {
             target,
             rest,
             offset: 0,
+            skip: 0,
             truncated: flags.contains(MsgFlags::CTRUNC),
             state,
         }
@@ -150,61 +167,71 @@ impl<'a> Walker<'a> {
     }
 
     #[inline]
-    fn fail(&mut self, kind: WalkErrorKind) -> Option<Result<Cmsg<'a>, WalkError>> {
+    fn fail(&mut self, kind: WalkErrorKind, offset: usize) -> Option<Result<Cmsg<'a>, WalkError>> {
         self.state = State::Done;
-        Some(Err(WalkError {
-            kind,
-            offset: self.offset,
-        }))
+        Some(Err(WalkError { kind, offset }))
+    }
+
+    /// Past the last message: `MSG_CTRUNC`'s error, or nothing.
+    #[inline]
+    fn end(&mut self) -> Option<Result<Cmsg<'a>, WalkError>> {
+        self.state = State::Done;
+        self.truncated.then(|| {
+            Err(WalkError {
+                kind: WalkErrorKind::Truncated,
+                offset: self.offset + self.rest.len(),
+            })
+        })
     }
 
     #[inline]
     fn step(&mut self) -> Option<Result<Cmsg<'a>, WalkError>> {
         let layout = self.target.cmsg();
         let hdr_size = layout.header_size();
-        let rest = self.rest;
-        if rest.is_empty() {
-            self.state = State::Done;
-            return if self.truncated {
-                Some(Err(WalkError {
-                    kind: WalkErrorKind::Truncated,
-                    offset: self.offset,
-                }))
-            } else {
-                None
-            };
-        }
+        // Past the previous message and its padding; `skip < rest.len()`
+        // while walking (see `skip`), so this never takes the `else`.
+        let Some(rest) = self.rest.get(self.skip..) else {
+            return self.end();
+        };
+        let offset = self.offset + self.skip;
         let Some(h) = read_header(self.target, rest) else {
-            return self.fail(WalkErrorKind::TrailingBytes { len: rest.len() });
+            return self.fail(WalkErrorKind::TrailingBytes { len: rest.len() }, offset);
         };
         let Ok(len) = usize::try_from(h.len) else {
-            return self.fail(WalkErrorKind::LenOverflow { len: h.len });
+            return self.fail(WalkErrorKind::LenOverflow { len: h.len }, offset);
         };
         if len < hdr_size {
-            return self.fail(WalkErrorKind::LenTooShort { len: h.len });
+            return self.fail(WalkErrorKind::LenTooShort { len: h.len }, offset);
         }
         if len > rest.len() {
-            return self.fail(WalkErrorKind::LenPastEnd {
-                len: h.len,
-                remaining: rest.len(),
-            });
+            let remaining = rest.len();
+            return self.fail(
+                WalkErrorKind::LenPastEnd {
+                    len: h.len,
+                    remaining,
+                },
+                offset,
+            );
         }
         let Some(space) = layout.checked_align(len) else {
-            return self.fail(WalkErrorKind::LenOverflow { len: h.len });
+            return self.fail(WalkErrorKind::LenOverflow { len: h.len }, offset);
         };
         // hdr_size <= len <= rest.len(), checked above.
         let data = &rest[hdr_size..len];
-        // The last message's padding may lie beyond msg_controllen.
-        let step = space.min(rest.len());
-        let msg = Cmsg {
+        self.rest = rest;
+        self.offset = offset;
+        self.skip = space;
+        // Nothing after this message, or only part of its padding (cut, as
+        // the kernel may cut the last message's).
+        if space >= rest.len() {
+            self.state = State::End;
+        }
+        Some(Ok(Cmsg {
             level: h.level,
             ty: h.ty,
             data,
-            offset: self.offset,
-        };
-        self.rest = &rest[step..];
-        self.offset += step;
-        Some(Ok(msg))
+            offset,
+        }))
     }
 }
 
@@ -215,10 +242,12 @@ impl<'a> Iterator for Walker<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self.state {
             State::Done => None,
-            State::BadControlLen(controllen, buffer) => {
-                self.fail(WalkErrorKind::ControlLenPastBuffer { controllen, buffer })
-            }
+            State::BadControlLen(controllen, buffer) => self.fail(
+                WalkErrorKind::ControlLenPastBuffer { controllen, buffer },
+                0,
+            ),
             State::Walking => self.step(),
+            State::End => self.end(),
         }
     }
 }
