@@ -352,6 +352,18 @@ fn markdown(o: &Opts, r: &Rounds, load: (&str, &str)) -> String {
             },
         );
     }
+    // GSO's own baseline: the same send by copy.
+    let (zc, copy) = (2, 3);
+    debug_assert_eq!(
+        (Mode::ALL[zc], Mode::ALL[copy]),
+        (Mode::GsoZc, Mode::GsoCopy)
+    );
+    let _ = writeln!(
+        t,
+        "\ngso-zc over gso-copy, same round: datagrams/s {}, CPU µs/datagram {}.",
+        Spread::text(r.ratio(zc, copy, Run::rate), 2),
+        Spread::text(r.ratio(zc, copy, per_dgram), 2)
+    );
     let _ = writeln!(
         t,
         "\nEach of {} rounds runs every mode for {} s, in an order rotated each round, each against a \
