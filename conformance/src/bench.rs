@@ -30,6 +30,11 @@
 //! selftest's own receiver, beside the selftest's sender against another
 //! instance of it, in interleaved rounds (`bench/versus.rs`).
 //!
+//! `--udp-batch` compares `sendmmsg` and GSO, with and without zerocopy
+//! (`bench/udp_batch.rs`); `--async-tcp` the tokio sender against tokio's
+//! `write_all` and the blocking socket (`bench/async_tcp.rs`, feature
+//! `async-bench`).
+//!
 //! Every run also times one system call and the kernel's copy of one
 //! payload (`--calibrate-only` prints just that), to tell how much of a
 //! send is copying on this machine.
@@ -42,8 +47,11 @@
 //! variant), so the numbers compare notification paths, not copy
 //! avoidance. Ratios are taken between modes of the same run only.
 
+mod async_tcp;
 mod connect;
 mod kernel;
+mod rounds;
+mod udp_batch;
 mod versus;
 
 use crate::report::{jarr, jobj, jstr};
@@ -230,7 +238,8 @@ fn usage() -> ExitCode {
          sender only:  msgzc-conformance bench --connect ADDR:PORT --proto P [--mode zc-drain] [--cpu N]\n\
          \x20             [--interval N] [--size BYTES] [--secs S]   (one `msgzc:` summary line per interval)\n\
          one receiver: msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds 5]\n\
-         \x20             [--cpu 0] [--receiver-cpu 1] [--proto ..] [--interval ..] [--size] [--secs] [--markdown P]"
+         \x20             [--cpu 0] [--receiver-cpu 1] [--proto ..] [--interval ..] [--size] [--secs] [--markdown P]\n\
+         rounds:       msgzc-conformance bench --udp-batch ..   or   bench --async-tcp ..   (each prints its own usage)"
     );
     ExitCode::from(2)
 }
@@ -789,6 +798,12 @@ fn cpu_model() -> String {
 
 /// The `bench` subcommand.
 pub fn main(args: &[String]) -> ExitCode {
+    // Interleaved rounds of their own modes (`bench/rounds.rs`).
+    match args.first().map(String::as_str) {
+        Some("--async-tcp") => return async_tcp::main(&args[1..]),
+        Some("--udp-batch") => return udp_batch::main(&args[1..]),
+        _ => {}
+    }
     let o = match parse(args) {
         Ok(o) => o,
         Err(e) => {

@@ -20,6 +20,10 @@
 //!                         the sender alone, against a receiver elsewhere
 //! msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds N] ..
 //!                         ours against the selftest's sender, one receiver
+//! msgzc-conformance bench --udp-batch [--size N] [--batch N] [--rounds N] ..
+//!                         sendmmsg and GSO, zerocopy and copy, in rounds
+//! msgzc-conformance bench --async-tcp [--size 8192,65536] [--rounds N] ..
+//!                         tokio's zerocopy sender (feature async-bench)
 //! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]
 //!                         [--selftest] [--markdown PATH] [-- BENCH-ARGS]
 //!                                  the same, as PID 1 under qemu-system
@@ -57,6 +61,8 @@ fn usage() -> ExitCode {
          msgzc-conformance bench --connect ADDR:PORT --proto P [--mode M] [--cpu N] [--interval N] [--size N] [--secs S]\n  \
          msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds N] [--cpu 0] [--receiver-cpu 1] \
          [--proto ..] [--interval ..] [--markdown P]\n  \
+         msgzc-conformance bench --udp-batch [--size N] [--batch N] [--rounds N] [--secs S] [--markdown P]\n  \
+         msgzc-conformance bench --async-tcp [--size 8192,65536] [--rounds N] [--secs S] [--markdown P]\n  \
          msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy] [--selftest] \
          [--markdown P] [-- BENCH-ARGS]"
     );

@@ -1,0 +1,378 @@
+//! What `bench --async-tcp` and `bench --udp-batch` share: their common
+//! options, interleaved rounds of several modes against one loopback
+//! receiver per run, the sender thread's CPU time, and medians with their
+//! spread.
+//!
+//! Rounds rotate which mode goes first, so that a change in the machine's
+//! load (it is shared) hits every mode alike; every ratio divides two
+//! modes of the same round, and the tables give the median and range of
+//! those per-round ratios.
+
+use super::{connect, receiver, Net, Proto};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+
+/// Options every round-based bench takes.
+#[derive(Clone, Debug)]
+pub(super) struct Common {
+    /// Seconds per run.
+    pub secs: f64,
+    /// Rounds, each running every mode once.
+    pub rounds: usize,
+    /// Where to write the markdown table.
+    pub markdown: Option<String>,
+    /// The CPU the sender thread is pinned to.
+    pub cpu: Option<usize>,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            secs: 1.0,
+            rounds: 5,
+            markdown: None,
+            cpu: None,
+        }
+    }
+}
+
+impl Common {
+    /// Takes `a` (and its value from `val`) if it is a common option:
+    /// `Ok(true)` when taken.
+    pub fn take(
+        &mut self,
+        a: &str,
+        val: &mut dyn FnMut() -> Result<String, String>,
+    ) -> Result<bool, String> {
+        match a {
+            "--secs" => {
+                self.secs = match val()?.parse::<f64>() {
+                    Ok(s) if s > 0.0 && s <= 60.0 => s,
+                    _ => return Err("--secs: (0, 60]".into()),
+                }
+            }
+            "--rounds" => {
+                self.rounds = match val()?.parse::<usize>() {
+                    Ok(n) if (1..=99).contains(&n) => n,
+                    _ => return Err("--rounds: 1..=99".into()),
+                }
+            }
+            "--markdown" => self.markdown = Some(val()?),
+            "--cpu" => self.cpu = Some(super::cpu_arg(&val()?)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The options as given again on a command line.
+    pub fn args(&self) -> String {
+        let cpu = self.cpu.map_or(String::new(), |c| format!(" --cpu {c}"));
+        format!("--secs {} --rounds {}{cpu}", self.secs, self.rounds)
+    }
+}
+
+/// A comma-separated list of numbers, each in `range`.
+pub(super) fn numbers(
+    name: &str,
+    v: &str,
+    range: std::ops::RangeInclusive<usize>,
+) -> Result<Vec<usize>, String> {
+    v.split(',')
+        .map(|n| match n.parse::<usize>() {
+            Ok(k) if range.contains(&k) => Ok(k),
+            _ => Err(format!("{name} {n}: {}..={}", range.start(), range.end())),
+        })
+        .collect()
+}
+
+/// One sender run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(super) struct Run {
+    /// What the mode counts (bytes for TCP, datagrams for UDP).
+    pub units: u64,
+    /// Payload bytes.
+    pub bytes: u64,
+    /// Send calls that sent something (a `sendmmsg` or GSO send is one).
+    pub sends: u64,
+    /// Wall time, the final wait for completions included.
+    pub secs: f64,
+    /// The sender thread's CPU time (user and system, loopback's receive
+    /// path in its context included).
+    pub cpu: f64,
+    /// The sender's system calls (sends, error-queue reads, polls); `None`
+    /// where the mode cannot count them.
+    pub calls: Option<u64>,
+    /// Completions that were deferred copies, and all completions.
+    pub copied: u64,
+    pub completions: u64,
+}
+
+impl Run {
+    /// Units per second.
+    pub fn rate(&self) -> f64 {
+        self.units as f64 / self.secs
+    }
+}
+
+/// The median, smallest and largest of some per-round values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) struct Spread {
+    pub median: f64,
+    pub lo: f64,
+    pub hi: f64,
+    /// How many values.
+    pub n: usize,
+}
+
+impl Spread {
+    /// `None` for no values (and NaNs are left out).
+    pub fn of(v: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let mut v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Some(Spread {
+            median,
+            lo: v[0],
+            hi: v[n - 1],
+            n,
+        })
+    }
+
+    /// `median (lo–hi)`, with `digits` decimals; `-` when there is nothing.
+    pub fn text(s: Option<Spread>, digits: usize) -> String {
+        match s {
+            Some(s) => format!("{:.d$} ({:.d$}–{:.d$})", s.median, s.lo, s.hi, d = digits),
+            None => "-".into(),
+        }
+    }
+}
+
+/// Every mode's runs, round by round (`runs[mode][round]`).
+pub(super) struct Rounds {
+    pub runs: Vec<Vec<Result<Run, String>>>,
+}
+
+impl Rounds {
+    /// Per-round `f(a) / f(b)` of modes `a` and `b`, over the rounds in
+    /// which both ran.
+    pub fn ratio(&self, a: usize, b: usize, f: impl Fn(&Run) -> f64) -> Option<Spread> {
+        Spread::of(
+            self.runs[a]
+                .iter()
+                .zip(&self.runs[b])
+                .filter_map(|(x, y)| Some(f(x.as_ref().ok()?) / f(y.as_ref().ok()?))),
+        )
+    }
+
+    /// `f` over the mode's successful runs.
+    pub fn each(&self, mode: usize, f: impl Fn(&Run) -> f64) -> Option<Spread> {
+        Spread::of(
+            self.runs[mode]
+                .iter()
+                .filter_map(|r| r.as_ref().ok().map(&f)),
+        )
+    }
+
+    /// The mode's runs summed (for counts such as system calls per unit).
+    pub fn total(&self, mode: usize) -> Run {
+        let mut t = Run::default();
+        for r in self.runs[mode].iter().flatten() {
+            t.units += r.units;
+            t.bytes += r.bytes;
+            t.sends += r.sends;
+            t.secs += r.secs;
+            t.cpu += r.cpu;
+            t.calls = r.calls.map(|c| c + t.calls.unwrap_or(0));
+            t.copied += r.copied;
+            t.completions += r.completions;
+        }
+        t
+    }
+
+    /// The first failure of the mode, with how many runs failed.
+    pub fn failures(&self, mode: usize) -> Option<String> {
+        let failed: Vec<&String> = self.runs[mode]
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .collect();
+        failed
+            .first()
+            .map(|e| format!("{} failed: {e}", failed.len()))
+    }
+}
+
+/// The order of `modes` modes in `round`: rotated by one each round, so
+/// that each mode goes first (and last) equally often.
+pub(super) fn order(round: usize, modes: usize) -> impl Iterator<Item = usize> {
+    (0..modes).map(move |i| (round + i) % modes)
+}
+
+/// Runs `run(mode)` for every round and mode in rotating order, printing
+/// a line per run (`label(mode, run)`).
+pub(super) fn interleave(
+    rounds: usize,
+    modes: usize,
+    mut run: impl FnMut(usize) -> Result<Run, String>,
+    label: impl Fn(usize, &Result<Run, String>) -> String,
+) -> Rounds {
+    let mut runs: Vec<Vec<Result<Run, String>>> = (0..modes).map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for mode in order(round, modes) {
+            let r = run(mode);
+            println!("round {} {}", round + 1, label(mode, &r));
+            runs[mode].push(r);
+        }
+    }
+    Rounds { runs }
+}
+
+/// The calling thread's CPU time (user and system), in seconds.
+pub(super) fn thread_cpu() -> f64 {
+    // SAFETY: an all-zero rusage is valid and getrusage only writes it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is writable for the call.
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// Runs `send(receiver's address)` on a new thread (pinned to `cpu`)
+/// against a receiver thread on loopback that reads everything.
+pub(super) fn with_receiver(
+    proto: Proto,
+    cpu: Option<usize>,
+    send: impl FnOnce(SocketAddr) -> Result<Run, String> + Send + 'static,
+) -> Result<Run, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let rx_thread = {
+        let stop = stop.clone();
+        thread::spawn(move || receiver(Net::Loopback, proto, stop, tx))
+    };
+    let res = rx
+        .recv()
+        .map_err(|_| "receiver died".to_string())
+        .and_then(|a| a)
+        .and_then(|to| {
+            thread::spawn(move || {
+                cpu.map_or(Ok(()), connect::pin)?;
+                send(to)
+            })
+            .join()
+            .map_err(|_| "sender panicked".to_string())?
+        });
+    stop.store(true, Ordering::Relaxed);
+    let _ = rx_thread.join();
+    res
+}
+
+/// The load average (1, 5 and 15 minutes).
+pub(super) fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The machine line of a table.
+pub(super) fn machine(load: (&str, &str)) -> String {
+    let mut t = String::new();
+    let _ = write!(
+        t,
+        "Linux {}, {} CPU(s) ({}); load average (1, 5, 15 min) {} before, {} after.",
+        super::kernel(),
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        super::cpu_model(),
+        load.0,
+        load.1
+    );
+    t
+}
+
+/// Writes `table` to the `--markdown` path, if any.
+pub(super) fn write_markdown(c: &Common, table: &str) -> Result<(), String> {
+    match &c.markdown {
+        Some(p) => std::fs::write(p, table).map_err(|e| format!("{p}: {e}")),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_of_odd_even_and_empty() {
+        let s = Spread::of([3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.lo, s.hi, s.n), (2.0, 1.0, 3.0, 3));
+        let s = Spread::of([4.0, 1.0, 3.0, 2.0, f64::NAN]).unwrap();
+        assert_eq!((s.median, s.lo, s.hi, s.n), (2.5, 1.0, 4.0, 4));
+        assert_eq!(Spread::of([]), None);
+        assert_eq!(Spread::text(Some(s), 1), "2.5 (1.0–4.0)");
+        assert_eq!(Spread::text(None, 1), "-");
+    }
+
+    #[test]
+    fn every_mode_once_per_round_and_first_in_turn() {
+        for round in 0..7 {
+            let mut o: Vec<usize> = order(round, 4).collect();
+            assert_eq!(o[0], round % 4);
+            o.sort_unstable();
+            assert_eq!(o, [0, 1, 2, 3]);
+        }
+    }
+
+    fn run(units: u64, secs: f64, cpu: f64) -> Result<Run, String> {
+        Ok(Run {
+            units,
+            secs,
+            cpu,
+            calls: Some(units / 2),
+            ..Run::default()
+        })
+    }
+
+    #[test]
+    fn ratios_pair_rounds_and_skip_failures() {
+        let r = Rounds {
+            runs: vec![
+                vec![run(200, 1.0, 0.5), run(300, 1.0, 0.5), run(100, 1.0, 0.1)],
+                vec![run(100, 1.0, 1.0), Err("no".into()), run(100, 2.0, 0.1)],
+            ],
+        };
+        // Rounds 1 and 3: 2.0 and 2.0 (100/s against 50/s).
+        let s = r.ratio(0, 1, Run::rate).unwrap();
+        assert_eq!((s.median, s.n), (2.0, 2));
+        let cpu = r.ratio(0, 1, |m| m.cpu / m.units as f64).unwrap();
+        assert_eq!((cpu.lo, cpu.hi), (0.25, 1.0));
+        assert_eq!(r.each(1, Run::rate).unwrap().n, 2);
+        let t = r.total(1);
+        assert_eq!((t.units, t.calls), (200, Some(100)));
+        assert_eq!(r.failures(1).as_deref(), Some("1 failed: no"));
+        assert_eq!(r.failures(0), None);
+    }
+
+    #[test]
+    fn common_options_and_lists() {
+        let mut c = Common::default();
+        let mut v = || Ok("2.5".to_string());
+        assert_eq!(c.take("--secs", &mut v), Ok(true));
+        assert_eq!(c.secs, 2.5);
+        assert_eq!(c.take("--size", &mut v), Ok(false));
+        let mut bad = || Ok("0".to_string());
+        assert!(c.take("--rounds", &mut bad).is_err());
+        assert_eq!(
+            numbers("--size", "8192,65536", 1..=65536),
+            Ok(vec![8192, 65536])
+        );
+        assert!(numbers("--size", "8192,0", 1..=65536).is_err());
+        assert!(numbers("--size", "x", 1..=65536).is_err());
+    }
+}
