@@ -37,6 +37,7 @@
 //! avoidance. Ratios are taken between modes of the same run only.
 
 mod kernel;
+mod sweep;
 
 use crate::report::{jarr, jobj, jstr};
 use msgzc_cmsg::sys::{self, Fallback, NotifyMode, SendErrorKind, Sent, ZcSocket};
@@ -139,6 +140,10 @@ struct Opts {
     /// The kernel's msg_zerocopy binary (`--selftest`).
     selftest: Option<String>,
     calibrate_only: bool,
+    /// Payload sizes for the threshold sweep (`--sweep`), see [`sweep`].
+    sweep: Option<Vec<usize>>,
+    /// Interleaved rounds per sweep size.
+    rounds: usize,
 }
 
 /// One measured (network, protocol, interval, mode).
@@ -188,7 +193,8 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: msgzc-conformance bench [--net loopback,veth] [--proto tcp4,tcp6,udp4,udp6] [--interval 1,32]\n\
          \x20                              [--size BYTES] [--secs S] [--json PATH] [--markdown PATH]\n\
-         \x20                              [--selftest MSG_ZEROCOPY] [--calibrate-only]"
+         \x20                              [--selftest MSG_ZEROCOPY] [--calibrate-only]\n\
+         \x20                              [--sweep SIZE,SIZE,.. [--rounds N]]"
     );
     ExitCode::from(2)
 }
@@ -204,6 +210,8 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         markdown: None,
         selftest: None,
         calibrate_only: false,
+        sweep: None,
+        rounds: 3,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -249,6 +257,23 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 }
             }
             "--selftest" => o.selftest = Some(val()?),
+            "--sweep" => {
+                o.sweep = Some(
+                    val()?
+                        .split(',')
+                        .map(|n| match n.parse::<usize>() {
+                            Ok(n) if (1..=MAX_SIZE).contains(&n) => Ok(n),
+                            _ => Err(format!("--sweep {n}: 1..={MAX_SIZE}")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            "--rounds" => {
+                o.rounds = match val()?.parse::<usize>() {
+                    Ok(n) if (1..=99).contains(&n) => n,
+                    _ => return Err("--rounds: 1..=99".into()),
+                }
+            }
             "--calibrate-only" => o.calibrate_only = true,
             "--secs" => {
                 o.secs = match val()?.parse::<f64>() {
@@ -718,6 +743,9 @@ pub fn main(args: &[String]) -> ExitCode {
     println!("{calibration}");
     if o.calibrate_only {
         return ExitCode::SUCCESS;
+    }
+    if let Some(sizes) = &o.sweep {
+        return sweep::main(&o, sizes, &format!("{header}.\n\n{calibration}"));
     }
     let mut samples = Vec::new();
     for &net_name in &o.nets {

@@ -16,6 +16,7 @@
 //! msgzc-conformance bench [--proto ..] [--interval 1,32] [--size N] [--secs S]
 //!                         [--json PATH] [--markdown PATH]   end-to-end throughput
 //!                         [--selftest MSG_ZEROCOPY] [--calibrate-only]
+//!                         [--sweep SIZES [--rounds N]]   copy against zerocopy by size
 //! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]
 //!                         [--selftest] [--markdown PATH] [-- BENCH-ARGS]
 //!                                  the same, as PID 1 under qemu-system
@@ -49,7 +50,7 @@ fn usage() -> ExitCode {
          msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT\n  \
          msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH] [--kernel stock|patched] [--fetch]\n  \
          msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P] \
-         [--selftest MSG_ZEROCOPY] [--calibrate-only]\n  \
+         [--selftest MSG_ZEROCOPY] [--calibrate-only] [--sweep SIZES [--rounds N]]\n  \
          msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy] [--selftest] \
          [--markdown P] [-- BENCH-ARGS]"
     );
