@@ -732,7 +732,14 @@ pub fn main(args: &[String]) -> ExitCode {
         kernel(),
         thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
-        o.size,
+        match &o.sweep {
+            Some(s) => format!(
+                "{}..{}",
+                s.iter().min().unwrap_or(&0),
+                s.iter().max().unwrap_or(&0)
+            ),
+            None => o.size.to_string(),
+        },
         o.secs
     );
     println!("{header}");

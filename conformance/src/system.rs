@@ -408,11 +408,6 @@ pub fn cmdline(m: &Machine, guest_args: &[&str]) -> String {
     s
 }
 
-/// Whether `MSGZC_QEMU_KVM=1` asks for KVM instead of TCG.
-fn kvm() -> bool {
-    std::env::var_os("MSGZC_QEMU_KVM").is_some_and(|v| v == "1")
-}
-
 /// The QEMU command that boots `kernel` with `initrd`.
 pub fn qemu_command(kernel: &Kernel, initrd: &Path, guest_args: &[&str]) -> Command {
     let m = machine(kernel.arch).expect("located kernels have a machine");
@@ -427,11 +422,6 @@ pub fn qemu_command(kernel: &Kernel, initrd: &Path, guest_args: &[&str]) -> Comm
         .find(|p| p.is_dir())
     {
         c.env("QEMU_MODULE_DIR", modules);
-    }
-    // MSGZC_QEMU_KVM=1: hardware virtualization where the host has it
-    // (x86_64 on x86_64), for benchmarks whose copies TCG would distort.
-    if kvm() {
-        c.args(["-accel", "kvm"]);
     }
     c.args(m.args)
         .args(["-smp", "1", "-nographic", "-no-reboot", "-nic", "none"])
@@ -1103,11 +1093,10 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
         guest_args.extend(["--selftest", "/msg_zerocopy"]);
     }
     eprintln!(
-        "system-bench: {} on {} {target} kernel {} (qemu-system, {})",
+        "system-bench: {} on {} {target} kernel {} (qemu-system, TCG)",
         guest_args.join(" "),
         kind.name(),
-        kernel.release,
-        if kvm() { "KVM" } else { "TCG" }
+        kernel.release
     );
     let run = boot_with(&kernel, &guest, &extra, &guest_args, o.timeout)?;
     let Some(table) = bench_table(&run.transcript) else {
@@ -1124,10 +1113,9 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
         o.bench.join(" ")
     );
     let doc = format!(
-        "Under `qemu-system-{}` ({}, one vCPU) on the {} {target} kernel {}, \
+        "Under `qemu-system-{}` (TCG, one vCPU) on the {} {target} kernel {}, \
          the agent as PID 1: `{cmd}`. ({:.0} s in all.)\n\n{table}",
         machine(target).map_or("?", |m| m.qemu),
-        if kvm() { "KVM" } else { "TCG" },
         kind.name(),
         run.kernel,
         run.secs
