@@ -30,19 +30,35 @@
 //!
 //! The kernel's documentation (`Documentation/networking/msg_zerocopy.rst`)
 //! says zerocopy is generally only effective above about 10 KB.
-//! `ci/bench-threshold` (`msgzc-conformance bench --sweep`, its section in
-//! `docs/benchmarks.md`) measured copy against zerocopy from 1 KiB to
-//! 64 KiB, ratios within one round, on this project's host (Linux 6.18, two
-//! shared AMD EPYC vCPUs):
+//! `ci/bench-threshold` (`msgzc-conformance bench --sweep`; the table is in
+//! `docs/benchmarks.md`, "Send policy threshold") measured copy against
+//! zerocopy from 1 KiB to 64 KiB on this project's host (Linux 6.18, two
+//! shared AMD EPYC vCPUs), in interleaved rounds, ratios within a round.
+//! Loopback and veth are the paths it has, and on both every completion is
+//! a deferred copy:
 //!
-//! - On loopback and veth, where every completion is a deferred copy,
-//!   zerocopy cost more CPU per byte than copy at every size (TCP: 2.4x at
-//!   1 KiB falling to 1.3x at 64 KiB on loopback, 1.3x to 2.7x on veth;
-//!   UDP 0.9x to 2.0x) and its throughput stayed below copy's (0.4x to
-//!   0.9x, one noisy 1.05x). No threshold helps there: the copied
-//!   fallback does.
+//! - Zerocopy did not pay there. On loopback (TCP and UDP) and veth TCP
+//!   its CPU per byte was 1.24x to 2.43x copy's and its throughput 0.39x
+//!   to 0.84x; veth UDP (fragmented datagrams, slow either way) stayed
+//!   near parity, 0.95x to 1.53x CPU per byte and 0.44x to 1.07x
+//!   throughput. No threshold helps on such paths: the copied fallback
+//!   does.
+//! - Its fixed cost per send (pinning, the notification, reading it)
+//!   dominates below 8 KiB: on TCP its CPU per byte against copy falls
+//!   from 2.3x (loopback) and 2.4x (veth) at 1 KiB to 1.4x at 8 KiB, and
+//!   hardly lower at larger sizes (1.3x to 1.9x, where the deferred
+//!   copy's own per-byte work remains).
 //!
-//! So the default is 16 KiB, above the kernel's 10 KB.
+//! A path that keeps the pages saves the copy, which this host cannot
+//! show (the kernel variant that keeps them on loopback runs only under
+//! emulation here, where copies cost several times more than on hardware);
+//! in the loopback TCP rows the timed copy of one payload grew from
+//! 0.6 µs at 8 KiB to 1.2 µs at 16 KiB, against 2.4 µs and 5.2 µs that
+//! zerocopy added per send (an upper bound: that includes the deferred
+//! copy's own work). The
+//! default, 16 KiB, is the first power of two above both the kernel's
+//! 10 KB and the sizes where the fixed cost dominates; set
+//! [`PolicyConfig::threshold`] from a measurement of the real path.
 #![forbid(unsafe_code)]
 
 use core::time::Duration;
