@@ -452,6 +452,7 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(crate::tests::proptest_config())]
         /// The stats count every decision under its reason.
         #[test]
         fn stats_count_every_decision(steps in proptest::collection::vec(step(), 0..300)) {

@@ -148,3 +148,54 @@ fn udp_real_kernel_policy_falls_back_probes_and_returns_every_buffer_once() {
     });
     check(stats(&zc), zc.socket().syscalls().copied_sends, &back);
 }
+
+#[test]
+fn tcp_real_kernel_policy_copy_taken_in_parts_comes_back_once_when_all_is_sent() {
+    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let stream = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (mut peer, _) = l.accept().unwrap();
+    stream.set_nonblocking(true).unwrap();
+    // Far more than the socket buffers hold, and below the threshold: by
+    // copy, and in parts while nobody reads.
+    let len = 16 << 20;
+    let mut zc = ZcSender::new(stream)
+        .unwrap()
+        .with_policy(SendPolicy::new(PolicyConfig {
+            threshold: len + 1,
+            ..PolicyConfig::DEFAULT
+        }));
+    let buf = Buf {
+        idx: 7,
+        data: (0..len).map(|i| (i % 251) as u8).collect(),
+    };
+    let expected = buf.data.clone();
+    let Progress::Partial { sent } = zc.send(buf).unwrap() else {
+        panic!("16 MiB taken at once by a socket nobody reads")
+    };
+    assert!(sent > 0 && sent < len);
+    assert_eq!((zc.in_flight(), zc.completed().count()), (1, 0));
+    let reader = std::thread::spawn(move || {
+        let mut got = vec![0u8; len];
+        peer.read_exact(&mut got).map(|()| got)
+    });
+    while zc.flush().unwrap() != Progress::Complete {
+        zc.wait_for(
+            msgzc_cmsg::sys::Interest::WRITABLE,
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
+    }
+    let back: Vec<u32> = zc.completed().map(|b| b.idx).collect();
+    assert_eq!(back, [7], "back once, without a completion");
+    assert_eq!(zc.in_flight(), 0);
+    assert!(
+        reader.join().unwrap().unwrap() == expected,
+        "every byte intact"
+    );
+    let s = stats(&zc);
+    assert_eq!(
+        (s.below_threshold, s.zerocopy, s.completions_copied),
+        (1, 0, 0)
+    );
+    assert_eq!(zc.socket().tracker().next_id(), 0, "no MSG_ZEROCOPY send");
+}
