@@ -228,7 +228,10 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     /// back through [`completed`](Self::completed) as soon as they are
     /// sent; now and then one goes as a probe (see
     /// [`policy`](crate::policy)). [`drain`](Self::drain) reports every
-    /// completion to it.
+    /// completion to it. A send that comes back in its error untouched
+    /// (window full, would block) was decided and counted all the same,
+    /// so its retry is decided again (a probe refused that way leaves the
+    /// next one a probe period later).
     ///
     /// ```
     /// use msgzc_cmsg::policy::{PolicyConfig, SendPolicy};
