@@ -345,6 +345,9 @@ mod tests {
 
     const BIG: usize = 1 << 16;
     const T0: Duration = Duration::ZERO;
+    /// Steps per generated run: fewer under Miri, which interprets each
+    /// (ci/miri), than natively.
+    const STEPS: usize = if cfg!(miri) { 40 } else { 300 };
 
     fn policy(copied_in_a_row: u32, probe_after_sends: u32, probe_after_ms: u64) -> SendPolicy {
         SendPolicy::new(PolicyConfig {
@@ -455,7 +458,7 @@ mod tests {
         #![proptest_config(crate::tests::proptest_config())]
         /// The stats count every decision under its reason.
         #[test]
-        fn stats_count_every_decision(steps in proptest::collection::vec(step(), 0..300)) {
+        fn stats_count_every_decision(steps in proptest::collection::vec(step(), 0..STEPS)) {
             let mut p = policy(4, 8, 300);
             let ds = run(&mut p, &steps);
             let s = p.stats();
@@ -473,7 +476,7 @@ mod tests {
         /// is a probe at least every `probe_after_sends + 1` such sends.
         #[test]
         fn always_probes_again(
-            steps in proptest::collection::vec(step(), 0..300),
+            steps in proptest::collection::vec(step(), 0..STEPS),
             n in 1u32..10,
         ) {
             let mut p = policy(2, n, 1_000_000);
@@ -508,8 +511,8 @@ mod tests {
         /// `probe_after`, however completions of probes interleave.
         #[test]
         fn never_oscillates_per_send(
-            lens in proptest::collection::vec(1000usize..3000, 1..400),
-            ticks in proptest::collection::vec(0u16..40, 1..400),
+            lens in proptest::collection::vec(1000usize..3000, 1..STEPS),
+            ticks in proptest::collection::vec(0u16..40, 1..STEPS),
             complete_every in 1usize..5,
         ) {
             let (n, every) = (16u32, Duration::from_millis(100));
