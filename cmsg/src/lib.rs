@@ -15,6 +15,9 @@
 //!   decodes to an [`Offender`] address.
 //! - [`CompletionTracker`] maps the kernel's `u32` send ids to the caller's
 //!   tokens and hands each token back exactly once.
+//! - [`policy::SendPolicy`] decides per send between `MSG_ZEROCOPY` and a
+//!   copy: a size threshold, a fallback when completions come back copied,
+//!   and probes that turn zerocopy back on; each decision names its reason.
 //!
 //! With the `std` feature (default), [`sys`] adds the Linux socket calls. It
 //! exists only when building for a Linux kernel (`target_os = "linux"` or
@@ -59,6 +62,7 @@ mod decode;
 mod error;
 mod layout;
 mod offender;
+pub mod policy;
 mod tracker;
 mod walk;
 

@@ -138,6 +138,12 @@ pub struct CompletionStats {
 
 /// What the completions so far suggest for this socket.
 ///
+/// It never turns back: once the streak is long enough it stays
+/// [`PreferCopy`](Advice::PreferCopy) until a completion is not copied,
+/// and a socket that stopped sending with `MSG_ZEROCOPY` sees no more
+/// completions. [`SendPolicy`](crate::policy::SendPolicy) probes again
+/// (and adds a size threshold).
+///
 /// ```
 /// use msgzc_cmsg::{Advice, CompletionTracker, ZcRange};
 ///

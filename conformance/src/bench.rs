@@ -51,6 +51,7 @@ mod async_tcp;
 mod connect;
 mod kernel;
 mod rounds;
+mod sweep;
 mod udp_batch;
 mod versus;
 
@@ -165,8 +166,10 @@ struct Opts {
     receiver_cpu: usize,
     /// Ours against the selftest, one receiver for both (`--same-receiver`).
     same_receiver: bool,
-    /// Interleaved rounds of `--same-receiver`.
+    /// Interleaved rounds of `--same-receiver` and of each `--sweep` size.
     rounds: usize,
+    /// Payload sizes for the threshold sweep (`--sweep`), see [`sweep`].
+    sweep: Option<Vec<usize>>,
 }
 
 /// The sender's system calls, by kind.
@@ -239,7 +242,8 @@ fn usage() -> ExitCode {
          \x20             [--interval N] [--size BYTES] [--secs S]   (one `msgzc:` summary line per interval)\n\
          one receiver: msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds 5]\n\
          \x20             [--cpu 0] [--receiver-cpu 1] [--proto ..] [--interval ..] [--size] [--secs] [--markdown P]\n\
-         rounds:       msgzc-conformance bench --udp-batch ..   or   bench --async-tcp ..   (each prints its own usage)"
+         rounds:       msgzc-conformance bench --udp-batch ..   or   bench --async-tcp ..   (each prints its own usage)\n\
+         sweep:        msgzc-conformance bench --sweep SIZE,SIZE,.. [--rounds N] [--net ..] [--proto ..] [--interval N]"
     );
     ExitCode::from(2)
 }
@@ -261,6 +265,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         receiver_cpu: 1,
         same_receiver: false,
         rounds: 5,
+        sweep: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -306,6 +311,23 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 }
             }
             "--selftest" => o.selftest = Some(val()?),
+            "--sweep" => {
+                o.sweep = Some(
+                    val()?
+                        .split(',')
+                        .map(|n| match n.parse::<usize>() {
+                            Ok(n) if (1..=MAX_SIZE).contains(&n) => Ok(n),
+                            _ => Err(format!("--sweep {n}: 1..={MAX_SIZE}")),
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            "--rounds" => {
+                o.rounds = match val()?.parse::<usize>() {
+                    Ok(n) if (1..=99).contains(&n) => n,
+                    _ => return Err("--rounds: 1..=99".into()),
+                }
+            }
             "--calibrate-only" => o.calibrate_only = true,
             "--connect" => {
                 let v = val()?;
@@ -323,12 +345,6 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--cpu" => o.cpu = Some(cpu_arg(&val()?)?),
             "--receiver-cpu" => o.receiver_cpu = cpu_arg(&val()?)?,
             "--same-receiver" => o.same_receiver = true,
-            "--rounds" => {
-                o.rounds = match val()?.parse::<usize>() {
-                    Ok(n) if (1..=99).contains(&n) => n,
-                    _ => return Err("--rounds: 1..=99".into()),
-                }
-            }
             "--secs" => {
                 o.secs = match val()?.parse::<f64>() {
                     Ok(s) if s > 0.0 && s <= 60.0 => s,
@@ -825,7 +841,14 @@ pub fn main(args: &[String]) -> ExitCode {
         kernel(),
         thread::available_parallelism().map_or(0, |n| n.get()),
         cpu_model(),
-        o.size,
+        match &o.sweep {
+            Some(s) => format!(
+                "{}..{}",
+                s.iter().min().unwrap_or(&0),
+                s.iter().max().unwrap_or(&0)
+            ),
+            None => o.size.to_string(),
+        },
         o.secs
     );
     println!("{header}");
@@ -836,6 +859,9 @@ pub fn main(args: &[String]) -> ExitCode {
     println!("{calibration}");
     if o.calibrate_only {
         return ExitCode::SUCCESS;
+    }
+    if let Some(sizes) = &o.sweep {
+        return sweep::main(&o, sizes, &format!("{header}.\n\n{calibration}"));
     }
     let mut samples = Vec::new();
     for &net_name in &o.nets {

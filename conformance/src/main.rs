@@ -24,6 +24,8 @@
 //!                         sendmmsg and GSO, zerocopy and copy, in rounds
 //! msgzc-conformance bench --async-tcp [--size 8192,65536] [--rounds N] ..
 //!                         tokio's zerocopy sender (feature async-bench)
+//! msgzc-conformance bench --sweep SIZES [--rounds N] ..
+//!                         copy against zerocopy by payload size
 //! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]
 //!                         [--selftest] [--markdown PATH] [-- BENCH-ARGS]
 //!                                  the same, as PID 1 under qemu-system
@@ -63,6 +65,8 @@ fn usage() -> ExitCode {
          [--proto ..] [--interval ..] [--markdown P]\n  \
          msgzc-conformance bench --udp-batch [--size N] [--batch N] [--rounds N] [--secs S] [--markdown P]\n  \
          msgzc-conformance bench --async-tcp [--size 8192,65536] [--rounds N] [--secs S] [--markdown P]\n  \
+         msgzc-conformance bench --sweep SIZES [--rounds N] [--net ..] [--proto ..] [--interval N] [--secs S]
+  \
          msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy] [--selftest] \
          [--markdown P] [-- BENCH-ARGS]"
     );

@@ -7,10 +7,11 @@ use super::socket::{
 };
 use super::SysError;
 use crate::decode::ErrqueueItem;
+use crate::policy::SendPolicy;
 use std::boxed::Box;
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 mod batch;
@@ -32,6 +33,8 @@ struct Entry<B> {
     sent: usize,
     /// No more bytes of it will be sent (all were, or sending stopped).
     done: bool,
+    /// Sent by copy (the policy said so): no ids, back once sent.
+    copy: bool,
 }
 
 /// How far [`ZcSender::send`] (or [`flush`](ZcSender::flush)) got.
@@ -105,6 +108,9 @@ pub struct ZcSender<F: AsFd, B: AsRef<[u8]>> {
     partial: Option<usize>,
     /// Why the last [`Progress::Partial`] stopped: what to wait for.
     blocked: Option<SendErrorKind>,
+    /// Decides zerocopy or copy per buffer, if set; its clock starts at
+    /// `epoch`.
+    policy: Option<(SendPolicy, Instant)>,
 }
 
 /// The buffers a sender holds, by key (the socket's tokens are these
@@ -126,6 +132,7 @@ impl<B> Held<B> {
             ids: 0,
             sent: 0,
             done: false,
+            copy: false,
         };
         match self.free.pop() {
             Some(key) => {
@@ -217,7 +224,47 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             },
             partial: None,
             blocked: None,
+            policy: None,
         }
+    }
+
+    /// Decides per buffer with `policy` whether to send it with
+    /// `MSG_ZEROCOPY` or by copy: buffers shorter than its threshold, and
+    /// all while completions keep coming back copied, go by copy and come
+    /// back through [`completed`](Self::completed) as soon as they are
+    /// sent; now and then one goes as a probe (see
+    /// [`policy`](crate::policy)). [`drain`](Self::drain) reports every
+    /// completion to it. A send that comes back in its error untouched
+    /// (window full, would block) was decided and counted all the same,
+    /// so its retry is decided again (a probe refused that way leaves the
+    /// next one a probe period later).
+    ///
+    /// ```
+    /// use msgzc_cmsg::policy::{PolicyConfig, SendPolicy};
+    /// use msgzc_cmsg::sys::ZcSender;
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let stream = TcpStream::connect(listener.local_addr()?)?;
+    /// # let (_peer, _) = listener.accept()?;
+    ///
+    /// let policy = SendPolicy::new(PolicyConfig { threshold: 4096, ..PolicyConfig::DEFAULT });
+    /// let mut zc = ZcSender::new(stream)?.with_policy(policy);
+    /// zc.send(vec![0u8; 100]).unwrap();
+    /// // Below the threshold: copied, and ours again at once.
+    /// assert_eq!(zc.completed().count(), 1);
+    /// assert_eq!(zc.policy().map(|p| p.stats().below_threshold), Some(1));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn with_policy(mut self, policy: SendPolicy) -> Self {
+        self.policy = Some((policy, Instant::now()));
+        self
+    }
+
+    /// The send policy, if one was set with
+    /// [`with_policy`](Self::with_policy) (its decisions and their
+    /// reasons in [`SendPolicy::stats`]).
+    pub fn policy(&self) -> Option<&SendPolicy> {
+        self.policy.as_ref().map(|(p, _)| p)
     }
 
     /// The socket layer below (statistics, mode, system call counts,
@@ -256,7 +303,12 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
                 Err(e) => return Err(e.with_token(buf)),
             }
         }
+        let copy = match &mut self.policy {
+            Some((p, epoch)) => !p.decide(buf.as_ref().len(), epoch.elapsed()).zerocopy(),
+            None => false,
+        };
         let key = self.held.insert(buf);
+        self.held.entry_mut(key).copy = copy;
         self.push(key)
     }
 
@@ -275,14 +327,9 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
         if self.flush()? != Progress::Complete {
             return Err(SendError::new(SendErrorKind::WouldBlock, ()));
         }
-        self.sock.send_copy(data).map_err(|e| {
-            let kind = if e.errno == crate::sys::NATIVE.family.errno().eagain {
-                SendErrorKind::WouldBlock
-            } else {
-                SendErrorKind::Os(e)
-            };
-            SendError::new(kind, ())
-        })
+        self.sock
+            .send_copy(data)
+            .map_err(|e| SendError::new(copy_failed(e), ()))
     }
 
     /// Sends from the buffer `key` until all of it is sent, the socket
@@ -296,7 +343,14 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
             };
             let all: &[u8] = buf.as_ref();
             let (len, before) = (all.len(), entry.sent);
-            let r = sock.send(&all[before.min(len)..], key);
+            let rest = &all[before.min(len)..];
+            let r = if entry.copy {
+                sock.send_copy(rest)
+                    .map(|bytes| Sent::Copied { bytes, token: key })
+                    .map_err(|e| SendError::new(copy_failed(e), key))
+            } else {
+                sock.send(rest, key)
+            };
             match r {
                 Ok(Sent::Pending { bytes, .. }) => {
                     entry.ids += 1;
@@ -369,8 +423,18 @@ impl<F: AsFd, B: AsRef<[u8]>> ZcSender<F, B> {
     /// free.
     pub fn drain(&mut self, other: impl FnMut(ErrqueueItem<'_>)) -> Result<usize, DrainError> {
         let before = self.held.ready.len();
-        let Self { sock, held, .. } = self;
-        sock.drain(|r| held.release(r.token), other)?;
+        let Self {
+            sock, held, policy, ..
+        } = self;
+        sock.drain(
+            |r| {
+                if let Some((p, epoch)) = policy.as_mut().filter(|_| r.counted) {
+                    p.completed(r.copied, epoch.elapsed());
+                }
+                held.release(r.token)
+            },
+            other,
+        )?;
         Ok(self.held.ready.len() - before)
     }
 
@@ -463,5 +527,14 @@ impl<F: AsFd, B: AsRef<[u8]>> AsFd for ZcSender<F, B> {
 impl<F: AsFd, B: AsRef<[u8]>> AsRawFd for ZcSender<F, B> {
     fn as_raw_fd(&self) -> RawFd {
         self.sock.as_raw_fd()
+    }
+}
+
+/// Why a send by copy failed.
+fn copy_failed(e: SysError) -> SendErrorKind {
+    if e.errno == crate::sys::NATIVE.family.errno().eagain {
+        SendErrorKind::WouldBlock
+    } else {
+        SendErrorKind::Os(e)
     }
 }
