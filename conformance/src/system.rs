@@ -220,6 +220,10 @@ pub struct Kernel {
     pub dir: PathBuf,
     /// The extracted Debian qemu-system tree (`usr/bin`, `usr/share/qemu`).
     pub qemu_root: PathBuf,
+    /// QEMU's `-smp`: 1 unless `system-boot --smp` asks for more (for an
+    /// SMP kernel such as `ci/kernels --patched --variant smp`; the
+    /// tinyconfig kernels use one CPU whatever QEMU offers).
+    pub cpus: u32,
 }
 
 impl Kernel {
@@ -300,6 +304,7 @@ impl Kernel {
                 release,
                 dir,
                 qemu_root: qemu_root.clone(),
+                cpus: 1,
             });
         }
         Ok(kernels)
@@ -424,7 +429,9 @@ pub fn qemu_command(kernel: &Kernel, initrd: &Path, guest_args: &[&str]) -> Comm
         c.env("QEMU_MODULE_DIR", modules);
     }
     c.args(m.args)
-        .args(["-smp", "1", "-nographic", "-no-reboot", "-nic", "none"])
+        .arg("-smp")
+        .arg(kernel.cpus.to_string())
+        .args(["-nographic", "-no-reboot", "-nic", "none"])
         .args(["-vga", "none"])
         .arg("-L")
         .arg(share.join("qemu"))
@@ -798,7 +805,8 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage: msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH]\n\
          \x20                                    [--kernel stock|patched] [--timeout SECS]\n\
-         \x20                                    [--kernel-dir DIR] [--fetch] [--console] [CASE..]\n\
+         \x20                                    [--kernel-dir DIR] [--smp N] [--fetch] [--console]\n\
+         \x20                                    [CASE..]\n\
          \n\
          Builds ARCH's guest agent, boots it as PID 1 on a kernel under qemu-system\n\
          (default: ARCH's own, or the 64-bit kernel that runs it in compat mode),\n\
@@ -806,6 +814,8 @@ fn usage() -> ExitCode {
          --kernel   stock (default) or patched: 6.1 with conformance/kernel/*.patch\n\
          --kernel-dir  boot the kernel cached in DIR (e.g. an earlier patch revision's),\n\
          \x20          judged as --kernel says\n\
+         --smp N    give QEMU N CPUs (default 1; for an SMP kernel, e.g. ci/kernels\n\
+         \x20          --patched --variant smp)\n\
          --fetch    run ci/kernels to fetch or build a missing kernel (else fail)\n\
          --console  print the whole console instead of the guest's lines\n\
          stock kernels: {}\n\
@@ -824,6 +834,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut kind = KernelKind::Stock;
     let mut timeout = Duration::from_secs(600);
     let mut kernel_dir: Option<PathBuf> = None;
+    let mut cpus = 1u32;
     let (mut fetch, mut show_console) = (false, false);
     let mut cases: Vec<&str> = Vec::new();
     let mut it = args.iter();
@@ -854,6 +865,10 @@ pub fn main(args: &[String]) -> ExitCode {
                 Some(d) => kernel_dir = Some(PathBuf::from(d)),
                 None => return usage(),
             },
+            "--smp" => match it.next().and_then(|s| s.parse::<u32>().ok()) {
+                Some(n @ 1..=64) => cpus = n,
+                _ => return usage(),
+            },
             "--fetch" => fetch = true,
             "--console" => show_console = true,
             c if !c.starts_with('-') => cases.push(c),
@@ -882,6 +897,7 @@ pub fn main(args: &[String]) -> ExitCode {
         if let Some(d) = &kernel_dir {
             k.use_dir(d)?;
         }
+        k.cpus = cpus;
         Ok(k)
     });
     let kernel = match located {
@@ -905,12 +921,13 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     eprintln!(
-        "system-boot: {target}/{lang} agent {} (built in {:.1}s) on {} {karch} kernel {} ({})",
+        "system-boot: {target}/{lang} agent {} (built in {:.1}s) on {} {karch} kernel {} ({}), -smp {}",
         guest.display(),
         t.elapsed().as_secs_f64(),
         kind.name(),
         kernel.release,
-        kernel.dir.display()
+        kernel.dir.display(),
+        kernel.cpus
     );
     let run = match boot(&kernel, &guest, &guest_args(&lang, &cases), timeout) {
         Ok(r) => r,
