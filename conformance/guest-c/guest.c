@@ -35,6 +35,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/ioctl.h>
 #include <sys/klog.h>
 #include <sys/mman.h>
@@ -1451,6 +1452,254 @@ out:
 	close(rx);
 }
 
+/* ---- UDP batches: sendmmsg and GSO with MSG_ZEROCOPY ------------------ */
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#define ZC_BATCH 4		/* cases::ZC_BATCH */
+#define GSO_SEGMENT 300		/* cases::GSO_SEGMENT */
+#define GSO_SEED 9		/* cases::GSO_SEED */
+
+/* cases::pattern_byte and cases::batch_len. */
+static unsigned char pattern_byte(size_t seed, size_t j)
+{
+	return (unsigned char)(seed * 67 + j * 13 + 1);
+}
+
+static size_t batch_len(int i)
+{
+	return 100 + 20 * (size_t)i;
+}
+
+/*
+ * Receives up to max datagrams on fd (each within 500 ms), then one more
+ * without waiting, which must not be there; prints each as DATA. Returns
+ * how many arrived.
+ */
+static int receive(int fd, const char *name, int max)
+{
+	static unsigned char buf[4096];
+	int i, got = 0;
+
+	for (i = 0; i <= max; i++) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t r;
+
+		if (i < max)
+			poll(&p, 1, 500);
+		r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r < 0)
+			break;
+		printf("DATA sock=%s len=%zd hex=", name, r);
+		hex(buf, (size_t)r);
+		printf("\n");
+		got++;
+	}
+	return got;
+}
+
+/*
+ * The entries of one sendmmsg of sendmmsg_zc: datagrams lo..lo+ZC_BATCH-1,
+ * datagram i to receiver i % 2, without control buffers.
+ */
+static void batch_entries(struct mmsghdr *mm, struct iovec *iov,
+			  unsigned char (*data)[256], int lo, union addr *a, socklen_t *alen)
+{
+	int k;
+
+	memset(mm, 0, ZC_BATCH * sizeof(*mm));
+	for (k = 0; k < ZC_BATCH; k++) {
+		int i = lo + k;
+
+		iov[k].iov_base = data[i];
+		iov[k].iov_len = batch_len(i);
+		mm[k].msg_hdr.msg_name = &a[i % 2].sa;
+		mm[k].msg_hdr.msg_namelen = alen[i % 2];
+		mm[k].msg_hdr.msg_iov = &iov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+	}
+}
+
+static void print_msg_lens(const struct mmsghdr *mm)
+{
+	int k;
+
+	for (k = 0; k < ZC_BATCH; k++)
+		printf("VALUE name=msg_len v=%u\n", mm[k].msg_len);
+}
+
+/*
+ * The second sendmmsg of sendmmsg_zc: a placeholder in every entry, each
+ * printed before and after; sent again without them if the kernel refuses
+ * the first with EINVAL. Prints the call that counts as sendmmsg_notify
+ * and the MODE the library would take; returns its result.
+ */
+static int batch_notify(int tx, struct mmsghdr *mm, struct cover *cv, char *why, size_t wn)
+{
+	ctlbuf ctl[ZC_BATCH], sent;
+	size_t len = 0;
+	int k, r, e, o, first = 0, written = 0;
+
+	for (k = 0; k < ZC_BATCH; k++) {
+		len = placeholder(ctl[k].b);
+		raw("send", ctl[k].b, len, 0, NULL);
+		mm[k].msg_hdr.msg_control = ctl[k].b;
+		mm[k].msg_hdr.msg_controllen = len;
+	}
+	memcpy(sent.b, ctl[0].b, len);
+	r = sendmmsg(tx, mm, ZC_BATCH, MSG_ZEROCOPY);
+	e = errno;
+	call("sendmmsg_placeholders", r, e);
+	for (k = 0; k < ZC_BATCH; k++) {
+		struct msghdr *h = &mm[k].msg_hdr;
+		size_t left = h->msg_controllen < len ? h->msg_controllen : len;
+
+		raw("after", ctl[k].b, left, h->msg_flags, NULL);
+		o = placeholder_outcome(ctl[k].b, sent.b, len, h->msg_controllen,
+					h->msg_flags & MSG_CTRUNC, cv);
+		if (o < 0)
+			why_add(why, wn, "entry %d: placeholder corrupt", k);
+		if (k == 0)
+			first = o;
+		written += o > 0;
+	}
+	if (r < 0 && e == EINVAL && first == 0) {
+		for (k = 0; k < ZC_BATCH; k++) {
+			mm[k].msg_hdr.msg_control = NULL;
+			mm[k].msg_hdr.msg_controllen = 0;
+		}
+		r = sendmmsg(tx, mm, ZC_BATCH, MSG_ZEROCOPY);
+		e = errno;
+		printf("MODE ErrorQueue(Rejected)\n");
+	} else {
+		printf("MODE %s\n", written ? "Inline" : "ErrorQueue(Unwritten)");
+	}
+	call("sendmmsg_notify", r, e);
+	print_msg_lens(mm);
+	return r;
+}
+
+/*
+ * sendmmsg_zc: on an unconnected SO_ZEROCOPY socket, one sendmmsg of
+ * ZC_BATCH datagrams with MSG_ZEROCOPY, each to its own destination
+ * (alternating between two receivers), its completions left queued; then a
+ * second with a placeholder in every entry (again without them if the
+ * kernel refuses the first). Every id of 0..2*ZC_BATCH-1 must complete
+ * once, inline or on the error queue; every datagram is printed as
+ * received for the host to check.
+ */
+static void sendmmsg_zc(const char *c)
+{
+	static unsigned char data[2 * ZC_BATCH][256];
+	struct mmsghdr mm[ZC_BATCH];
+	struct iovec iov[ZC_BATCH];
+	union addr a[2];
+	socklen_t alen[2];
+	struct cover cv;
+	int tx, rx[2], e, r, i, got[2];
+	size_t j;
+	char why[512] = "";
+
+	memset(&cv, 0, sizeof(cv));
+	for (i = 0; i < 2 * ZC_BATCH; i++)
+		for (j = 0; j < batch_len(i); j++)
+			data[i][j] = pattern_byte(i, j);
+	rx[0] = bound(0, SOCK_DGRAM, &a[0], &alen[0]);
+	rx[1] = bound(0, SOCK_DGRAM, &a[1], &alen[1]);
+	tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (rx[0] < 0 || rx[1] < 0 || tx < 0) {
+		end(c, "fail", "udp sockets");
+		goto out;
+	}
+	e = zc_enable(tx);
+	if (e) {
+		zc_refused(c, e);
+		goto out;
+	}
+	batch_entries(mm, iov, data, 0, a, alen);
+	r = sendmmsg(tx, mm, ZC_BATCH, MSG_ZEROCOPY);
+	call("sendmmsg", r, errno);
+	print_msg_lens(mm);
+	if (r != ZC_BATCH) {
+		end(c, "fail", "the first sendmmsg sent short");
+		goto out;
+	}
+	/* Queued before the second call, whose placeholders can take them. */
+	wait_err(tx, 1000);
+	usleep(50000);
+	batch_entries(mm, iov, data, ZC_BATCH, a, alen);
+	r = batch_notify(tx, mm, &cv, why, sizeof(why));
+	if (r != ZC_BATCH)
+		why_add(why, sizeof(why), "the second sendmmsg returned %d", r);
+	drain(tx, &cv, 2 * ZC_BATCH);
+	cover_first(&cv, 2 * ZC_BATCH, why, sizeof(why));
+	got[0] = receive(rx[0], "a", ZC_BATCH);
+	got[1] = receive(rx[1], "b", ZC_BATCH);
+	if (got[0] != ZC_BATCH || got[1] != ZC_BATCH)
+		why_add(why, sizeof(why), "received %d and %d datagrams", got[0], got[1]);
+	verdict(c, why, "every datagram sent, every id once");
+out:
+	if (tx >= 0)
+		close(tx);
+	for (i = 0; i < 2; i++)
+		if (rx[i] >= 0)
+			close(rx[i]);
+}
+
+/*
+ * gso_zc: one sendmsg of PAYLOAD bytes with MSG_ZEROCOPY and a UDP_SEGMENT
+ * message of GSO_SEGMENT on a connected socket: one id for the whole send,
+ * and the segments, each printed as received, for the host to check.
+ */
+static void gso_zc(const char *c)
+{
+	static unsigned char data[PAYLOAD];
+	ctlbuf u;
+	struct msghdr m;
+	struct iovec iov;
+	struct cmsghdr *h;
+	struct cover cv;
+	uint16_t seg = GSO_SEGMENT;
+	int tx, rx, n;
+	size_t j;
+	ssize_t r;
+	char why[256] = "", ok[64];
+
+	memset(&cv, 0, sizeof(cv));
+	if (zc_udp_pair(c, &tx, &rx) < 0)
+		return;
+	for (j = 0; j < PAYLOAD; j++)
+		data[j] = pattern_byte(GSO_SEED, j);
+	memset(&u, 0, sizeof(u));
+	memset(&m, 0, sizeof(m));
+	iov.iov_base = data;
+	iov.iov_len = PAYLOAD;
+	m.msg_iov = &iov;
+	m.msg_iovlen = 1;
+	m.msg_control = u.b;
+	m.msg_controllen = CMSG_SPACE(sizeof(seg));
+	h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_UDP;
+	h->cmsg_type = UDP_SEGMENT;
+	h->cmsg_len = CMSG_LEN(sizeof(seg));
+	memcpy(CMSG_DATA(h), &seg, sizeof(seg));
+	raw("send", u.b, m.msg_controllen, 0, NULL);
+	r = sendmsg(tx, &m, MSG_ZEROCOPY);
+	call("send_gso", r, errno);
+	if (r != PAYLOAD) {
+		why_add(why, sizeof(why), "sendmsg returned %ld", (long)r);
+	} else {
+		drain(tx, &cv, 1);
+		cover_first(&cv, 1, why, sizeof(why));
+	}
+	n = receive(rx, "a", (PAYLOAD + GSO_SEGMENT - 1) / GSO_SEGMENT);
+	snprintf(ok, sizeof(ok), "one send, one id, %d datagrams", n);
+	verdict(c, why, ok);
+	close(tx);
+	close(rx);
+}
+
 static volatile sig_atomic_t signals;
 
 static void count_signal(int sig)
@@ -2101,6 +2350,10 @@ static void run(const char *c)
 		sendmmsg_eor(c);
 	else if (!strcmp(c, "readonly_control"))
 		readonly_control(c);
+	else if (!strcmp(c, "sendmmsg_zc"))
+		sendmmsg_zc(c);
+	else if (!strcmp(c, "gso_zc"))
+		gso_zc(c);
 	else if (!strcmp(c, "cmsg_roundtrip"))
 		roundtrip(c);
 	else if (!strcmp(c, "ctrunc"))
@@ -2143,7 +2396,8 @@ int main(int argc, char **argv)
 		"native_facts", "first_enable", "zc_tcp4", "zc_tcp6", "zc_udp4", "zc_udp6", "probe",
 		"hybrid", "inline_tcp4", "inline_tcp6", "inline_udp4", "inline_udp6",
 		"bad_placeholder", "failed_send", "restart", "mixed_cmsgs", "sendmmsg_eor",
-		"readonly_control", "cmsg_roundtrip", "ctrunc", "icmp", "enobufs",
+		"readonly_control", "sendmmsg_zc", "gso_zc", "cmsg_roundtrip", "ctrunc", "icmp",
+		"enobufs",
 	};
 	size_t i;
 

@@ -42,6 +42,37 @@ pub const MMSG_ENTRIES: usize = 3;
 /// See [`MMSG_ENTRIES`].
 pub const MMSG_ROUNDS: usize = 2;
 
+/// Datagrams per `sendmmsg` of `sendmmsg_zc`; the case makes two such
+/// calls (the second with a placeholder in every entry), so its ids are
+/// `0..2 * ZC_BATCH`. Datagram `i` (seed `i`) goes to receiver `i % 2`.
+pub const ZC_BATCH: usize = 4;
+
+/// Payload bytes of `sendmmsg_zc`'s datagram `i`: all different, so a
+/// datagram delivered to the wrong entry's receiver or cut shows.
+pub fn batch_len(i: usize) -> usize {
+    100 + 20 * i
+}
+
+/// Byte `j` of the payload with seed `seed` (`sendmmsg_zc`'s datagram
+/// `seed`, `gso_zc`'s [`GSO_SEED`]): a pattern both guests compute.
+pub fn pattern_byte(seed: usize, j: usize) -> u8 {
+    (seed * 67 + j * 13 + 1) as u8
+}
+
+/// The payload with seed `seed`, `len` bytes of [`pattern_byte`].
+pub fn pattern(seed: usize, len: usize) -> Vec<u8> {
+    (0..len).map(|j| pattern_byte(seed, j)).collect()
+}
+
+/// The `UDP_SEGMENT` size of `gso_zc`'s one send of [`PAYLOAD`] bytes:
+/// segments of 300, 300, 300 and 100 bytes. Byte-swapped (0x2C01) it is
+/// larger than the payload, so a `u16` that reaches the kernel in the
+/// wrong byte order gives one datagram, which the judge recognises.
+pub const GSO_SEGMENT: u16 = 300;
+
+/// The payload seed of `gso_zc`.
+pub const GSO_SEED: usize = 9;
+
 /// `MSG_EOR`, the same on every Linux architecture
 /// (`include/linux/socket.h`).
 pub const MSG_EOR: u32 = 0x80;
@@ -67,7 +98,7 @@ pub const FIRST_REFUSALS: u32 = 8;
 /// program built with the target's own toolchain); the others by the guest,
 /// `first_enable` first among those that set `SO_ZEROCOPY`: as PID 1 its
 /// enable is the first since boot.
-pub const CASES: [&str; 23] = [
+pub const CASES: [&str; 25] = [
     "abi_facts",
     "native_facts",
     "first_enable",
@@ -87,6 +118,8 @@ pub const CASES: [&str; 23] = [
     "mixed_cmsgs",
     "sendmmsg_eor",
     "readonly_control",
+    "sendmmsg_zc",
+    "gso_zc",
     "cmsg_roundtrip",
     "ctrunc",
     "icmp",
@@ -122,6 +155,8 @@ pub fn needs_zerocopy(case: &str) -> bool {
             | "mixed_cmsgs"
             | "sendmmsg_eor"
             | "readonly_control"
+            | "sendmmsg_zc"
+            | "gso_zc"
             | "enobufs"
     )
 }
@@ -183,7 +218,7 @@ mod tests {
     #[test]
     fn case_lists_are_consistent() {
         assert_eq!(guest_cases().count(), CASES.len() - 1);
-        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 18);
+        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 20);
         // Every proposal case needs SO_ZEROCOPY (stock qemu-user: emu-unsup).
         assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 12);
         assert!(CASES.iter().all(|c| !proposal_case(c) || needs_zerocopy(c)));
@@ -196,6 +231,10 @@ mod tests {
         const { assert!(FIRST_THREADS * FIRST_SENDS <= SENDS && FIRST_SENDS > 0) };
         const { assert!(QUEUED_SENDS < SENDS && MIXED_SENDS <= SENDS) };
         const { assert!((MMSG_ENTRIES * MMSG_ROUNDS) as u32 <= SENDS) };
+        const { assert!(2 * ZC_BATCH <= SENDS as usize) };
+        // gso_zc: several segments, the last one shorter.
+        assert_eq!(PAYLOAD.div_ceil(GSO_SEGMENT.into()), 4);
+        assert!(usize::from(GSO_SEGMENT.swap_bytes()) > PAYLOAD);
         let max = msgzc_abi::proposal::v8::ZC_NOTIFICATION_MAX;
         assert_eq!(BAD_PLACEHOLDERS[1], ("cap17", max + 1, max as usize + 1));
         assert_eq!(extra(Arch::Hppa, "ECONNREFUSED"), 239);

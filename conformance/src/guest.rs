@@ -24,9 +24,14 @@
 //! VALUE name=NAME v=N                          a value the guest read
 //! PROBE outcome=rejected|unwritten|written|corrupt [n=N]   probe, inline_*:
 //!                                              the first placeholder
-//! MODE NOTIFY-MODE                             hybrid: how completions came
+//! MODE NOTIFY-MODE                             hybrid, sendmmsg_zc: how
+//!                                              completions came
+//! DATA sock=NAME len=N hex=HEX                 sendmmsg_zc, gso_zc: a
+//!                                              datagram received
 //! INLINE n=N                                   hybrid: tokens released inline;
 //!                                              inline_*: ids completed inline
+//! INLINE id=N copied=0|1                       sendmmsg_zc (Rust): an id the
+//!                                              library released inline
 //! NOTE ...
 //! END case=CASE status=ok|unsupported|skip|fail detail=WORDS
 //! DONE
@@ -40,6 +45,7 @@
 //! `RAW dir=after`, also when the call failed (the proposal copies the
 //! placeholder back even then).
 
+mod batch;
 mod copyback;
 mod first_enable;
 
@@ -140,6 +146,8 @@ pub fn main(args: &[String]) -> ExitCode {
             "mixed_cmsgs" => copyback::mixed_cmsgs(),
             "sendmmsg_eor" => copyback::sendmmsg_eor(),
             "readonly_control" => copyback::readonly_control(),
+            "sendmmsg_zc" => batch::sendmmsg_zc(),
+            "gso_zc" => batch::gso_zc(),
             "cmsg_roundtrip" => roundtrip(),
             "ctrunc" => icmp_case(true),
             "icmp" => icmp_case(false),

@@ -17,6 +17,7 @@ use msgzc_cmsg::{
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+mod batch;
 mod copyback;
 mod first_enable;
 
@@ -587,6 +588,8 @@ fn judge_lines(
         "mixed_cmsgs" => copyback::mixed_cmsgs(ctx, &raws, &recvs, lines),
         "sendmmsg_eor" => copyback::sendmmsg_eor(ctx, &raws, &recvs, lines),
         "readonly_control" => copyback::readonly_control(ctx, &raws, &recvs, lines),
+        "sendmmsg_zc" => batch::sendmmsg_zc(ctx, &raws, &recvs, lines),
+        "gso_zc" => batch::gso_zc(ctx, &raws, &recvs, lines),
         "cmsg_roundtrip" => roundtrip(ctx, &raws, lines),
         "ctrunc" => {
             let [r] = recvs.as_slice() else {

@@ -462,9 +462,9 @@ pub struct Console {
 }
 
 /// The first words of the guest protocol's lines.
-const KINDS: [&str; 12] = [
-    "GUEST", "CASE", "FACTS", "CALL", "RAW", "VALUE", "PROBE", "MODE", "INLINE", "NOTE", "END",
-    "DONE",
+const KINDS: [&str; 13] = [
+    "GUEST", "CASE", "FACTS", "CALL", "RAW", "VALUE", "PROBE", "MODE", "INLINE", "DATA", "NOTE",
+    "END", "DONE",
 ];
 
 /// Drops terminal escape sequences (firmware clears screens) and control
@@ -1214,6 +1214,7 @@ mod tests {
             GUEST target=aarch64 lang=rust pid=1\n\
             CASE name=probe\n\
             random: crng init done\n\
+            DATA sock=a len=2 hex=0a0b\n\
             END case=probe status=ok detail=x\n\
             DONE\n\
             reboot: Power down\n";
@@ -1222,8 +1223,9 @@ mod tests {
         assert_eq!(c.guest_kernel.as_deref(), Some("6.1.0-50-arm64"));
         assert!(c.done);
         assert_eq!(c.panic, None);
-        assert_eq!(c.lines.len(), 5);
+        assert_eq!(c.lines.len(), 6);
         assert_eq!(c.lines[1], "GUEST target=aarch64 lang=rust pid=1");
+        assert_eq!(c.lines[3], "DATA sock=a len=2 hex=0a0b");
         let log = GuestLog::parse(&(c.lines.join("\n") + "\n"));
         assert!(log.done);
         assert_eq!(log.target.as_deref(), Some("aarch64"));

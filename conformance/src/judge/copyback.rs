@@ -21,7 +21,7 @@ use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange};
 const IP_TTL: i32 = 2;
 
 /// A control buffer for `t` as `f` builds it with the library.
-fn built(t: Target, f: &dyn Fn(&mut ControlBuilder<'_>)) -> Vec<u8> {
+pub(super) fn built(t: Target, f: &dyn Fn(&mut ControlBuilder<'_>)) -> Vec<u8> {
     let mut buf = ControlBuf::<256>::new();
     let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).expect("aligned");
     f(&mut b);
@@ -147,7 +147,7 @@ pub(super) fn exactly(n: u32, inline: &[ZcRange], queued: &[ZcRange]) -> Result<
 }
 
 /// A buffer the patched kernel answered: same length, no flags, written.
-fn answered_in_place(
+pub(super) fn answered_in_place(
     t: Target,
     f: &dyn Fn(&mut ControlBuilder<'_>),
     sent: &Raw<'_>,
