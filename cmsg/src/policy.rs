@@ -349,6 +349,33 @@ mod tests {
     /// (ci/miri), than natively.
     const STEPS: usize = if cfg!(miri) { 40 } else { 300 };
 
+    #[test]
+    fn the_default_copies_below_16_kib_and_names_each_decision() {
+        let mut p = SendPolicy::default();
+        assert_eq!(p.decide(16 * 1024 - 1, T0), Decision::BelowThreshold);
+        assert_eq!(p.decide(16 * 1024, T0), Decision::Zerocopy);
+        let zerocopy: Vec<bool> = [
+            Decision::BelowThreshold,
+            Decision::CopiedFallback,
+            Decision::Probe,
+            Decision::Zerocopy,
+        ]
+        .into_iter()
+        .map(Decision::zerocopy)
+        .collect();
+        assert_eq!(zerocopy, [false, false, true, true]);
+    }
+
+    #[test]
+    fn completions_are_counted_by_kind() {
+        let mut p = SendPolicy::default();
+        for copied in [true, true, false, true] {
+            p.completed(copied, T0);
+        }
+        let s = p.stats();
+        assert_eq!((s.completions_copied, s.completions_zerocopy), (3, 1));
+    }
+
     fn policy(copied_in_a_row: u32, probe_after_sends: u32, probe_after_ms: u64) -> SendPolicy {
         SendPolicy::new(PolicyConfig {
             threshold: 1000,
