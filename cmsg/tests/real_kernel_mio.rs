@@ -2,6 +2,8 @@
 //! Linux 4.14 or later): every byte checked, every buffer back, and a
 //! loop that wakes only for events.
 
+#![cfg(all(feature = "std", target_os = "linux"))]
+
 #[path = "../examples/mio_loop.rs"]
 mod example;
 

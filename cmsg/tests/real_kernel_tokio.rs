@@ -2,6 +2,8 @@
 //! with `MSG_ZEROCOPY`, 4.14 or later): every byte checked, every buffer
 //! back, and no busy waiting.
 
+#![cfg(all(feature = "std", target_os = "linux"))]
+
 #[path = "../examples/tokio_stream.rs"]
 mod example;
 
