@@ -1076,3 +1076,34 @@ fn leaked_tokens_are_counted_and_never_dropped() {
     drop(t);
     assert_eq!(drops.get(), 0);
 }
+
+#[test]
+fn room_is_the_window_left_and_none_while_in_doubt() {
+    let mut t = CompletionTracker::<(), 4>::new();
+    assert_eq!(t.room(), 4);
+    t.register(()).unwrap();
+    assert_eq!(t.room(), 3);
+    t.register(()).unwrap();
+    assert_eq!(t.room(), 2);
+    t.register_in_doubt(()).unwrap();
+    assert_eq!(t.room(), 0);
+}
+
+/// `UDP_SEGMENT` on every target: the message a C sender would build,
+/// `SOL_UDP`/`UDP_SEGMENT` with the size as a `u16` in the target's order.
+#[test]
+fn udp_segment_matches_a_hand_built_message_on_every_target() {
+    for t in all_targets() {
+        let mut buf = ControlBuf::<64>::new();
+        let mut b = ControlBuilder::new(t, buf.as_mut_bytes()).unwrap();
+        b.udp_segment(0x1234).unwrap();
+        let c = b.finish();
+        let size = match t.endian {
+            Endian::Big => 0x1234u16.to_be_bytes(),
+            Endian::Little => 0x1234u16.to_le_bytes(),
+        };
+        let n = t.numbers();
+        assert_eq!((n.sol_udp, n.udp_segment), (17, 103), "{t:?}");
+        assert_eq!(c.as_bytes(), &forge(t, 17, 103, &size)[..], "{t:?}");
+    }
+}
