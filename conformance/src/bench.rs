@@ -495,6 +495,21 @@ impl Drop for VethPair {
 
 /// The receiver: binds in its namespace, reports its address, then
 /// consumes everything until the sender closes (TCP) or `stop` (UDP).
+/// The network named `--net` (`veth` or loopback): a veth pair lives as
+/// long as the returned guard; a pair that cannot be made is the error.
+fn open_net(name: &str) -> (Option<VethPair>, Result<Net, String>) {
+    match name {
+        "veth" => match VethPair::create() {
+            Ok(v) => {
+                let n = v.net();
+                (Some(v), Ok(n))
+            }
+            Err(e) => (None, Err(format!("no veth pair: {e}"))),
+        },
+        _ => (None, Ok(Net::Loopback)),
+    }
+}
+
 fn receiver(
     net: Net,
     proto: Proto,
@@ -866,16 +881,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let mut samples = Vec::new();
     for &net_name in &o.nets {
         // The veth pair lives for this network's samples only.
-        let (veth, net) = match net_name {
-            "veth" => match VethPair::create() {
-                Ok(v) => {
-                    let n = v.net();
-                    (Some(v), Ok(n))
-                }
-                Err(e) => (None, Err(format!("no veth pair: {e}"))),
-            },
-            _ => (None, Ok(Net::Loopback)),
-        };
+        let (veth, net) = open_net(net_name);
         for &proto in &o.protos {
             for &interval in &o.intervals {
                 let kernel_modes = match (&o.selftest, net_name) {

@@ -117,6 +117,21 @@ impl Run {
     }
 }
 
+/// The median of `v` (the mean of the middle two for an even count; NaN
+/// for none).
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    median_sorted(&v)
+}
+
+fn median_sorted(v: &[f64]) -> f64 {
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 /// The median, smallest and largest of some per-round values.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct Spread {
@@ -133,13 +148,11 @@ impl Spread {
         let mut v: Vec<f64> = v.into_iter().filter(|x| !x.is_nan()).collect();
         v.sort_by(f64::total_cmp);
         let n = v.len();
-        let median = match n {
-            0 => return None,
-            _ if n % 2 == 1 => v[n / 2],
-            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-        };
+        if n == 0 {
+            return None;
+        }
         Some(Spread {
-            median,
+            median: median_sorted(&v),
             lo: v[0],
             hi: v[n - 1],
             n,
@@ -307,6 +320,13 @@ pub(super) fn write_markdown(c: &Common, table: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+    }
 
     #[test]
     fn spread_of_odd_even_and_empty() {

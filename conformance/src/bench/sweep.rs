@@ -20,7 +20,8 @@
 //! break-even on a device that keeps the pages.
 
 use super::kernel;
-use super::{measure, Measured, Mode, Net, Opts, Proto, VethPair};
+use super::rounds::median;
+use super::{measure, open_net, Measured, Mode, Net, Opts, Proto};
 
 /// One size's rounds on one network and protocol.
 struct Point {
@@ -29,15 +30,6 @@ struct Point {
     rounds: Vec<(Measured, Measured)>,
     /// The copy of one payload, µs (calibration).
     copy_us: Option<f64>,
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 /// CPU µs per send.
@@ -207,16 +199,7 @@ fn run(o: &Opts, sizes: &[usize], header: &str) -> (String, bool) {
     let mut ok = true;
     let mut notes = Vec::new();
     for &net_name in &o.nets {
-        let (veth, net) = match net_name {
-            "veth" => match VethPair::create() {
-                Ok(v) => {
-                    let n = v.net();
-                    (Some(v), Ok(n))
-                }
-                Err(e) => (None, Err(format!("no veth pair: {e}"))),
-            },
-            _ => (None, Ok(Net::Loopback)),
-        };
+        let (veth, net) = open_net(net_name);
         for &proto in &o.protos {
             let (points, failed) = match &net {
                 Ok(n) => sweep_one(n, proto, o, sizes),
@@ -290,12 +273,5 @@ mod tests {
         assert_eq!(break_even(&pts), Some(8));
         assert_eq!(break_even(&pts[3..]), Some(8));
         assert_eq!(break_even(&pts[..3]), None);
-    }
-
-    #[test]
-    fn median_of_even_and_odd() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(vec![]).is_nan());
     }
 }

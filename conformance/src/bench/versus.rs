@@ -12,6 +12,7 @@
 //! range, with the load average before and after.
 
 use super::kernel::{self, children_cpu, Receiver};
+use super::rounds::median;
 use super::{Measured, Opts, Proto};
 use std::fmt::Write as _;
 use std::process::{Command, ExitCode, Stdio};
@@ -58,16 +59,6 @@ fn one(o: &Opts, bin: &str, proto: Proto, interval: usize, ours: bool) -> Result
     let sender_cpu = children_cpu() - cpu0;
     rx.stop();
     kernel::sender_result(&name, out, sender_cpu).map_err(|e| e.to_string())
-}
-
-/// The median of `v` (the mean of the middle two for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 fn loadavg() -> String {
@@ -264,17 +255,5 @@ pub(super) fn main(o: &Opts) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
-        assert!(median(Vec::new()).is_nan());
     }
 }
