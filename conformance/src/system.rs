@@ -37,33 +37,7 @@ use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// The architectures `ci/kernels` has a stock kernel for.
-pub const KERNEL_ARCHS: [Arch; 12] = [
-    Arch::X86_64,
-    Arch::I686,
-    Arch::Aarch64,
-    Arch::Armv7,
-    Arch::Powerpc64le,
-    Arch::S390x,
-    Arch::Mips,
-    Arch::Mipsel,
-    Arch::Mips64el,
-    Arch::Sparc64,
-    Arch::Alpha,
-    Arch::Hppa,
-];
-
-/// The architectures `ci/kernels --patched` builds a kernel with
-/// `conformance/kernel/*.patch` for: every family of the proposal
-/// (generic 64- and 32-bit, mips, sparc, alpha, parisc).
-pub const PATCHED_ARCHS: [Arch; 6] = [
-    Arch::X86_64,
-    Arch::I686,
-    Arch::Mips,
-    Arch::Sparc64,
-    Arch::Alpha,
-    Arch::Hppa,
-];
+pub use crate::arches::{Machine, KERNEL_ARCHS, PATCHED_ARCHS};
 
 /// Which kernel of an architecture: as released, or with the proposal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,56 +102,9 @@ impl KernelKind {
     }
 }
 
-/// How QEMU boots a kernel of one architecture.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Machine {
-    /// `qemu-system-<this>`.
-    pub qemu: &'static str,
-    /// Machine, CPU and memory options.
-    pub args: &'static [&'static str],
-    /// The kernel's console device (`console=`).
-    pub console: &'static str,
-}
-
-/// The QEMU machine of a kernel architecture (verified combinations, see
-/// `shared/toolchains.md`).
+/// The QEMU machine of a kernel architecture (from the registry).
 pub fn machine(kernel: Arch) -> Option<Machine> {
-    let (qemu, args, console): (_, &'static [&'static str], _) = match kernel {
-        Arch::X86_64 => ("x86_64", &["-M", "pc", "-m", "256"], "ttyS0"),
-        Arch::I686 => ("i386", &["-M", "pc", "-m", "256"], "ttyS0"),
-        Arch::Aarch64 => (
-            "aarch64",
-            &["-M", "virt", "-cpu", "cortex-a57", "-m", "512"],
-            "ttyAMA0",
-        ),
-        Arch::Armv7 => (
-            "arm",
-            &["-M", "virt", "-cpu", "cortex-a15", "-m", "512"],
-            "ttyAMA0",
-        ),
-        Arch::Powerpc64le => (
-            "ppc64",
-            &["-M", "pseries", "-cpu", "power9", "-m", "1024"],
-            "hvc0",
-        ),
-        Arch::S390x => ("s390x", &["-M", "s390-ccw-virtio", "-m", "512"], "ttysclp0"),
-        Arch::Mips => ("mips", &["-M", "malta", "-m", "256"], "ttyS0"),
-        Arch::Mipsel => ("mipsel", &["-M", "malta", "-m", "256"], "ttyS0"),
-        Arch::Mips64el => (
-            "mips64el",
-            &["-M", "malta", "-cpu", "5KEc", "-m", "256"],
-            "ttyS0",
-        ),
-        Arch::Sparc64 => ("sparc64", &["-M", "sun4u", "-m", "256"], "ttyS0"),
-        Arch::Alpha => ("alpha", &["-M", "clipper", "-m", "256"], "ttyS0"),
-        Arch::Hppa => ("hppa", &["-m", "256"], "ttyS0"),
-        Arch::Riscv64 | Arch::Powerpc | Arch::Mips64 => return None,
-    };
-    Some(Machine {
-        qemu,
-        args,
-        console,
-    })
+    crate::arches::info(kernel).machine
 }
 
 /// Whether a kernel of `kernel`'s architecture runs `guest` binaries: its
