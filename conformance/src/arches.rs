@@ -11,7 +11,8 @@
 //!
 //! Without options: a table for people. `--json`: one object per row.
 //! `--field`: those columns, space-separated, one line per architecture in
-//! [`Arch::ALL`] order, `-` where a row has no value (for `while read`).
+//! [`Arch::ALL`] order, `-` where a row has no value, lists joined by `;`
+//! (flags hold commas): for `while read` in bash.
 
 use msgzc_abi::Arch;
 use serde::Serialize;
@@ -283,7 +284,7 @@ impl ArchInfo {
         }
     }
 
-    /// `-` and `,`-joined columns for `--field`; `None` for an unknown name.
+    /// `-` and `;`-joined columns for `--field`; `None` for an unknown name.
     fn field(&self, name: &str) -> Option<String> {
         let m = self.machine;
         let b = self.built();
@@ -294,9 +295,9 @@ impl ArchInfo {
             "gnu" => self.gnu.to_string(),
             "gcc" => self.gcc.to_string(),
             "cflags" if self.cflags.is_empty() => "-".to_string(),
-            "cflags" => self.cflags.join(","),
+            "cflags" => self.cflags.join(";"),
             "debian" => self.debian.to_string(),
-            "packages" => self.packages.join(","),
+            "packages" => self.packages.join(";"),
             "qemu-user" => self.qemu_user.to_string(),
             "qemu-static" => self.qemu_static.to_string(),
             "qemu-system" => opt(m.map(|m| m.qemu)),
