@@ -133,136 +133,149 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
-/// The `system-boot` subcommand.
-pub fn main(args: &[String]) -> ExitCode {
+/// `system-boot`'s options.
+struct BootArgs {
+    target: Arch,
+    lang: String,
+    kernel_arch: Option<Arch>,
+    kind: KernelKind,
+    timeout: Duration,
+    kernel_dir: Option<PathBuf>,
+    cpus: u32,
+    fetch: bool,
+    show_console: bool,
+    cases: Vec<String>,
+}
+
+fn parse_boot_args(args: &[String]) -> Option<BootArgs> {
     let mut target = None;
     let mut lang = None;
-    let mut kernel_arch = None;
-    let mut kind = KernelKind::Stock;
-    let mut timeout = Duration::from_secs(600);
-    let mut kernel_dir: Option<PathBuf> = None;
-    let mut cpus = 1u32;
-    let (mut fetch, mut show_console) = (false, false);
-    let mut cases: Vec<&str> = Vec::new();
+    let mut o = BootArgs {
+        target: Arch::X86_64,
+        lang: String::new(),
+        kernel_arch: None,
+        kind: KernelKind::Stock,
+        timeout: Duration::from_secs(600),
+        kernel_dir: None,
+        cpus: 1,
+        fetch: false,
+        show_console: false,
+        cases: Vec::new(),
+    };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let arch = |v: Option<&String>| v.and_then(|n| Arch::from_name(n));
+        let mut value = || it.next().map(String::as_str);
         match a.as_str() {
-            "--target" => match arch(it.next()) {
-                Some(t) => target = Some(t),
-                None => return usage(),
+            "--target" => target = Some(Arch::from_name(value()?)?),
+            "--kernel-arch" => o.kernel_arch = Some(Arch::from_name(value()?)?),
+            "--guest" => match value()? {
+                l @ ("rust" | "c") => lang = Some(l.to_string()),
+                _ => return None,
             },
-            "--kernel-arch" => match arch(it.next()) {
-                Some(t) => kernel_arch = Some(t),
-                None => return usage(),
+            "--kernel" => o.kind = KernelKind::from_name(value()?)?,
+            "--timeout" => o.timeout = Duration::from_secs(value()?.parse().ok()?),
+            "--kernel-dir" => o.kernel_dir = Some(PathBuf::from(value()?)),
+            "--smp" => match value()?.parse::<u32>().ok()? {
+                n @ 1..=64 => o.cpus = n,
+                _ => return None,
             },
-            "--guest" => match it.next().map(String::as_str) {
-                Some(l @ ("rust" | "c")) => lang = Some(l.to_string()),
-                _ => return usage(),
-            },
-            "--kernel" => match it.next().and_then(|k| KernelKind::from_name(k)) {
-                Some(k) => kind = k,
-                None => return usage(),
-            },
-            "--timeout" => match it.next().and_then(|s| s.parse::<u64>().ok()) {
-                Some(s) => timeout = Duration::from_secs(s),
-                None => return usage(),
-            },
-            "--kernel-dir" => match it.next() {
-                Some(d) => kernel_dir = Some(PathBuf::from(d)),
-                None => return usage(),
-            },
-            "--smp" => match it.next().and_then(|s| s.parse::<u32>().ok()) {
-                Some(n @ 1..=64) => cpus = n,
-                _ => return usage(),
-            },
-            "--fetch" => fetch = true,
-            "--console" => show_console = true,
-            c if !c.starts_with('-') => cases.push(c),
-            _ => return usage(),
+            "--fetch" => o.fetch = true,
+            "--console" => o.show_console = true,
+            c if !c.starts_with('-') => o.cases.push(c.to_string()),
+            _ => return None,
         }
     }
-    let Some(target) = target else {
+    o.target = target?;
+    // The Rust agent where Rust has a backend, else the C one.
+    o.lang = lang.unwrap_or_else(|| {
+        let rust = o.target.rust_triple().is_some();
+        (if rust { "rust" } else { "c" }).to_string()
+    });
+    Some(o)
+}
+
+/// The `system-boot` subcommand.
+pub fn main(args: &[String]) -> ExitCode {
+    let Some(o) = parse_boot_args(args) else {
         return usage();
     };
-    let lang = lang.unwrap_or_else(|| {
-        if target.rust_triple().is_some() {
-            "rust".into()
-        } else {
-            "c".into()
-        }
-    });
-    let Some(karch) = kernel_arch.or_else(|| default_kernel(target, kind)) else {
-        eprintln!("system-boot: no {} kernel runs {target}", kind.name());
-        return ExitCode::FAILURE;
-    };
-    if !can_run(karch, target) {
-        eprintln!("system-boot: a {karch} kernel does not run {target} binaries");
-        return ExitCode::FAILURE;
-    }
-    let located = Kernel::locate(karch, kind, fetch).and_then(|mut k| {
-        if let Some(d) = &kernel_dir {
-            k.use_dir(d)?;
-        }
-        k.cpus = cpus;
-        Ok(k)
-    });
-    let kernel = match located {
-        Ok(k) => k,
+    match system_boot(&o) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("system-boot: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
+    }
+}
+
+/// The kernel `o` asks for, located.
+fn boot_kernel(o: &BootArgs) -> Result<Kernel, String> {
+    let (target, kind) = (o.target, o.kind);
+    let karch = o
+        .kernel_arch
+        .or_else(|| default_kernel(target, kind))
+        .ok_or_else(|| format!("no {} kernel runs {target}", kind.name()))?;
+    if !can_run(karch, target) {
+        return Err(format!("a {karch} kernel does not run {target} binaries"));
+    }
+    let mut k = Kernel::locate(karch, kind, o.fetch)?;
+    if let Some(d) = &o.kernel_dir {
+        k.use_dir(d)?;
+    }
+    k.cpus = o.cpus;
+    Ok(k)
+}
+
+/// Builds the agent, boots it and prints its lines and verdicts;
+/// `Ok(false)` when the boot or a case failed.
+fn system_boot(o: &BootArgs) -> Result<bool, String> {
+    let (target, lang) = (o.target, o.lang.as_str());
+    let kernel = boot_kernel(o)?;
     let t = Instant::now();
-    let built = if lang == "rust" {
+    let guest = if lang == "rust" {
         build_rust_guest(target)
     } else {
         build_c_guest(target)
-    };
-    let guest = match built {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("system-boot: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    }?;
     eprintln!(
-        "system-boot: {target}/{lang} agent {} (built in {:.1}s) on {} {karch} kernel {} ({}), -smp {}",
+        "system-boot: {target}/{lang} agent {} (built in {:.1}s) on {} {} kernel {} ({}), -smp {}",
         guest.display(),
         t.elapsed().as_secs_f64(),
-        kind.name(),
+        o.kind.name(),
+        kernel.arch,
         kernel.release,
         kernel.dir.display(),
         kernel.cpus
     );
-    let run = match boot(&kernel, &guest, &guest_args(&lang, &cases), timeout) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("system-boot: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    if show_console {
+    let cases: Vec<&str> = o.cases.iter().map(String::as_str).collect();
+    let run = boot(&kernel, &guest, &guest_args(lang, &cases), o.timeout)?;
+    if o.show_console {
         print!("{}", run.transcript);
     } else {
         print!("{}", run.guest_output());
     }
-    let results = judge(&run, target, &lang);
-    let ran: Vec<_> = if cases.is_empty() {
-        results.iter().collect()
-    } else {
-        results.iter().filter(|c| cases.contains(&c.case)).collect()
-    };
+    Ok(print_verdicts(o, &run, &cases))
+}
+
+/// Prints the judged cases (only those asked for, if any); whether all
+/// passed and the boot ended cleanly.
+fn print_verdicts(o: &BootArgs, run: &SystemRun, cases: &[&str]) -> bool {
+    let (target, lang) = (o.target, o.lang.as_str());
+    let results = judge(run, target, lang);
     println!(
-        "\nsystem: {target}/{lang} on {} {karch} kernel {}: {} in {:.1}s",
-        kind.name(),
+        "\nsystem: {target}/{lang} on {} {} kernel {}: {} in {:.1}s",
+        o.kind.name(),
+        run.kernel_arch,
         run.kernel,
         run.status(),
         run.secs
     );
-    let mut failed = run.status() != "ok";
-    for c in &ran {
+    let mut ok = run.status() == "ok";
+    for c in results
+        .iter()
+        .filter(|c| cases.is_empty() || cases.contains(&c.case))
+    {
         let d = c.outcome.detail();
         println!(
             "  {:<15} {}{}",
@@ -277,13 +290,9 @@ pub fn main(args: &[String]) -> ExitCode {
         for f in &c.findings {
             println!("      finding: {f}");
         }
-        failed |= matches!(c.outcome, Outcome::Fail(_));
+        ok &= !matches!(c.outcome, Outcome::Fail(_));
     }
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    ok
 }
 
 /// The bench's own lines in a console transcript: from its table's

@@ -7,7 +7,7 @@ use super::{machine, Kernel, KernelKind, Machine};
 use msgzc_abi::Arch;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -218,36 +218,7 @@ fn boot_initrd(
         s
     });
     let mut raw = Vec::new();
-    let mut ended_at: Option<Instant> = None;
-    let (mut timed_out, mut hung_after_end) = (false, false);
-    let exit = loop {
-        match rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(chunk) => {
-                raw.extend_from_slice(&chunk);
-                if ended_at.is_none() {
-                    let text = String::from_utf8_lossy(&raw);
-                    if text.contains("\nDONE\r")
-                        || text.contains("\nDONE\n")
-                        || text.contains("Kernel panic - not syncing")
-                    {
-                        ended_at = Some(Instant::now());
-                    }
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) | Err(mpsc::RecvTimeoutError::Disconnected) => {}
-        }
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            break Some(st);
-        }
-        let hung = ended_at.is_some_and(|t| t.elapsed() > GRACE);
-        if hung || start.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            hung_after_end = hung;
-            timed_out = !hung;
-            break None;
-        }
-    };
+    let end = watch(&mut child, &rx, &mut raw, start, timeout)?;
     let _ = reader.join();
     while let Ok(chunk) = rx.try_recv() {
         raw.extend_from_slice(&chunk);
@@ -267,9 +238,60 @@ fn boot_initrd(
         console,
         transcript,
         qemu_stderr,
-        exit,
-        timed_out,
-        hung_after_end,
+        exit: end.exit,
+        timed_out: end.timed_out,
+        hung_after_end: end.hung_after_end,
         secs: start.elapsed().as_secs_f64(),
     })
+}
+
+/// How a boot ended.
+struct End {
+    exit: Option<ExitStatus>,
+    timed_out: bool,
+    hung_after_end: bool,
+}
+
+/// Collects the console from `rx` into `raw` until QEMU exits, `timeout`
+/// passes since `start`, or the machine fails to power off within
+/// [`GRACE`] after `DONE` or a panic (then QEMU is killed).
+fn watch(
+    child: &mut Child,
+    rx: &mpsc::Receiver<Vec<u8>>,
+    raw: &mut Vec<u8>,
+    start: Instant,
+    timeout: Duration,
+) -> Result<End, String> {
+    let mut ended_at: Option<Instant> = None;
+    loop {
+        if let Ok(chunk) = rx.recv_timeout(Duration::from_millis(50)) {
+            raw.extend_from_slice(&chunk);
+            if ended_at.is_none() {
+                let text = String::from_utf8_lossy(raw);
+                if text.contains("\nDONE\r")
+                    || text.contains("\nDONE\n")
+                    || text.contains("Kernel panic - not syncing")
+                {
+                    ended_at = Some(Instant::now());
+                }
+            }
+        }
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(End {
+                exit: Some(st),
+                timed_out: false,
+                hung_after_end: false,
+            });
+        }
+        let hung = ended_at.is_some_and(|t| t.elapsed() > GRACE);
+        if hung || start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(End {
+                exit: None,
+                timed_out: !hung,
+                hung_after_end: hung,
+            });
+        }
+    }
 }
