@@ -36,6 +36,7 @@
 //! each buffer with the target's layout and requires the guest's own
 //! answer, so a guest's "ok" is never trusted alone.
 
+mod arches;
 mod bench;
 mod cases;
 mod guest;
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     match cmd.as_str() {
         "run" => runner::run(rest),
+        "arches" => arches::main(rest),
         "abi-table" => table::abi_table(rest),
         "abi-check" => table::abi_check(rest),
         "decode" => table::decode(rest),

@@ -61,30 +61,12 @@ struct Toolchain {
 }
 
 fn toolchain(arch: Arch) -> Toolchain {
-    let (gcc, qemu, cflags): (_, _, &'static [&'static str]) = match arch {
-        Arch::X86_64 => ("x86_64-linux-gnu-gcc", "qemu-x86_64-static", &[]),
-        Arch::I686 => ("i686-linux-gnu-gcc", "qemu-i386-static", &[]),
-        Arch::Aarch64 => ("aarch64-linux-gnu-gcc", "qemu-aarch64-static", &[]),
-        Arch::Armv7 => ("arm-linux-gnueabihf-gcc", "qemu-arm-static", &[]),
-        Arch::Riscv64 => ("riscv64-linux-gnu-gcc", "qemu-riscv64-static", &[]),
-        Arch::Powerpc => ("powerpc-linux-gnu-gcc", "qemu-ppc-static", &[]),
-        Arch::Powerpc64le => ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le-static", &[]),
-        Arch::S390x => ("s390x-linux-gnu-gcc", "qemu-s390x-static", &[]),
-        Arch::Mips => ("mips-linux-gnu-gcc", "qemu-mips-static", &[]),
-        Arch::Mipsel => ("mipsel-linux-gnu-gcc", "qemu-mipsel-static", &[]),
-        Arch::Mips64 => ("mips64-linux-gnuabi64-gcc", "qemu-mips64-static", &[]),
-        Arch::Mips64el => ("mips64el-linux-gnuabi64-gcc", "qemu-mips64el-static", &[]),
-        Arch::Sparc64 => ("sparc64-linux-gnu-gcc", "qemu-sparc64-static", &[]),
-        // Static alpha binaries crash at start (TLS setup) unless linked
-        // without relaxation.
-        Arch::Alpha => (
-            "alpha-linux-gnu-gcc",
-            "qemu-alpha-static",
-            &["-Wl,--no-relax"],
-        ),
-        Arch::Hppa => ("hppa-linux-gnu-gcc", "qemu-hppa-static", &[]),
-    };
-    Toolchain { gcc, qemu, cflags }
+    let r = crate::arches::info(arch);
+    Toolchain {
+        gcc: r.gcc,
+        qemu: r.qemu_static,
+        cflags: r.cflags,
+    }
 }
 
 /// Debian's Rust (`rustc-web`, `cargo-web`, `rust-web-src`).
@@ -155,12 +137,9 @@ impl QemuSel {
     }
 }
 
-/// qemu's name for a target: `qemu-ppc-static` → `ppc`.
+/// qemu's name for a target (`ppc`), from the registry.
 fn qemu_target(arch: Arch) -> &'static str {
-    let q = toolchain(arch).qemu;
-    q.strip_prefix("qemu-")
-        .and_then(|q| q.strip_suffix("-static"))
-        .unwrap_or(q)
+    crate::arches::info(arch).qemu_user
 }
 
 /// The emulators of a run.

@@ -1,0 +1,482 @@
+//! The system tier: a guest agent runs as PID 1 on a real Linux kernel of
+//! its architecture under `qemu-system-*` (TCG), so results come from that
+//! architecture's own kernel and not from qemu-user's syscall translation.
+//!
+//! - Kernels and emulators come from `ci/kernels` (Debian's `linux-image`
+//!   packages where Debian ships one, self-built 6.1 kernels with the
+//!   fragments in `conformance/kernel/` otherwise; Debian's qemu-system-*
+//!   7.2 and firmware extracted into the cache). [`Kernel::locate`] asks it
+//!   for the directories, fetching or building on demand.
+//! - [`initramfs_with`](initramfs::initramfs_with) writes the newc archive
+//!   without root: `/init` (the static guest agent), `/dev/console`,
+//!   `/dev/null`, `/proc`, `/sys`.
+//! - [`boot`] runs QEMU with the machine, CPU and console of the kernel's
+//!   architecture. The guest's arguments follow `--` on the kernel command
+//!   line (the kernel hands them to `/init`; the Rust agent gets `guest`
+//!   there). As PID 1 the agents mount `/proc`, silence the kernel's
+//!   console messages, print `NOTE kernel=`, and power off after `DONE`
+//!   (`-no-reboot`, `panic=-1`: a panic ends QEMU too).
+//! - [`parse_console`](console::parse_console) separates the protocol lines
+//!   from the console noise (firmware, kernel log, terminal escapes, CRs)
+//!   and recognises the kernel banner, panics and `DONE`.
+//!
+//! A kernel runs its own architecture's guest and its 32-bit compat guest
+//! ([`can_run`]): x86_64 runs i686, aarch64 armv7, mips64el mipsel. The
+//! compat runs hand the 32-bit agent the 32-bit control-buffer layout of a
+//! 64-bit kernel, to be judged exactly like the native 32-bit kernel's.
+//!
+//! `msgzc-conformance system-boot --target ARCH [--guest rust|c]
+//! [--kernel-arch ARCH]` builds one agent, boots it, prints its lines and
+//! judges them.
+//!
+//! - `kernel`: which kernels exist, which guests each runs, `ci/kernels`.
+//! - `initramfs`: the newc archive.
+//! - `qemu`: the QEMU command line and one boot.
+//! - `console`: the console transcript, sorted.
+//! - here: judging a boot, and the `system-boot` and `system-bench`
+//!   subcommands.
+
+mod console;
+mod initramfs;
+mod kernel;
+mod qemu;
+
+use crate::judge::{judge_guest, Ctx, GuestLog, Outcome};
+use crate::runner;
+use msgzc_abi::Arch;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+pub use crate::arches::{Machine, KERNEL_ARCHS, PATCHED_ARCHS};
+use kernel::crate_root;
+pub use kernel::{can_run, default_kernel, kernels_for, machine, Kernel, KernelKind};
+pub use qemu::{boot, boot_with, SystemRun};
+
+/// Judges a system run's guest output like the user tier's (no emulator
+/// between the guest and the kernel; the proposal's cases must work on a
+/// patched kernel). A run that did not end cleanly appends its status to
+/// every failure.
+pub fn judge(run: &SystemRun, guest: Arch, lang: &str) -> Vec<crate::judge::CaseResult> {
+    let ctx = Ctx {
+        arch: guest,
+        host: run.kernel_arch,
+        emulated: false,
+        patched: false,
+        zc_kernel: run.kernel_kind.has_proposal(),
+    };
+    let log = GuestLog::parse(&run.guest_output());
+    let mut cases = judge_guest(ctx, lang, &log);
+    let status = run.status();
+    if status != "ok" {
+        for c in &mut cases {
+            if let Outcome::Fail(w) = &mut c.outcome {
+                w.push_str(&format!(" [system: {status}]"));
+            }
+        }
+    }
+    cases
+}
+
+// --- building the agents: the runner's own builds ---
+
+/// The C agent for `arch`, built as `run` builds it (renamed into place).
+fn build_c_guest(arch: Arch) -> Result<PathBuf, String> {
+    let host = Arch::native().ok_or("the host is not a named target")?;
+    let out = runner::cache_dir()
+        .join("c")
+        .join(arch.name())
+        .join("guest");
+    let src = runner::workspace_root().join("conformance/guest-c/guest.c");
+    runner::build_c(arch, host, &src, &out).map(|()| out)
+}
+
+/// The Rust agent for `arch`, built as `run` builds it.
+fn build_rust_guest(arch: Arch) -> Result<PathBuf, String> {
+    runner::build_rust(arch, &runner::cache_dir())
+}
+
+/// The agent's `/init` arguments: the Rust binary needs its `guest`
+/// subcommand, the C agent takes only cases.
+pub fn guest_args<'a>(lang: &str, cases: &[&'a str]) -> Vec<&'a str> {
+    let mut v = if lang == "rust" {
+        vec!["guest"]
+    } else {
+        vec![]
+    };
+    v.extend_from_slice(cases);
+    v
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage: msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH]\n\
+         \x20                                    [--kernel stock|patched] [--timeout SECS]\n\
+         \x20                                    [--kernel-dir DIR] [--smp N] [--fetch] [--console]\n\
+         \x20                                    [CASE..]\n\
+         \n\
+         Builds ARCH's guest agent, boots it as PID 1 on a kernel under qemu-system\n\
+         (default: ARCH's own, or the 64-bit kernel that runs it in compat mode),\n\
+         prints its lines and judges them.\n\
+         --kernel   stock (default) or patched: 6.1 with conformance/kernel/*.patch\n\
+         --kernel-dir  boot the kernel cached in DIR (e.g. an earlier patch revision's),\n\
+         \x20          judged as --kernel says\n\
+         --smp N    give QEMU N CPUs (default 1; for an SMP kernel, e.g. ci/kernels\n\
+         \x20          --patched --variant smp)\n\
+         --fetch    run ci/kernels to fetch or build a missing kernel (else fail)\n\
+         --console  print the whole console instead of the guest's lines\n\
+         stock kernels: {}\n\
+         patched kernels: {}",
+        KERNEL_ARCHS.map(Arch::name).join(" "),
+        PATCHED_ARCHS.map(Arch::name).join(" ")
+    );
+    ExitCode::from(2)
+}
+
+/// `system-boot`'s options.
+struct BootArgs {
+    target: Arch,
+    lang: String,
+    kernel_arch: Option<Arch>,
+    kind: KernelKind,
+    timeout: Duration,
+    kernel_dir: Option<PathBuf>,
+    cpus: u32,
+    fetch: bool,
+    show_console: bool,
+    cases: Vec<String>,
+}
+
+fn parse_boot_args(args: &[String]) -> Option<BootArgs> {
+    let mut target = None;
+    let mut lang = None;
+    let mut o = BootArgs {
+        target: Arch::X86_64,
+        lang: String::new(),
+        kernel_arch: None,
+        kind: KernelKind::Stock,
+        timeout: Duration::from_secs(600),
+        kernel_dir: None,
+        cpus: 1,
+        fetch: false,
+        show_console: false,
+        cases: Vec::new(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().map(String::as_str);
+        match a.as_str() {
+            "--target" => target = Some(Arch::from_name(value()?)?),
+            "--kernel-arch" => o.kernel_arch = Some(Arch::from_name(value()?)?),
+            "--guest" => match value()? {
+                l @ ("rust" | "c") => lang = Some(l.to_string()),
+                _ => return None,
+            },
+            "--kernel" => o.kind = KernelKind::from_name(value()?)?,
+            "--timeout" => o.timeout = Duration::from_secs(value()?.parse().ok()?),
+            "--kernel-dir" => o.kernel_dir = Some(PathBuf::from(value()?)),
+            "--smp" => match value()?.parse::<u32>().ok()? {
+                n @ 1..=64 => o.cpus = n,
+                _ => return None,
+            },
+            "--fetch" => o.fetch = true,
+            "--console" => o.show_console = true,
+            c if !c.starts_with('-') => o.cases.push(c.to_string()),
+            _ => return None,
+        }
+    }
+    o.target = target?;
+    // The Rust agent where Rust has a backend, else the C one.
+    o.lang = lang.unwrap_or_else(|| {
+        let rust = o.target.rust_triple().is_some();
+        (if rust { "rust" } else { "c" }).to_string()
+    });
+    Some(o)
+}
+
+/// The `system-boot` subcommand.
+pub fn main(args: &[String]) -> ExitCode {
+    let Some(o) = parse_boot_args(args) else {
+        return usage();
+    };
+    match system_boot(&o) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("system-boot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The kernel `o` asks for, located.
+fn boot_kernel(o: &BootArgs) -> Result<Kernel, String> {
+    let (target, kind) = (o.target, o.kind);
+    let karch = o
+        .kernel_arch
+        .or_else(|| default_kernel(target, kind))
+        .ok_or_else(|| format!("no {} kernel runs {target}", kind.name()))?;
+    if !can_run(karch, target) {
+        return Err(format!("a {karch} kernel does not run {target} binaries"));
+    }
+    let mut k = Kernel::locate(karch, kind, o.fetch)?;
+    if let Some(d) = &o.kernel_dir {
+        k.use_dir(d)?;
+    }
+    k.cpus = o.cpus;
+    Ok(k)
+}
+
+/// Builds the agent, boots it and prints its lines and verdicts;
+/// `Ok(false)` when the boot or a case failed.
+fn system_boot(o: &BootArgs) -> Result<bool, String> {
+    let (target, lang) = (o.target, o.lang.as_str());
+    let kernel = boot_kernel(o)?;
+    let t = Instant::now();
+    let guest = if lang == "rust" {
+        build_rust_guest(target)
+    } else {
+        build_c_guest(target)
+    }?;
+    eprintln!(
+        "system-boot: {target}/{lang} agent {} (built in {:.1}s) on {} {} kernel {} ({}), -smp {}",
+        guest.display(),
+        t.elapsed().as_secs_f64(),
+        o.kind.name(),
+        kernel.arch,
+        kernel.release,
+        kernel.dir.display(),
+        kernel.cpus
+    );
+    let cases: Vec<&str> = o.cases.iter().map(String::as_str).collect();
+    let run = boot(&kernel, &guest, &guest_args(lang, &cases), o.timeout)?;
+    if o.show_console {
+        print!("{}", run.transcript);
+    } else {
+        print!("{}", run.guest_output());
+    }
+    Ok(print_verdicts(o, &run, &cases))
+}
+
+/// Prints the judged cases (only those asked for, if any); whether all
+/// passed and the boot ended cleanly.
+fn print_verdicts(o: &BootArgs, run: &SystemRun, cases: &[&str]) -> bool {
+    let (target, lang) = (o.target, o.lang.as_str());
+    let results = judge(run, target, lang);
+    println!(
+        "\nsystem: {target}/{lang} on {} {} kernel {}: {} in {:.1}s",
+        o.kind.name(),
+        run.kernel_arch,
+        run.kernel,
+        run.status(),
+        run.secs
+    );
+    let mut ok = run.status() == "ok";
+    for c in results
+        .iter()
+        .filter(|c| cases.is_empty() || cases.contains(&c.case))
+    {
+        let d = c.outcome.detail();
+        println!(
+            "  {:<15} {}{}",
+            c.case,
+            c.outcome.label(),
+            if d.is_empty() {
+                String::new()
+            } else {
+                format!(": {d}")
+            }
+        );
+        for f in &c.findings {
+            println!("      finding: {f}");
+        }
+        ok &= !matches!(c.outcome, Outcome::Fail(_));
+    }
+    ok
+}
+
+/// The bench's own lines in a console transcript: from its table's
+/// header (`msgzc bench: ...`, printed twice: first as the run starts,
+/// then above the table) up to `DONE`.
+pub fn bench_table(transcript: &str) -> Option<String> {
+    let lines: Vec<&str> = transcript.lines().map(str::trim_end).collect();
+    let start = lines.iter().rposition(|l| l.starts_with("msgzc bench:"))?;
+    let body: Vec<&str> = lines[start..]
+        .iter()
+        .take_while(|l| **l != "DONE")
+        .filter(|l| !l.starts_with("NOTE "))
+        .copied()
+        .collect();
+    body.iter()
+        .any(|l| l.starts_with('|'))
+        .then(|| body.join("\n").trim_end().to_string() + "\n")
+}
+
+/// `system-bench`'s options.
+struct BenchArgs {
+    target: Arch,
+    kind: KernelKind,
+    markdown: Option<String>,
+    timeout: Duration,
+    /// Put the kernel's msg_zerocopy selftest in the initramfs.
+    selftest: bool,
+    bench: Vec<String>,
+}
+
+fn bench_usage() -> ExitCode {
+    eprintln!(
+        "usage: msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]\n\
+         \x20                                     [--selftest] [--markdown PATH] [--timeout SECS] [-- BENCH-ARGS]\n\
+         defaults: --target x86_64 --kernel patched -- --net loopback --size 8192 --secs 2 --interval 1,32\n\
+         --selftest: the kernel's own msg_zerocopy (ci/msg-zerocopy) as /msg_zerocopy, run by bench --selftest"
+    );
+    ExitCode::from(2)
+}
+
+fn parse_bench_args(args: &[String]) -> Option<BenchArgs> {
+    let mut o = BenchArgs {
+        target: Arch::X86_64,
+        kind: KernelKind::Patched,
+        markdown: None,
+        timeout: Duration::from_secs(1800),
+        selftest: false,
+        bench: ["--net", "loopback", "--size", "8192", "--secs", "2"]
+            .into_iter()
+            .chain(["--interval", "1,32"])
+            .map(String::from)
+            .collect(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--target" => o.target = Arch::from_name(it.next()?)?,
+            "--kernel" => o.kind = KernelKind::from_name(it.next()?)?,
+            "--markdown" => o.markdown = Some(it.next()?.clone()),
+            "--timeout" => o.timeout = Duration::from_secs(it.next()?.parse().ok()?),
+            "--selftest" => o.selftest = true,
+            "--" => {
+                o.bench = it.by_ref().cloned().collect();
+                break;
+            }
+            _ => return None,
+        }
+    }
+    Some(o)
+}
+
+/// `ci/msg-zerocopy`: the kernel selftest built from `kernel`'s source.
+fn build_selftest(kernel: &Kernel) -> Result<PathBuf, String> {
+    let script = crate_root().join("ci/msg-zerocopy");
+    let out = Command::new(&script)
+        .arg(&kernel.dir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || path.is_empty() {
+        return Err(format!(
+            "ci/msg-zerocopy {}: {}",
+            kernel.dir.display(),
+            out.status
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// The `system-bench` subcommand: `msgzc-conformance bench` as PID 1 on a
+/// kernel under qemu-system, so that `zc-inline` meets a kernel that
+/// implements `SCM_ZC_NOTIFICATION`. Under TCG only the ratios between the
+/// modes of one run mean anything.
+pub fn bench_main(args: &[String]) -> ExitCode {
+    let Some(o) = parse_bench_args(args) else {
+        return bench_usage();
+    };
+    match system_bench(&o) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("system-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Boots the bench; `Ok(false)` when it ran but did not end cleanly.
+fn system_bench(o: &BenchArgs) -> Result<bool, String> {
+    let (target, kind) = (o.target, o.kind);
+    if target.rust_triple().is_none() || !kind.has(target) {
+        return Err(format!(
+            "needs a Rust agent and a {} {target} kernel",
+            kind.name()
+        ));
+    }
+    if o.selftest && target != Arch::X86_64 {
+        return Err("--selftest: ci/msg-zerocopy builds for x86_64 only".into());
+    }
+    let kernel = Kernel::locate(target, kind, true)?;
+    let guest = build_rust_guest(target)?;
+    let mut guest_args = vec!["bench"];
+    guest_args.extend(o.bench.iter().map(String::as_str));
+    let mut extra = Vec::new();
+    let selftest;
+    if o.selftest {
+        selftest = build_selftest(&kernel)?;
+        extra.push(("msg_zerocopy", selftest.as_path()));
+        guest_args.extend(["--selftest", "/msg_zerocopy"]);
+    }
+    eprintln!(
+        "system-bench: {} on {} {target} kernel {} (qemu-system, TCG)",
+        guest_args.join(" "),
+        kind.name(),
+        kernel.release
+    );
+    let run = boot_with(&kernel, &guest, &extra, &guest_args, o.timeout)?;
+    let Some(table) = bench_table(&run.transcript) else {
+        return Err(format!(
+            "no result table ({}); console:\n{}",
+            run.status(),
+            run.transcript
+        ));
+    };
+    let cmd = format!(
+        "msgzc-conformance system-bench --target {target} --kernel {}{} -- {}",
+        kind.name(),
+        if o.selftest { " --selftest" } else { "" },
+        o.bench.join(" ")
+    );
+    let doc = format!(
+        "Under `qemu-system-{}` (TCG, one vCPU) on the {} {target} kernel {}, \
+         the agent as PID 1: `{cmd}`. ({:.0} s in all.)\n\n{table}",
+        machine(target).map_or("?", |m| m.qemu),
+        kind.name(),
+        run.kernel,
+        run.secs
+    );
+    print!("{doc}");
+    if let Some(p) = &o.markdown {
+        std::fs::write(p, &doc).map_err(|e| format!("{p}: {e}"))?;
+    }
+    if run.status() != "ok" {
+        eprintln!("system-bench: {}", run.status());
+    }
+    Ok(run.status() == "ok")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn bench_table_is_cut_from_the_console() {
+        let t = "SeaBIOS\nNOTE kernel=6.1.158 machine=x86_64\n\
+                 msgzc bench: Linux 6.1.158, 1 CPU(s)\n\
+                 loopback tcp4 interval 1 copy 10.0 MB/s\n\n\
+                 msgzc bench: Linux 6.1.158, 1 CPU(s).\n\nCommand: x\n\
+                 | net | proto |\n|---|---|\n| loopback | tcp4 |\nDONE\nreboot: Power down\n";
+        let table = bench_table(t).unwrap();
+        assert!(table.starts_with("msgzc bench: Linux 6.1.158, 1 CPU(s).\n"));
+        assert!(table.ends_with("| loopback | tcp4 |\n"));
+        assert!(!table.contains("DONE"));
+        assert_eq!(bench_table("msgzc bench: x\nno table\nDONE\n"), None);
+    }
+}
