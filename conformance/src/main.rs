@@ -38,6 +38,7 @@
 
 mod bench;
 mod cases;
+mod crate_tests;
 mod guest;
 mod judge;
 mod report;
@@ -98,6 +99,7 @@ fn main() -> ExitCode {
         "bench" => bench::main(rest),
         "system-boot" => system::main(rest),
         "system-bench" => system::bench_main(rest),
+        "crate-tests" => crate_tests::main(rest),
         _ => usage(),
     }
 }
