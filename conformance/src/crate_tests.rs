@@ -12,7 +12,7 @@
 //! that cannot work under an emulator prints `SKIP: <why>` and returns,
 //! and every such skip is counted and shown here, never taken as a pass.
 //!
-//! The target directory lives under `$MSGZC_CACHE/crate-tests/<rustc>`, so
+//! The target directory lives under `$MSGZC_CACHE/crate-tests/<rustc>/<triple>`, so
 //! a warm run only rebuilds what changed.
 
 use crate::runner::{patched_qemu, qemu_target, rustc_key, toolchain, touch_tree, which};
@@ -206,15 +206,17 @@ fn missing_tools(arch: Arch, qemu: &Result<PathBuf, String>) -> Vec<String> {
     m
 }
 
-/// The cache's target directory, keyed by the compiler; cargo's own
-/// fingerprints key everything else.
-fn target_dir() -> PathBuf {
+/// The cache's target directory, keyed by the compiler and the target
+/// (one per target, so that runs for different targets need not wait for
+/// each other's lock); cargo's own fingerprints key everything else.
+fn target_dir(triple: &str) -> PathBuf {
     crate::runner::cache_dir()
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
         .join("crate-tests")
         .join(rustc_key())
+        .join(triple)
 }
 
 /// Cargo fingerprints workspace crates by workspace-relative path and file
@@ -265,7 +267,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     .current_dir(crate::runner::workspace_root())
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTC", DEBIAN_RUSTC)
-    .env("CARGO_TARGET_DIR", target_dir())
+    .env("CARGO_TARGET_DIR", target_dir(triple))
     .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
     .env(format!("CARGO_TARGET_{up}_RUNNER"), runner)
     .env(
@@ -295,7 +297,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
 /// folded into the verdict by the caller.
 fn run_target(arch: Arch, qemu: &Path, o: &Opts) -> Result<(Tally, bool), String> {
     let triple = arch.rust_triple().ok_or("no Rust target")?;
-    let dir = target_dir();
+    let dir = target_dir(triple);
     claim_target_dir(&dir)?;
     let log_path = dir.join(format!("test-{triple}.log"));
     let mut log = File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
