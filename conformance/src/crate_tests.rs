@@ -35,6 +35,15 @@ const BINARY_LIMIT_SECS: u32 = 900;
 /// The environment variable a test reads to know it runs under qemu-user.
 const UNDER_QEMU: &str = "MSGZC_UNDER_QEMU_USER";
 
+/// Cases per property test unless `PROPTEST_CASES` says otherwise: the
+/// default 256 take minutes per test in an unoptimised build under TCG, and
+/// a byte-order or word-size slip shows in nearly every case.
+const PROPTEST_CASES: &str = "32";
+
+fn proptest_cases() -> String {
+    std::env::var("PROPTEST_CASES").unwrap_or_else(|_| PROPTEST_CASES.to_string())
+}
+
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
@@ -207,8 +216,8 @@ fn missing_tools(arch: Arch, qemu: &Result<PathBuf, String>) -> Vec<String> {
 }
 
 /// The cache's target directory, keyed by the compiler and the target
-/// (one per target, so that runs for different targets need not wait for
-/// each other's lock); cargo's own fingerprints key everything else.
+/// (one per target: a warm run of one target never waits for another's
+/// artifacts); cargo's own fingerprints key everything else.
 fn target_dir(triple: &str) -> PathBuf {
     crate::runner::cache_dir()
         .parent()
@@ -275,6 +284,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
         "-C target-feature=+crt-static",
     )
     .env(UNDER_QEMU, "1")
+    .env("PROPTEST_CASES", proptest_cases())
     .stdin(Stdio::null())
     .stdout(Stdio::piped());
     for v in [
