@@ -42,7 +42,9 @@ fn receiver(addr: SocketAddr) -> Option<UdpSocket> {
     let r = unsafe {
         libc::setsockopt(
             rx.as_raw_fd(),
-            libc::SOL_SOCKET,
+            // Not libc's: 0.2.190 and later give mips64 the generic
+            // SOL_SOCKET. SO_RCVBUFFORCE is 33 in every family.
+            msgzc_cmsg::sys::NATIVE.family.socket().sol_socket,
             libc::SO_RCVBUFFORCE,
             (&size as *const libc::c_int).cast(),
             core::mem::size_of::<libc::c_int>() as libc::socklen_t,
@@ -448,6 +450,13 @@ fn gso_real_kernel_too_many_segments_is_in_doubt_then_completed() {
     let tx = UdpSocket::bind(loopback(false)).unwrap();
     let rx = UdpSocket::bind(loopback(false)).unwrap();
     tx.connect(rx.local_addr().unwrap()).unwrap();
+    if std::env::var_os("MSGZC_UNDER_QEMU_USER").is_some() && cfg!(target_endian = "big") {
+        // linux-user's target_to_host_cmsg copies a SOL_UDP cmsg's bytes
+        // unswapped: the u16 segment size 1 reaches the host as 256, and
+        // 2000 bytes in 8 segments are not refused.
+        println!("SKIP: qemu-user passes UDP_SEGMENT's u16 without byte swapping");
+        return;
+    }
     let mut zc = ZcSocket::<_, u32>::new(tx).unwrap();
     let e = zc.send_gso(&[3u8; 2000], 1, 5).unwrap_err();
     let SendErrorKind::InDoubt { id: 0, error } = e.kind else {
