@@ -161,7 +161,7 @@ impl Parser {
             || t.starts_with("Downloaded ")
             || t.starts_with("Downloading ");
         let captured = self.in_successes && self.current.is_some();
-        (!noise && !captured).then(|| l.to_string())
+        (!noise && !captured).then(|| shorten(l))
     }
 
     /// `ok. 45 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; ...`
@@ -185,6 +185,16 @@ impl Parser {
         self.seen.clear();
         self.current = None;
         self.in_successes = false;
+    }
+}
+
+/// `l`, cut to a screen's worth (an assertion may print a whole buffer;
+/// the log keeps it).
+fn shorten(l: &str) -> String {
+    const MAX: usize = 200;
+    match l.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{} [.. {} bytes more]", &l[..i], l.len() - i),
+        None => l.to_string(),
     }
 }
 
