@@ -46,6 +46,7 @@ fn proptest_cases() -> String {
 
 const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
+const DEBIAN_RUSTDOC: &str = "/usr/bin/rustdoc";
 const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
 
 const USAGE: &str = "usage: msgzc-conformance crate-tests [--target NAME[,NAME..]] \
@@ -204,6 +205,7 @@ fn missing_tools(arch: Arch, qemu: &Result<PathBuf, String>) -> Vec<String> {
     for (path, what) in [
         (DEBIAN_CARGO, "/usr/bin/cargo (cargo-web)"),
         (DEBIAN_RUSTC, "/usr/bin/rustc (rustc-web)"),
+        (DEBIAN_RUSTDOC, "/usr/bin/rustdoc (rustc-web)"),
         (DEBIAN_RUST_SRC, "the std sources (rust-web-src)"),
     ] {
         if !Path::new(path).exists() {
@@ -286,6 +288,9 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     .current_dir(crate::runner::workspace_root())
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTC", DEBIAN_RUSTC)
+    // The doc tests run on the target too, so they need the rustdoc that
+    // matches the compiler (not rustup's, first on PATH).
+    .env("RUSTDOC", DEBIAN_RUSTDOC)
     .env("CARGO_TARGET_DIR", target_dir(triple))
     .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
     .env(format!("CARGO_TARGET_{up}_RUNNER"), runner)
@@ -299,6 +304,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     .stdout(Stdio::piped());
     for v in [
         "RUSTFLAGS",
+        "RUSTDOCFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
         "CARGO_BUILD_TARGET",
