@@ -291,6 +291,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     // The doc tests run on the target too, so they need the rustdoc that
     // matches the compiler (not rustup's, first on PATH).
     .env("RUSTDOC", DEBIAN_RUSTDOC)
+    .env("RUSTDOCFLAGS", "-C target-feature=+crt-static")
     .env("CARGO_TARGET_DIR", target_dir(triple))
     .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
     .env(format!("CARGO_TARGET_{up}_RUNNER"), runner)
@@ -304,7 +305,6 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     .stdout(Stdio::piped());
     for v in [
         "RUSTFLAGS",
-        "RUSTDOCFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
         "CARGO_BUILD_RUSTFLAGS",
         "CARGO_BUILD_TARGET",
