@@ -192,7 +192,7 @@ impl Parser {
 /// `l`, cut to a screen's worth (an assertion may print a whole buffer;
 /// the log keeps it).
 fn shorten(l: &str) -> String {
-    const MAX: usize = 200;
+    const MAX: usize = 400;
     match l.char_indices().nth(MAX) {
         Some((i, _)) => format!("{} [.. {} bytes more]", &l[..i], l.len() - i),
         None => l.to_string(),
