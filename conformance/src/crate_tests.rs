@@ -99,7 +99,7 @@ struct Tally {
     skipped: Vec<(String, String)>,
     /// `#[ignore]`d tests.
     ignored: usize,
-    /// Test binaries started (`Running ...`).
+    /// Test binaries started (`Running ...`, `Doc-tests ...`).
     binaries: usize,
     /// Test binaries that ended with a `test result:` line.
     results: usize,
@@ -129,7 +129,7 @@ impl Parser {
     /// Takes one line; returns what to show of it, if anything.
     fn line(&mut self, l: &str) -> Option<String> {
         let t = l.trim_start();
-        if t.starts_with("Running ") {
+        if t.starts_with("Running ") || t.starts_with("Doc-tests ") {
             self.tally.binaries += 1;
             self.in_successes = false;
             self.current = None;
@@ -461,11 +461,13 @@ mod tests {
             "     Running unittests src/lib.rs (x)\n\
              test result: FAILED. 4 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out\n\
              \x20    Running tests/real_kernel_batch.rs (y)\n\
+             \x20  Doc-tests msgzc_abi\n\
+             test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out\n\
              failures:\n\
              ---- c stdout ----\n\
              SKIP: not a skip, it failed\n",
         );
-        assert_eq!((t.passed, t.failed, t.binaries, t.crashed()), (4, 2, 2, 1));
+        assert_eq!((t.passed, t.failed, t.binaries, t.crashed()), (7, 2, 3, 1));
         assert!(t.skipped.is_empty());
     }
 
