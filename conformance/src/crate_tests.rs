@@ -50,12 +50,15 @@ const DEBIAN_RUSTDOC: &str = "/usr/bin/rustdoc";
 const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
 
 const USAGE: &str = "usage: msgzc-conformance crate-tests [--target NAME[,NAME..]] \
-                     [--require-all] [-- TEST-ARGS..]";
+                     [--require-all] [--no-doc] [-- TEST-ARGS..]";
 
 struct Opts {
     archs: Vec<Arch>,
     /// Missing tools fail instead of skipping.
     require_all: bool,
+    /// `--no-doc`: unit and integration tests only (the doc tests, each
+    /// its own binary, take the longest under the emulator).
+    no_doc: bool,
     /// Passed to every test binary (a name filter, `--test-threads`, ...).
     test_args: Vec<String>,
 }
@@ -64,6 +67,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
     let mut o = Opts {
         archs: DEFAULT.to_vec(),
         require_all: false,
+        no_doc: false,
         test_args: Vec::new(),
     };
     let mut it = args.iter();
@@ -77,6 +81,7 @@ fn parse_opts(args: &[String]) -> Result<Opts, String> {
                     .collect::<Result<_, _>>()?;
             }
             "--require-all" => o.require_all = true,
+            "--no-doc" => o.no_doc = true,
             "--" => {
                 o.test_args = it.cloned().collect();
                 break;
@@ -283,6 +288,11 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     ])
     .args(["-p", "msgzc-abi", "-p", "msgzc-cmsg", "--target", triple])
     .args(["-Zbuild-std=std,panic_abort", "--no-fail-fast"])
+    .args(if o.no_doc {
+        &["--lib", "--tests"][..]
+    } else {
+        &[]
+    })
     .args(["--", "--show-output"])
     .args(&o.test_args)
     .current_dir(crate::runner::workspace_root())
@@ -481,5 +491,6 @@ mod tests {
         let o = parse_opts(&args(&["--target", "s390x", "--", "real_kernel"])).unwrap();
         assert_eq!(o.archs, vec![Arch::S390x]);
         assert_eq!(o.test_args, vec!["real_kernel".to_string()]);
+        assert!(!o.no_doc && parse_opts(&args(&["--no-doc"])).unwrap().no_doc);
     }
 }
