@@ -39,6 +39,7 @@
 mod arches;
 mod bench;
 mod cases;
+mod crate_tests;
 mod guest;
 mod judge;
 mod report;
@@ -100,6 +101,7 @@ fn main() -> ExitCode {
         "bench" => bench::main(rest),
         "system-boot" => system::main(rest),
         "system-bench" => system::bench_main(rest),
+        "crate-tests" => crate_tests::main(rest),
         _ => usage(),
     }
 }

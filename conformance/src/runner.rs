@@ -51,16 +51,16 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const BOOTSTRAP: &str = "ci/bootstrap --cross";
 
 /// Cross tools of one target.
-struct Toolchain {
+pub(crate) struct Toolchain {
     /// The cross gcc (C guests, `abi_facts.c`, and the Rust linker).
-    gcc: &'static str,
+    pub(crate) gcc: &'static str,
     /// The qemu-user binary.
     qemu: &'static str,
     /// Extra gcc flags.
     cflags: &'static [&'static str],
 }
 
-fn toolchain(arch: Arch) -> Toolchain {
+pub(crate) fn toolchain(arch: Arch) -> Toolchain {
     let r = crate::arches::info(arch);
     Toolchain {
         gcc: r.gcc,
@@ -138,7 +138,7 @@ impl QemuSel {
 }
 
 /// qemu's name for a target (`ppc`), from the registry.
-fn qemu_target(arch: Arch) -> &'static str {
+pub(crate) fn qemu_target(arch: Arch) -> &'static str {
     crate::arches::info(arch).qemu_user
 }
 
@@ -180,7 +180,7 @@ impl Emulators {
 
 /// Runs `ci/qemu --targets ...` (instant when cached; otherwise it builds,
 /// showing its progress on stderr) and returns the bin dir it prints.
-fn patched_qemu(archs: &[Arch]) -> Result<PathBuf, String> {
+pub(crate) fn patched_qemu(archs: &[Arch]) -> Result<PathBuf, String> {
     let mut names: Vec<&str> = archs.iter().map(|&a| qemu_target(a)).collect();
     names.sort_unstable();
     names.dedup();
@@ -408,7 +408,7 @@ fn plan(o: &Opts, host: Arch) -> (Vec<Row>, Vec<Arch>) {
 }
 
 /// `$PATH` lookup (or the path itself, if it has a slash).
-fn which(name: &str) -> Option<PathBuf> {
+pub(crate) fn which(name: &str) -> Option<PathBuf> {
     if name.contains('/') {
         return Path::new(name).is_file().then(|| PathBuf::from(name));
     }
@@ -486,7 +486,7 @@ fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
 }
 
 /// `rustc 1.96.0 (ac68faa20 2026-05-25)` → `rustc-1.96.0-ac68faa20`.
-fn rustc_key() -> String {
+pub(crate) fn rustc_key() -> String {
     let v = first_line(DEBIAN_RUSTC, &["-V"]).unwrap_or_default();
     let parts: Vec<&str> = v
         .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
@@ -597,7 +597,7 @@ pub(crate) fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<
 }
 
 /// Sets the modification time of every file under `dir` to now.
-fn touch_tree(dir: &Path) {
+pub(crate) fn touch_tree(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

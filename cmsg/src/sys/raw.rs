@@ -293,13 +293,23 @@ pub(crate) fn recv_errqueue(
     fd: BorrowedFd<'_>,
     control: &mut [u8],
 ) -> Result<(usize, MsgFlags), SysError> {
+    // A one-byte data iovec, as in `recv_errqueue_batch`: qemu-user
+    // answers a `recvmsg` without iovecs with 0 and no control data or
+    // flags, without asking the kernel.
+    let mut payload = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
     // SAFETY: msghdr is plain old data; all-zero is a valid empty header.
     let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = control.len() as _;
     let flags = (MsgFlags::ERRQUEUE | MsgFlags::DONTWAIT).bits() as libc::c_int;
-    // SAFETY: `msg` points to `control`, writable for `control.len()` bytes
-    // for the call; no iovecs.
+    // SAFETY: `msg` points to `iov` (one writable byte, `payload`) and to
+    // `control`, writable for `control.len()` bytes, all outliving the call.
     let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) };
     if ret < 0 {
         return Err(SysError::last("recvmsg"));
