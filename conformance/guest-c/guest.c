@@ -2399,7 +2399,7 @@ int main(int argc, char **argv)
 		"readonly_control", "sendmmsg_zc", "gso_zc", "cmsg_roundtrip", "ctrunc", "icmp",
 		"enobufs",
 	};
-	size_t i;
+	size_t i, named = 0;
 
 	is_init = getpid() == 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -2409,9 +2409,20 @@ int main(int argc, char **argv)
 	if (loopback_up() < 0)
 		printf("NOTE loopback_up=%s\n", strerror(errno));
 	printf("GUEST target=%s lang=c pid=%d\n", TARGET_NAME, (int)getpid());
-	if (argc > 1)
-		for (i = 1; i < (size_t)argc; i++)
-			run(argv[i]);
+	/*
+	 * Words with '=' are kernel parameters the kernel passed on to init
+	 * (hppa's firmware appends earlycon=pdc after the "--"), never cases.
+	 */
+	for (i = 1; i < (size_t)argc; i++)
+		if (strchr(argv[i], '='))
+			printf("NOTE ignored=%s\n", argv[i]);
+		else
+			named++;
+	if (named)
+		for (i = 1; i < (size_t)argc; i++) {
+			if (!strchr(argv[i], '='))
+				run(argv[i]);
+		}
 	else
 		for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			run(all[i]);

@@ -28,8 +28,8 @@
 //! [--kernel-arch ARCH]` builds one agent, boots it, prints its lines and
 //! judges them.
 
+use crate::build::{self, Package};
 use crate::judge::{judge_guest, Ctx, GuestLog, Outcome};
-use crate::runner;
 use msgzc_abi::Arch;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -248,7 +248,7 @@ impl Kernel {
             return Err(format!("no {} system-tier kernel for {a}", kind.name()));
         }
         let names: Vec<&str> = archs.iter().map(|a| a.name()).collect();
-        let script = crate_root().join("ci/kernels");
+        let script = build::workspace_root().join("ci/kernels");
         let mut cmd = Command::new(&script);
         if !fetch {
             cmd.arg("--print-dir");
@@ -333,14 +333,6 @@ impl Kernel {
             .join("usr/bin")
             .join(format!("qemu-system-{}", m.qemu))
     }
-}
-
-/// The workspace root (`ci/` lives there).
-fn crate_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("conformance/ sits in the workspace")
-        .to_path_buf()
 }
 
 /// One newc (`070701`) entry.
@@ -776,17 +768,14 @@ pub fn judge(run: &SystemRun, guest: Arch, lang: &str) -> Vec<crate::judge::Case
 /// The C agent for `arch`, built as `run` builds it (renamed into place).
 fn build_c_guest(arch: Arch) -> Result<PathBuf, String> {
     let host = Arch::native().ok_or("the host is not a named target")?;
-    let out = runner::cache_dir()
-        .join("c")
-        .join(arch.name())
-        .join("guest");
-    let src = runner::workspace_root().join("conformance/guest-c/guest.c");
-    runner::build_c(arch, host, &src, &out).map(|()| out)
+    let out = build::cache_dir().join("c").join(arch.name()).join("guest");
+    let src = build::workspace_root().join("conformance/guest-c/guest.c");
+    build::build_c(arch, host, &src, &out).map(|()| out)
 }
 
 /// The Rust agent for `arch`, built as `run` builds it.
 fn build_rust_guest(arch: Arch) -> Result<PathBuf, String> {
-    runner::build_rust(arch, &runner::cache_dir())
+    build::build_rust(arch, &build::cache_dir(), Package::Agent)
 }
 
 /// The agent's `/init` arguments: the Rust binary needs its `guest`
@@ -1050,7 +1039,7 @@ fn parse_bench_args(args: &[String]) -> Option<BenchArgs> {
 
 /// `ci/msg-zerocopy`: the kernel selftest built from `kernel`'s source.
 fn build_selftest(kernel: &Kernel) -> Result<PathBuf, String> {
-    let script = crate_root().join("ci/msg-zerocopy");
+    let script = build::workspace_root().join("ci/msg-zerocopy");
     let out = Command::new(&script)
         .arg(&kernel.dir)
         .stdin(Stdio::null())
@@ -1099,7 +1088,8 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
         return Err("--selftest: ci/msg-zerocopy builds for x86_64 only".into());
     }
     let kernel = Kernel::locate(target, kind, true)?;
-    let guest = build_rust_guest(target)?;
+    // The bench's agent side is still in the host crate.
+    let guest = build::build_rust(target, &build::cache_dir(), Package::Host)?;
     let mut guest_args = vec!["bench"];
     guest_args.extend(o.bench.iter().map(String::as_str));
     let mut extra = Vec::new();

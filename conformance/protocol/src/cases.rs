@@ -94,92 +94,147 @@ pub const FIRST_SPIN: u32 = 4;
 /// kernel without the proposal refuses every placeholder).
 pub const FIRST_REFUSALS: u32 = 8;
 
-/// Every case, in matrix order. `abi_facts` is run by the host runner (a C
-/// program built with the target's own toolchain); the others by the guest,
-/// `first_enable` first among those that set `SO_ZEROCOPY`: as PID 1 its
-/// enable is the first since boot.
-pub const CASES: [&str; 25] = [
-    "abi_facts",
-    "native_facts",
-    "first_enable",
-    "zc_tcp4",
-    "zc_tcp6",
-    "zc_udp4",
-    "zc_udp6",
-    "probe",
-    "hybrid",
-    "inline_tcp4",
-    "inline_tcp6",
-    "inline_udp4",
-    "inline_udp6",
-    "bad_placeholder",
-    "failed_send",
-    "restart",
-    "mixed_cmsgs",
-    "sendmmsg_eor",
-    "readonly_control",
-    "sendmmsg_zc",
-    "gso_zc",
-    "cmsg_roundtrip",
-    "ctrunc",
-    "icmp",
-    "enobufs",
-];
+/// Declares [`Case`] from one table: variant, name, whether it needs
+/// `SO_ZEROCOPY`, whether it tests the proposal. Order is matrix order.
+macro_rules! cases {
+    ($($(#[$doc:meta])* $v:ident = $name:literal, zc: $zc:literal, proposal: $p:literal;)*) => {
+        /// One conformance case. `AbiFacts` is run by the host runner (a C
+        /// program built with the target's own toolchain); the others by
+        /// the guests, `FirstEnable` first among those that set
+        /// `SO_ZEROCOPY`: as PID 1 its enable is the first since boot.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Case {
+            $($(#[$doc])* $v,)*
+        }
 
-/// The cases the guest agent runs, in order.
-pub fn guest_cases() -> impl Iterator<Item = &'static str> {
-    CASES.iter().copied().filter(|c| *c != "abi_facts")
+        impl Case {
+            /// Every case, in matrix order.
+            pub const ALL: [Case; [$($name),*].len()] = [$(Case::$v),*];
+
+            /// Every case's name, in matrix order.
+            pub const NAMES: [&'static str; [$($name),*].len()] = [$($name),*];
+
+            /// The name the guests print and take as an argument.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(Case::$v => $name,)*
+                }
+            }
+
+            /// Whether the case needs `SO_ZEROCOPY`: only these may end as
+            /// "emulator-unsupported" (stock qemu-user refuses the option).
+            /// Every `SCM_ZC_NOTIFICATION` case does: the proposal refuses a
+            /// placeholder on a socket without it.
+            pub const fn needs_zerocopy(self) -> bool {
+                match self {
+                    $(Case::$v => $zc,)*
+                }
+            }
+
+            /// Whether the case tests the `SCM_ZC_NOTIFICATION` proposal
+            /// itself: on a kernel without it these end as
+            /// "kernel-unsupported" (`hybrid`, which checks the library's
+            /// fallback, passes there).
+            pub const fn proposal(self) -> bool {
+                match self {
+                    $(Case::$v => $p,)*
+                }
+            }
+        }
+    };
 }
 
-/// Whether a case needs `SO_ZEROCOPY`: only these may end as
-/// "emulator-unsupported" (stock qemu-user refuses the option). Every
-/// `SCM_ZC_NOTIFICATION` case does: the proposal refuses a placeholder on a
-/// socket without it.
-pub fn needs_zerocopy(case: &str) -> bool {
-    matches!(
-        case,
-        "first_enable"
-            | "zc_tcp4"
-            | "zc_tcp6"
-            | "zc_udp4"
-            | "zc_udp6"
-            | "probe"
-            | "hybrid"
-            | "inline_tcp4"
-            | "inline_tcp6"
-            | "inline_udp4"
-            | "inline_udp6"
-            | "bad_placeholder"
-            | "failed_send"
-            | "restart"
-            | "mixed_cmsgs"
-            | "sendmmsg_eor"
-            | "readonly_control"
-            | "sendmmsg_zc"
-            | "gso_zc"
-            | "enobufs"
-    )
+cases! {
+    /// The toolchain's header numbers against the tables (host-run C).
+    AbiFacts = "abi_facts", zc: false, proposal: false;
+    /// The numbers as the guest sees them (tables and `libc`).
+    NativeFacts = "native_facts", zc: false, proposal: false;
+    /// Placeholders sent while another thread first enables `SO_ZEROCOPY`.
+    FirstEnable = "first_enable", zc: true, proposal: true;
+    /// `MSG_ZEROCOPY` over TCP/IPv4, completions from the error queue.
+    ZcTcp4 = "zc_tcp4", zc: true, proposal: false;
+    /// The same over TCP/IPv6.
+    ZcTcp6 = "zc_tcp6", zc: true, proposal: false;
+    /// The same over UDP/IPv4.
+    ZcUdp4 = "zc_udp4", zc: true, proposal: false;
+    /// The same over UDP/IPv6.
+    ZcUdp6 = "zc_udp6", zc: true, proposal: false;
+    /// One placeholder without `MSG_ZEROCOPY`: refused, ignored or written.
+    Probe = "probe", zc: true, proposal: true;
+    /// The library's inline-or-error-queue sender.
+    Hybrid = "hybrid", zc: true, proposal: false;
+    /// Completions read inline (TCP/IPv4).
+    InlineTcp4 = "inline_tcp4", zc: true, proposal: true;
+    /// Completions read inline (TCP/IPv6).
+    InlineTcp6 = "inline_tcp6", zc: true, proposal: true;
+    /// Completions read inline (UDP/IPv4).
+    InlineUdp4 = "inline_udp4", zc: true, proposal: true;
+    /// Completions read inline (UDP/IPv6).
+    InlineUdp6 = "inline_udp6", zc: true, proposal: true;
+    /// Malformed placeholders, each refused with `EINVAL`.
+    BadPlaceholder = "bad_placeholder", zc: true, proposal: true;
+    /// A send failing after its placeholder was processed.
+    FailedSend = "failed_send", zc: true, proposal: true;
+    /// A send interrupted and restarted.
+    Restart = "restart", zc: true, proposal: true;
+    /// A placeholder among other control messages, buffer reused.
+    MixedCmsgs = "mixed_cmsgs", zc: true, proposal: true;
+    /// `sendmmsg` with `MSG_EOR` and placeholders.
+    SendmmsgEor = "sendmmsg_eor", zc: true, proposal: true;
+    /// A placeholder in read-only memory.
+    ReadonlyControl = "readonly_control", zc: true, proposal: true;
+    /// Zerocopy `sendmmsg` to two receivers.
+    SendmmsgZc = "sendmmsg_zc", zc: true, proposal: false;
+    /// Zerocopy with `UDP_SEGMENT`.
+    GsoZc = "gso_zc", zc: true, proposal: false;
+    /// `SCM_RIGHTS` and `IP_TTL` through the library's builder and walker.
+    CmsgRoundtrip = "cmsg_roundtrip", zc: false, proposal: false;
+    /// An ICMP error read into a control buffer too small for it.
+    Ctrunc = "ctrunc", zc: false, proposal: false;
+    /// An ICMP port unreachable on the error queue.
+    Icmp = "icmp", zc: false, proposal: false;
+    /// `ENOBUFS` once the notification limit is reached.
+    Enobufs = "enobufs", zc: true, proposal: false;
 }
 
-/// Whether a case tests the `SCM_ZC_NOTIFICATION` proposal itself: on a
-/// kernel without it these end as "kernel-unsupported" (`hybrid`, which
-/// checks the library's fallback, passes there).
-pub fn proposal_case(case: &str) -> bool {
-    matches!(
-        case,
-        "first_enable"
-            | "probe"
-            | "inline_tcp4"
-            | "inline_tcp6"
-            | "inline_udp4"
-            | "inline_udp6"
-            | "bad_placeholder"
-            | "failed_send"
-            | "restart"
-            | "mixed_cmsgs"
-            | "sendmmsg_eor"
-            | "readonly_control"
-    )
+impl Case {
+    /// The cases the guest agents run, in order (all but `abi_facts`).
+    pub fn guest_cases() -> impl Iterator<Item = Case> {
+        Case::ALL.into_iter().filter(|c| *c != Case::AbiFacts)
+    }
+}
+
+impl core::fmt::Display for Case {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is no case.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownCase(pub String);
+
+impl core::fmt::Display for UnknownCase {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "unknown case {:?} (cases:", self.0)?;
+        for c in Case::ALL {
+            write!(f, " {c}")?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl std::error::Error for UnknownCase {}
+
+impl core::str::FromStr for Case {
+    type Err = UnknownCase;
+
+    fn from_str(s: &str) -> Result<Case, UnknownCase> {
+        Case::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| UnknownCase(s.to_string()))
+    }
 }
 
 /// Numbers the cases use that `msgzc-abi` does not describe, per family;
@@ -217,17 +272,20 @@ mod tests {
 
     #[test]
     fn case_lists_are_consistent() {
-        assert_eq!(guest_cases().count(), CASES.len() - 1);
-        assert_eq!(CASES.iter().filter(|c| needs_zerocopy(c)).count(), 20);
+        assert_eq!(Case::guest_cases().count(), Case::ALL.len() - 1);
+        let zc = Case::ALL.iter().filter(|c| c.needs_zerocopy()).count();
+        assert_eq!(zc, 20);
         // Every proposal case needs SO_ZEROCOPY (stock qemu-user: emu-unsup).
-        assert_eq!(CASES.iter().filter(|c| proposal_case(c)).count(), 12);
-        assert!(CASES.iter().all(|c| !proposal_case(c) || needs_zerocopy(c)));
-        let at = |name| CASES.iter().position(|c| *c == name).unwrap();
-        assert_eq!(at("inline_tcp4"), at("hybrid") + 1);
-        assert_eq!(at("failed_send"), at("bad_placeholder") + 1);
+        assert_eq!(Case::ALL.iter().filter(|c| c.proposal()).count(), 12);
+        assert!(Case::ALL
+            .iter()
+            .all(|c| !c.proposal() || c.needs_zerocopy()));
+        let at = |c| Case::ALL.iter().position(|x| *x == c).unwrap();
+        assert_eq!(at(Case::InlineTcp4), at(Case::Hybrid) + 1);
+        assert_eq!(at(Case::FailedSend), at(Case::BadPlaceholder) + 1);
         // first_enable is the first guest case to set SO_ZEROCOPY.
-        let first_zc = guest_cases().find(|c| needs_zerocopy(c));
-        assert_eq!(first_zc, Some("first_enable"));
+        let first_zc = Case::guest_cases().find(|c| c.needs_zerocopy());
+        assert_eq!(first_zc, Some(Case::FirstEnable));
         const { assert!(FIRST_THREADS * FIRST_SENDS <= SENDS && FIRST_SENDS > 0) };
         const { assert!(QUEUED_SENDS < SENDS && MIXED_SENDS <= SENDS) };
         const { assert!((MMSG_ENTRIES * MMSG_ROUNDS) as u32 <= SENDS) };
@@ -239,5 +297,21 @@ mod tests {
         assert_eq!(BAD_PLACEHOLDERS[1], ("cap17", max + 1, max as usize + 1));
         assert_eq!(extra(Arch::Hppa, "ECONNREFUSED"), 239);
         assert_eq!(extra(Arch::Sparc64, "ECONNREFUSED"), 61);
+    }
+
+    #[test]
+    fn names_parse_back_and_strangers_are_refused() {
+        assert_eq!(Case::ALL.map(Case::name), Case::NAMES);
+        for c in Case::ALL {
+            assert_eq!(c.name().parse::<Case>(), Ok(c));
+            assert_eq!(c.to_string(), c.name());
+        }
+        let names: std::collections::BTreeSet<_> = Case::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Case::ALL.len());
+        let e = "earlycon=pdc".parse::<Case>().unwrap_err();
+        assert_eq!(e, UnknownCase("earlycon=pdc".into()));
+        assert!(e.to_string().starts_with("unknown case \"earlycon=pdc\""));
+        assert!("".parse::<Case>().is_err());
+        assert!("PROBE".parse::<Case>().is_err());
     }
 }
