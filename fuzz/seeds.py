@@ -15,7 +15,7 @@ With `--buffers FILE`, the buffers that system-tier rows (a real kernel of
 the target's own architecture, or a 64-bit one through its compat layer)
 received are also written to FILE, one representative per target and
 shape (direction, message list, item kinds, truncation, completion count),
-for the regression test in conformance/src/view.rs:
+for the regression test in conformance/src/judge/kernel_buffers.rs:
 
     ci/system --all
     fuzz/seeds.py --buffers conformance/facts/kernel-buffers.txt \
@@ -82,7 +82,7 @@ def write_buffers(path, paths):
     with open(path, "w") as out:
         out.write("# Control buffers real kernels handed the conformance agents (system tier):\n"
                   "# TARGET KERNEL-ARCH/RELEASE RAW-LINE, one per target and shape.\n"
-                  "# Written by fuzz/seeds.py --buffers; read by conformance/src/view.rs.\n")
+                  "# Written by fuzz/seeds.py --buffers; read by conformance/src/judge/kernel_buffers.rs.\n")
         for key in sorted(kept):
             out.write(kept[key][0] + "\n")
     print(f"{path}: {len(kept)} buffers")

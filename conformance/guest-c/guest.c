@@ -1,7 +1,7 @@
 /*
  * guest.c: the C guest agent, for the targets Rust cannot build (alpha and
  * hppa have no LLVM backend). It speaks the same line protocol as the Rust
- * guest (conformance/src/guest.rs, "Protocol"), performs the same cases
+ * guest (conformance/agent/src/guest.rs, "Protocol"), performs the same cases
  * with real system calls, and decodes every buffer with this target's own
  * C headers and libc macros (CMSG_FIRSTHDR, CMSG_NXTHDR, struct
  * sock_extended_err). The host runner re-decodes every raw buffer with
@@ -956,7 +956,7 @@ out:
 		close(rx2);
 }
 
-/* ---- copy-back cases (conformance/src/guest/copyback.rs) -------------- */
+/* ---- copy-back cases (conformance/agent/src/guest/copyback.rs) ------ */
 
 #define QUEUED_SENDS 3		/* cases::QUEUED_SENDS */
 #define BAD_CMSG_TYPE 0x7fff	/* cases::BAD_CMSG_TYPE */
@@ -2062,7 +2062,7 @@ static void ctrunc(const char *c)
 	close(tx);
 }
 
-/* ---- first_enable (conformance/src/guest/first_enable.rs) ----------- */
+/* ---- first_enable (conformance/agent/src/guest/first_enable.rs) --- */
 
 #define FIRST_THREADS 2				/* cases::FIRST_THREADS */
 #define FIRST_SENDS (SENDS / FIRST_THREADS)	/* cases::FIRST_SENDS */
@@ -2399,7 +2399,7 @@ int main(int argc, char **argv)
 		"readonly_control", "sendmmsg_zc", "gso_zc", "cmsg_roundtrip", "ctrunc", "icmp",
 		"enobufs",
 	};
-	size_t i;
+	size_t i, named = 0;
 
 	is_init = getpid() == 1;
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -2409,9 +2409,20 @@ int main(int argc, char **argv)
 	if (loopback_up() < 0)
 		printf("NOTE loopback_up=%s\n", strerror(errno));
 	printf("GUEST target=%s lang=c pid=%d\n", TARGET_NAME, (int)getpid());
-	if (argc > 1)
-		for (i = 1; i < (size_t)argc; i++)
-			run(argv[i]);
+	/*
+	 * Words with '=' are kernel parameters the kernel passed on to init
+	 * (hppa's firmware appends earlycon=pdc after the "--"), never cases.
+	 */
+	for (i = 1; i < (size_t)argc; i++)
+		if (strchr(argv[i], '='))
+			printf("NOTE ignored=%s\n", argv[i]);
+		else
+			named++;
+	if (named)
+		for (i = 1; i < (size_t)argc; i++) {
+			if (!strchr(argv[i], '='))
+				run(argv[i]);
+		}
 	else
 		for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 			run(all[i]);

@@ -15,7 +15,8 @@
 //! The target directory lives under `$MSGZC_CACHE/crate-tests/<rustc>/<triple>`, so
 //! a warm run only rebuilds what changed.
 
-use crate::runner::{patched_qemu, qemu_target, rustc_key, toolchain, touch_tree, which};
+use crate::build::{rustc_key, toolchain, touch_tree, which};
+use crate::runner::{patched_qemu, qemu_target};
 use msgzc_abi::Arch;
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -236,7 +237,7 @@ fn missing_tools(arch: Arch, qemu: &Result<PathBuf, String>) -> Vec<String> {
 /// (one per target: a warm run of one target never waits for another's
 /// artifacts); cargo's own fingerprints key everything else.
 fn target_dir(triple: &str) -> PathBuf {
-    crate::runner::cache_dir()
+    crate::build::cache_dir()
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
@@ -251,7 +252,7 @@ fn target_dir(triple: &str) -> PathBuf {
 fn claim_target_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let marker = dir.join("last-checkout");
-    let root = crate::runner::workspace_root();
+    let root = crate::build::workspace_root();
     let here = root.to_string_lossy().into_owned();
     if std::fs::read_to_string(&marker).ok().as_deref() != Some(here.as_str()) {
         for d in ["abi", "cmsg"] {
@@ -295,7 +296,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     })
     .args(["--", "--show-output"])
     .args(&o.test_args)
-    .current_dir(crate::runner::workspace_root())
+    .current_dir(crate::build::workspace_root())
     .env("RUSTC_BOOTSTRAP", "1")
     .env("RUSTC", DEBIAN_RUSTC)
     // The doc tests run on the target too, so they need the rustdoc that

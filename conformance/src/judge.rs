@@ -3,23 +3,25 @@
 //! layout. A guest's "ok" counts only when the host's own decoding agrees
 //! with the guest's and the case's invariant holds on the host's view.
 
-use crate::cases::{
-    extra, extra_row, needs_zerocopy, proposal_case, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY,
-    SENDS,
-};
-use crate::report::unhex;
-use crate::table::{parse_flat, table_row};
+use crate::table::parse_flat;
 use crate::view::{self, View};
-use msgzc_abi::{Arch, Endian, Target, IP_RECVERR, SOL_IP};
-use msgzc_cmsg::{
-    decode_errqueue, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Offender, Walker,
+use msgzc_abi::{Arch, Endian, Target, SOL_IP};
+use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, Walker};
+use msgzc_conformance_protocol::unhex;
+use msgzc_conformance_protocol::{
+    extra, extra_row, table_row, Case, Status, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY, SENDS,
 };
+pub use msgzc_conformance_protocol::{GuestLog, Line};
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 
 mod batch;
 mod copyback;
+mod errqueue;
 mod first_enable;
+mod inline;
+#[cfg(test)]
+mod kernel_buffers;
+mod probe;
 
 /// How a case ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,89 +90,6 @@ pub struct CaseResult {
     pub findings: Vec<String>,
 }
 
-/// One output line: its kind, its `key=value` fields, the text.
-#[derive(Clone, Debug)]
-pub struct Line {
-    kind: String,
-    fields: BTreeMap<String, String>,
-    text: String,
-}
-
-impl Line {
-    fn parse(text: &str) -> Line {
-        let mut words = text.split_whitespace();
-        let kind = words.next().unwrap_or("").to_string();
-        let fields = words
-            .filter_map(|kv| {
-                kv.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect();
-        Line {
-            kind,
-            fields,
-            text: text.to_string(),
-        }
-    }
-
-    fn get(&self, k: &str) -> Option<&str> {
-        self.fields.get(k).map(String::as_str)
-    }
-
-    fn num(&self, k: &str) -> Option<i64> {
-        self.get(k).and_then(|v| v.parse().ok())
-    }
-}
-
-/// A guest's output, split by case.
-#[derive(Debug, Default)]
-pub struct GuestLog {
-    /// `GUEST target=`.
-    pub target: Option<String>,
-    /// `GUEST lang=`.
-    pub lang: Option<String>,
-    /// Whether `DONE` was printed.
-    pub done: bool,
-    cases: BTreeMap<String, Vec<Line>>,
-}
-
-impl GuestLog {
-    /// Parses a guest's standard output.
-    pub fn parse(stdout: &str) -> GuestLog {
-        let mut log = GuestLog::default();
-        let mut current = None;
-        for text in stdout.lines() {
-            let line = Line::parse(text);
-            match line.kind.as_str() {
-                "GUEST" => {
-                    log.target = line.get("target").map(String::from);
-                    log.lang = line.get("lang").map(String::from);
-                }
-                "DONE" => log.done = true,
-                "CASE" => {
-                    let name = line.get("name").unwrap_or("").to_string();
-                    log.cases.entry(name.clone()).or_default();
-                    current = Some(name);
-                }
-                _ => {
-                    if let Some(c) = &current {
-                        log.cases.entry(c.clone()).or_default().push(line);
-                    }
-                }
-            }
-        }
-        log
-    }
-
-    /// The lines of one case, as printed.
-    pub fn case_text(&self, case: &str) -> Vec<&str> {
-        self.cases
-            .get(case)
-            .map(|ls| ls.iter().map(|l| l.text.as_str()).collect())
-            .unwrap_or_default()
-    }
-}
-
 /// What the judge knows about a run.
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx {
@@ -212,14 +131,14 @@ pub fn judge_guest(ctx: Ctx, lang: &str, log: &GuestLog) -> Vec<CaseResult> {
             ctx.arch.name()
         )),
     };
-    crate::cases::guest_cases()
+    Case::guest_cases()
         .map(|case| match &identity {
             Some(why) => CaseResult {
-                case,
+                case: case.name(),
                 outcome: Outcome::Fail(why.clone()),
                 findings: Vec::new(),
             },
-            None => judge_case(ctx, case, log.cases.get(case).map(Vec::as_slice)),
+            None => judge_case(ctx, case, log.lines(case)),
         })
         .collect()
 }
@@ -431,12 +350,12 @@ fn coverage<'a>(
     Ok(covered)
 }
 
-fn judge_case(ctx: Ctx, case: &'static str, lines: Option<&[Line]>) -> CaseResult {
+fn judge_case(ctx: Ctx, case: Case, lines: Option<&[Line]>) -> CaseResult {
     let mut findings = Vec::new();
     let outcome = match lines {
         None => Outcome::Fail("the guest never started this case".into()),
         Some(lines) => match judge_lines(ctx, case, lines, &mut findings) {
-            Ok(Outcome::KernelUnsupported(why)) if ctx.zc_kernel || !proposal_case(case) => {
+            Ok(Outcome::KernelUnsupported(why)) if ctx.zc_kernel || !case.proposal() => {
                 Outcome::Fail(format!("kernel-unsupported is no outcome here: {why}"))
             }
             Ok(o) => o,
@@ -444,232 +363,108 @@ fn judge_case(ctx: Ctx, case: &'static str, lines: Option<&[Line]>) -> CaseResul
         },
     };
     CaseResult {
-        case,
+        case: case.name(),
         outcome,
         findings,
     }
 }
 
+/// Judges one case from its lines: every buffer re-decoded, then the
+/// guest's verdict, then the case's own checks.
 fn judge_lines(
     ctx: Ctx,
-    case: &str,
+    case: Case,
     lines: &[Line],
     findings: &mut Vec<String>,
 ) -> Result<Outcome, String> {
-    let t = ctx.t();
     let end = first(lines, "END", None).ok_or("the guest stopped during this case")?;
     // Every buffer is re-decoded first: a disagreement fails the case
     // whatever the guest concluded.
-    let raws = raws(t, lines)?;
+    let raws = raws(ctx.t(), lines)?;
+    if let Some(decided) = guest_verdict(ctx, case, end, lines)? {
+        return Ok(decided);
+    }
+    let recvs: Vec<&Raw<'_>> = raws.iter().filter(|r| r.dir() == "recv").collect();
+    let j = Judged {
+        ctx,
+        raws: &raws,
+        recvs: &recvs,
+        lines,
+    };
+    dispatch(case, &j, findings)
+}
+
+/// The guest's `END` status: `None` when it says ok (the host's checks
+/// follow), else the outcome it stands for.
+fn guest_verdict(
+    ctx: Ctx,
+    case: Case,
+    end: &Line,
+    lines: &[Line],
+) -> Result<Option<Outcome>, String> {
+    let t = ctx.t();
     let detail = end.get("detail").unwrap_or("").replace('_', " ");
-    match end.get("status") {
-        Some("ok") => {}
-        Some("skip") => return Ok(Outcome::Skip(detail)),
-        Some("unsupported") => {
+    match end.status() {
+        Some(Status::Ok) => Ok(None),
+        Some(Status::Skip) => Ok(Some(Outcome::Skip(detail))),
+        Some(Status::Unsupported) => {
             let (ret, errno) = call_result(lines, "setsockopt_SO_ZEROCOPY")?;
             let enoprotoopt = i64::from(t.family.errno().enoprotoopt);
-            let refused = needs_zerocopy(case) && ret < 0 && errno == enoprotoopt;
-            return if refused && ctx.stock_emulator() {
-                Ok(Outcome::EmulatorUnsupported(format!(
+            let refused = case.needs_zerocopy() && ret < 0 && errno == enoprotoopt;
+            if refused && ctx.stock_emulator() {
+                Ok(Some(Outcome::EmulatorUnsupported(format!(
                     "SO_ZEROCOPY refused with ENOPROTOOPT ({errno})"
-                )))
+                ))))
             } else if refused && ctx.patched {
                 Err(format!(
                     "the patched emulator refused SO_ZEROCOPY with ENOPROTOOPT ({errno})"
                 ))
             } else {
                 Err(format!("unsupported without cause: {detail}"))
-            };
+            }
         }
-        other => return Err(format!("guest: {} {detail}", other.unwrap_or("?"))),
+        Some(Status::Fail) | None => Err(format!(
+            "guest: {} {detail}",
+            end.get("status").unwrap_or("?")
+        )),
     }
-    let recvs: Vec<&Raw<'_>> = raws.iter().filter(|r| r.dir() == "recv").collect();
-    let errno = t.family.errno();
+}
+
+/// What every case's judge reads: the run, the re-decoded buffers (and
+/// those read from the error queue), the lines.
+struct Judged<'a> {
+    ctx: Ctx,
+    raws: &'a [Raw<'a>],
+    recvs: &'a [&'a Raw<'a>],
+    lines: &'a [Line],
+}
+
+/// One case's checks, by an exhaustive match: a new [`Case`] must be
+/// given a judge here.
+fn dispatch(case: Case, j: &Judged<'_>, findings: &mut Vec<String>) -> Result<Outcome, String> {
+    let (ctx, raws, recvs, lines) = (j.ctx, j.raws, j.recvs, j.lines);
     match case {
-        "native_facts" => native_facts(ctx.arch, lines, findings),
-        "first_enable" => first_enable::first_enable(ctx, &raws, &recvs, lines),
-        "zc_tcp4" | "zc_tcp6" | "zc_udp4" | "zc_udp6" => {
-            if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {
-                return Err(format!("unexpected error-queue items {:?}", r.host.items));
-            }
-            let covered = coverage(recvs.iter().flat_map(|r| &r.host.ranges))?;
-            if covered.len() != SENDS as usize {
-                return Err(format!(
-                    "{} of {SENDS} sends completed on the error queue",
-                    covered.len()
-                ));
-            }
-            Ok(Outcome::Pass)
+        Case::AbiFacts => Err("abi_facts is judged from its own program's output".into()),
+        Case::NativeFacts => native_facts(ctx.arch, lines, findings),
+        Case::FirstEnable => first_enable::first_enable(ctx, raws, recvs, lines),
+        Case::ZcTcp4 | Case::ZcTcp6 | Case::ZcUdp4 | Case::ZcUdp6 => errqueue::zc_sends(recvs),
+        Case::Probe => probe::probe(ctx, raws, recvs, lines),
+        Case::Hybrid => probe::hybrid(ctx, raws, recvs, lines),
+        Case::InlineTcp4 | Case::InlineTcp6 | Case::InlineUdp4 | Case::InlineUdp6 => {
+            inline::inline(ctx, raws, recvs, lines)
         }
-        "probe" => {
-            check_placeholder(t, &raws)?;
-            let (ret, e) = call_result(lines, "sendmsg_placeholder")?;
-            let after = raws
-                .iter()
-                .find(|r| r.dir() == "after")
-                .ok_or("no buffer after sendmsg")?;
-            let seen = seen(t, ret, e, after)?;
-            check_probe_line(lines, &seen)?;
-            if !recvs.is_empty() {
-                return Err("error-queue items after a probe without MSG_ZEROCOPY".into());
-            }
-            let (r, e) = call_result(lines, "recvmsg_errqueue")?;
-            if r >= 0 || e != i64::from(errno.eagain) {
-                return Err(format!("error queue not empty (ret {r}, errno {e})"));
-            }
-            match (&seen, ctx.zc_kernel) {
-                (Seen::Written(done), _) if !done.is_empty() => Err(format!(
-                    "{} bogus completions written without any zerocopy send",
-                    done.len()
-                )),
-                (Seen::Written(_), _) if ret < 0 => {
-                    Err(format!("the probe's send failed with errno {e}"))
-                }
-                (Seen::Written(_), true) => Ok(Outcome::Pass),
-                (Seen::Written(_), false) => {
-                    Err("a kernel without SCM_ZC_NOTIFICATION wrote the placeholder".into())
-                }
-                (s, true) => Err(format!("the patched kernel {} the placeholder", s.what())),
-                (s, false) => Ok(Outcome::KernelUnsupported(format!(
-                    "placeholder {}",
-                    s.what()
-                ))),
-            }
-        }
-        "hybrid" => {
-            check_placeholder(t, &raws)?;
-            let mode = first(lines, "MODE", None)
-                .and_then(|l| l.text.split_whitespace().nth(1))
-                .ok_or("no MODE line")?;
-            let mut inline = Vec::new();
-            for after in raws.iter().filter(|r| r.dir() == "after") {
-                inline.extend(host_outcome(t, after)?.unwrap_or_default());
-            }
-            let unseen = first(lines, "INLINE", None)
-                .and_then(|l| l.num("n"))
-                .unwrap_or(0);
-            let covered = coverage(
-                recvs
-                    .iter()
-                    .flat_map(|r| &r.host.ranges)
-                    .chain(inline.iter()),
-            )?;
-            // Tokens the Rust library released inline are counted but their
-            // ids are not printed; stock kernels release none.
-            if covered.len() as i64 + unseen != i64::from(SENDS) {
-                return Err(format!(
-                    "{} sends completed ({} inline unseen), want {SENDS}",
-                    covered.len(),
-                    unseen
-                ));
-            }
-            let n_inline = unseen + inline.iter().map(|r| r.count() as i64).sum::<i64>();
-            if ctx.zc_kernel {
-                if mode != "Inline" || n_inline < 1 {
-                    return Err(format!(
-                        "mode {mode} with {n_inline} completions inline on a kernel with \
-                         SCM_ZC_NOTIFICATION, want Inline and at least one"
-                    ));
-                }
-            } else if mode != "ErrorQueue(Rejected)" || n_inline != 0 {
-                return Err(format!(
-                    "mode {mode} with {n_inline} completions inline on a kernel without \
-                     SCM_ZC_NOTIFICATION, want the fallback ErrorQueue(Rejected) and none"
-                ));
-            }
-            Ok(Outcome::Pass)
-        }
-        "inline_tcp4" | "inline_tcp6" | "inline_udp4" | "inline_udp6" => {
-            inline(ctx, &raws, &recvs, lines)
-        }
-        "bad_placeholder" => bad_placeholder(ctx, &raws, &recvs, lines),
-        "failed_send" => copyback::failed_send(ctx, &raws, &recvs, lines),
-        "restart" => copyback::restart(ctx, &raws, &recvs, lines),
-        "mixed_cmsgs" => copyback::mixed_cmsgs(ctx, &raws, &recvs, lines),
-        "sendmmsg_eor" => copyback::sendmmsg_eor(ctx, &raws, &recvs, lines),
-        "readonly_control" => copyback::readonly_control(ctx, &raws, &recvs, lines),
-        "sendmmsg_zc" => batch::sendmmsg_zc(ctx, &raws, &recvs, lines),
-        "gso_zc" => batch::gso_zc(ctx, &raws, &recvs, lines),
-        "cmsg_roundtrip" => roundtrip(ctx, &raws, lines),
-        "ctrunc" => {
-            let [r] = recvs.as_slice() else {
-                return Err(format!("{} error-queue reads, want 1", recvs.len()));
-            };
-            if !r.host.trunc || r.flags & MsgFlags::CTRUNC.bits() == 0 {
-                return Err("the host walk saw no MSG_CTRUNC".into());
-            }
-            let msgs = r.messages(t);
-            match msgs.as_slice() {
-                [] => {}
-                [(level, ty, data)] if (*level, *ty) == (SOL_IP, IP_RECVERR) && data.len() < 16 => {
-                    if data.len() >= 4 {
-                        check_ee_errno(ctx, &data[..4], "a truncated", findings)?;
-                    }
-                }
-                _ => return Err(format!("unexpected messages {}", r.host.msgs_field())),
-            }
-            Ok(Outcome::Pass)
-        }
-        "icmp" => {
-            let [r] = recvs.as_slice() else {
-                return Err(format!("{} error-queue reads, want 1", recvs.len()));
-            };
-            let msgs = r.messages(t);
-            let [(level, ty, data)] = msgs.as_slice() else {
-                return Err(format!("messages {}, want one", r.host.msgs_field()));
-            };
-            if (*level, *ty, data.len()) != (SOL_IP, IP_RECVERR, 32) {
-                return Err(format!(
-                    "message {level}:{ty}:{}, want IP_RECVERR with 32 bytes",
-                    data.len()
-                ));
-            }
-            let m = msgzc_cmsg::Cmsg {
-                level: *level,
-                ty: *ty,
-                data,
-                offset: 0,
-            };
-            let Ok(ErrqueueItem::Extended(x)) = decode_errqueue(t, &m) else {
-                return Err("not an extended error".into());
-            };
-            if (x.origin_raw, x.ty, x.code) != (2, 3, 3) {
-                return Err(format!(
-                    "origin/type/code {}/{}/{}, want ICMP port unreachable 2/3/3",
-                    x.origin_raw, x.ty, x.code
-                ));
-            }
-            check_ee_errno(ctx, &data[..4], "an", findings)?;
-            // SO_EE_OFFENDER: a sockaddr_in, family in the target's order.
-            let offender = x.offender_addr(t);
-            let localhost =
-                |o: &Offender| matches!(o, Offender::V4(a) if *a.ip() == Ipv4Addr::LOCALHOST);
-            if offender.is_ok_and(|o| o.as_ref().is_some_and(localhost)) {
-                Ok(Outcome::Pass)
-            } else if ctx.stock_emulator() && x.offender.iter().all(|b| *b == 0) {
-                // The offender goes to the guest address equal to the
-                // host address of the buffer: guest_base bytes further on.
-                findings.push(
-                    "qemu-user leaves SO_EE_OFFENDER (the sockaddr after \
-                     sock_extended_err) zeroed for this guest, writing it \
-                     guest_base bytes past the buffer instead \
-                     (conformance/qemu/0002 fixes it)"
-                        .into(),
-                );
-                Ok(Outcome::Pass)
-            } else {
-                Err(format!("offender {offender:?}, want AF_INET 127.0.0.1"))
-            }
-        }
-        "enobufs" => {
-            let (ret, e) = call_result(lines, "send_MSG_ZEROCOPY")?;
-            if ret < 0 && e == i64::from(errno.enobufs) {
-                Ok(Outcome::Pass)
-            } else {
-                Err(format!("send returned {ret} errno {e}, want ENOBUFS"))
-            }
-        }
-        _ => Err(format!("no judge for case {case}")),
+        Case::BadPlaceholder => bad_placeholder(ctx, raws, recvs, lines),
+        Case::FailedSend => copyback::failed_send(ctx, raws, recvs, lines),
+        Case::Restart => copyback::restart(ctx, raws, recvs, lines),
+        Case::MixedCmsgs => copyback::mixed_cmsgs(ctx, raws, recvs, lines),
+        Case::SendmmsgEor => copyback::sendmmsg_eor(ctx, raws, recvs, lines),
+        Case::ReadonlyControl => copyback::readonly_control(ctx, raws, recvs, lines),
+        Case::SendmmsgZc => batch::sendmmsg_zc(ctx, raws, recvs, lines),
+        Case::GsoZc => batch::gso_zc(ctx, raws, recvs, lines),
+        Case::CmsgRoundtrip => roundtrip(ctx, raws, lines),
+        Case::Ctrunc => errqueue::ctrunc(ctx, recvs, findings),
+        Case::Icmp => errqueue::icmp(ctx, recvs, findings),
+        Case::Enobufs => errqueue::enobufs(ctx, lines),
     }
 }
 
@@ -724,124 +519,6 @@ fn check_probe_line(lines: &[Line], seen: &Seen) -> Result<(), String> {
         return Err(format!("guest says {guest:?}, host sees {host}"));
     }
     Ok(())
-}
-
-/// `inline_*`: every placeholder re-decoded; inline and error-queue
-/// completions together cover every send exactly once; on a kernel with
-/// the proposal both halves must have carried some, on one without the
-/// placeholder must have been refused or ignored (kernel-unsupported).
-fn inline(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
-    let t = ctx.t();
-    check_placeholder(t, raws)?;
-    if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {
-        return Err(format!("unexpected error-queue items {:?}", r.host.items));
-    }
-    let calls = |name: &str| -> Vec<&Line> {
-        lines
-            .iter()
-            .filter(|l| l.kind == "CALL" && l.get("name") == Some(name))
-            .collect()
-    };
-    let placed = calls("sendmsg_placeholder");
-    let plain = calls("send_MSG_ZEROCOPY");
-    let afters: Vec<&Raw<'_>> = raws.iter().filter(|r| r.dir() == "after").collect();
-    if placed.is_empty() || placed.len() != afters.len() {
-        return Err(format!(
-            "{} placeholder sends with {} buffers after them",
-            placed.len(),
-            afters.len()
-        ));
-    }
-    let result = |l: &Line| (l.num("ret").unwrap_or(-1), l.num("errno").unwrap_or(-1));
-    let mut seens = Vec::new();
-    for (l, after) in placed.iter().zip(&afters) {
-        let (ret, e) = result(l);
-        seens.push(seen(t, ret, e, after)?);
-    }
-    check_probe_line(lines, &seens[0])?;
-    // After a refused first placeholder the guest sends the rest (and that
-    // one again) without one.
-    let refused = matches!(seens[0], Seen::Rejected);
-    if refused && placed.len() != 1 {
-        return Err("placeholder sends after the first was refused".into());
-    }
-    if !refused && !plain.is_empty() {
-        return Err("sends without a placeholder, though the first was not refused".into());
-    }
-    let full = i64::try_from(PAYLOAD).expect("small");
-    for (i, l) in placed.iter().chain(&plain).enumerate() {
-        let (ret, e) = result(l);
-        if ret != full && !(refused && i == 0) {
-            return Err(format!("send {i} returned {ret} errno {e}, want {full}"));
-        }
-    }
-    let sent = if refused { plain.len() } else { placed.len() };
-    if sent != SENDS as usize {
-        return Err(format!("{sent} sends went out, want {SENDS}"));
-    }
-    let inline: Vec<msgzc_cmsg::ZcRange> = seens
-        .iter()
-        .flat_map(|s| match s {
-            Seen::Written(done) => done.clone(),
-            _ => Vec::new(),
-        })
-        .collect();
-    let queued: Vec<msgzc_cmsg::ZcRange> =
-        recvs.iter().flat_map(|r| r.host.ranges.clone()).collect();
-    let covered = coverage(inline.iter().chain(&queued))?;
-    if covered.len() != SENDS as usize {
-        return Err(format!(
-            "{} of {SENDS} sends completed ({} inline, {} on the error queue)",
-            covered.len(),
-            inline.iter().map(|r| r.count()).sum::<u64>(),
-            queued.iter().map(|r| r.count()).sum::<u64>()
-        ));
-    }
-    let n_inline: u64 = inline.iter().map(|r| r.count()).sum();
-    let said = first(lines, "INLINE", None).and_then(|l| l.num("n"));
-    if said != Some(n_inline as i64) {
-        return Err(format!(
-            "guest counted {said:?} completions inline, host {n_inline}"
-        ));
-    }
-    if !ctx.zc_kernel {
-        if n_inline > 0 {
-            return Err(format!(
-                "{n_inline} completions inline from a kernel without SCM_ZC_NOTIFICATION"
-            ));
-        }
-        if let Some(i) = seens.iter().position(|s| matches!(s, Seen::Written(_))) {
-            return Err(format!(
-                "placeholder {i} written by a kernel without SCM_ZC_NOTIFICATION"
-            ));
-        }
-        return Ok(Outcome::KernelUnsupported(format!(
-            "placeholder {}; all {SENDS} sends completed once on the error queue",
-            seens[0].what()
-        )));
-    }
-    if let Some((i, s)) = seens
-        .iter()
-        .enumerate()
-        .find(|(_, s)| !matches!(s, Seen::Written(_)))
-    {
-        return Err(format!("the patched kernel {} placeholder {i}", s.what()));
-    }
-    if n_inline == 0 {
-        return Err("no completion came back inline".into());
-    }
-    let last = SENDS - 1;
-    if !queued.iter().any(|r| r.contains(last)) {
-        return Err(format!(
-            "the last send's completion (id {last}) was not on the error queue"
-        ));
-    }
-    Ok(Outcome::Pass)
 }
 
 /// The malformed placeholder `bad_placeholder` must have sent, built here
@@ -1069,9 +746,10 @@ DONE
 ";
 
     /// Judges `case` of a guest's output `text`.
-    fn judge_text(ctx: Ctx, case: &'static str, text: &str) -> CaseResult {
+    fn judge_text(ctx: Ctx, case: &str, text: &str) -> CaseResult {
         let log = GuestLog::parse(text);
-        judge_case(ctx, case, log.cases.get(case).map(|v| &v[..]))
+        let case: Case = case.parse().expect("a case");
+        judge_case(ctx, case, log.lines(case))
     }
 
     #[test]
@@ -1226,7 +904,7 @@ END case=enobufs status=unsupported detail=x
         format!(
             "RAW dir={dir} controllen={} flags={flags} hex={} {}",
             bytes.len(),
-            crate::report::hex(bytes),
+            msgzc_conformance_protocol::hex(bytes),
             v.fields()
         )
     }
@@ -1267,7 +945,12 @@ END case=enobufs status=unsupported detail=x
         ee.extend(word(t, hi));
         ee.resize(32, 0);
         let flags = MsgFlags::ERRQUEUE.bits();
-        raw_line(t, "recv", &cmsg(t, SOL_IP, IP_RECVERR, &ee), flags)
+        raw_line(
+            t,
+            "recv",
+            &cmsg(t, SOL_IP, msgzc_abi::IP_RECVERR, &ee),
+            flags,
+        )
     }
 
     /// How one placeholder send of an `inline_*` transcript went.

@@ -38,16 +38,15 @@
 
 mod arches;
 mod bench;
-mod cases;
+mod build;
 mod crate_tests;
-mod guest;
 mod judge;
 mod report;
 mod runner;
 mod system;
 mod table;
-mod view;
 
+use msgzc_conformance_agent::{guest, pid1, view};
 use std::process::ExitCode;
 
 fn usage() -> ExitCode {
@@ -92,10 +91,10 @@ fn main() -> ExitCode {
         // As PID 1 on a bare kernel (the system tier's bench): the agent's
         // setup, then power off instead of returning.
         "bench" if std::process::id() == 1 => {
-            guest::pid1_setup();
+            pid1::setup();
             let code = bench::main(rest);
             println!("DONE");
-            guest::power_off();
+            pid1::power_off();
             code
         }
         "bench" => bench::main(rest),

@@ -3,15 +3,6 @@
 
 use std::fmt::Write;
 
-/// Lower-case hex of `b`.
-pub fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
 /// Bytes from hex, ignoring ASCII whitespace.
 pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
@@ -61,6 +52,7 @@ pub fn jarr(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use msgzc_conformance_protocol::hex;
 
     #[test]
     fn hex_round_trips_and_rejects_garbage() {

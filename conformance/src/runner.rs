@@ -29,16 +29,23 @@
 //! C guests (alpha, hppa, and any target with `--guest c`) and the
 //! `abi_facts.c` program are built with the target's cross gcc.
 
-use crate::cases::CASES;
+use crate::build::{
+    build_c, build_rust, c_compiler, cache_dir, first_line, toolchain, which, workspace_root,
+    Package, DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_RUST_SRC,
+};
 use crate::judge::{judge_abi_facts, judge_guest, CaseResult, Ctx, GuestLog, Outcome};
 use crate::report::{jarr, jobj, jstr};
 use crate::system::{self, Kernel, KernelKind};
 use msgzc_abi::Arch;
+use msgzc_conformance_protocol::Case;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
+
+/// The matrix's columns.
+const CASES: [&str; Case::ALL.len()] = Case::NAMES;
 
 /// How long one guest or facts program may run.
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,30 +56,6 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The command that installs every tool the runner uses.
 const BOOTSTRAP: &str = "ci/bootstrap --cross";
-
-/// Cross tools of one target.
-pub(crate) struct Toolchain {
-    /// The cross gcc (C guests, `abi_facts.c`, and the Rust linker).
-    pub(crate) gcc: &'static str,
-    /// The qemu-user binary.
-    qemu: &'static str,
-    /// Extra gcc flags.
-    cflags: &'static [&'static str],
-}
-
-pub(crate) fn toolchain(arch: Arch) -> Toolchain {
-    let r = crate::arches::info(arch);
-    Toolchain {
-        gcc: r.gcc,
-        qemu: r.qemu_static,
-        cflags: r.cflags,
-    }
-}
-
-/// Debian's Rust (`rustc-web`, `cargo-web`, `rust-web-src`).
-const DEBIAN_CARGO: &str = "/usr/bin/cargo";
-const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
-const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Lang {
@@ -407,30 +390,6 @@ fn plan(o: &Opts, host: Arch) -> (Vec<Row>, Vec<Arch>) {
     (rows, no_kernel)
 }
 
-/// `$PATH` lookup (or the path itself, if it has a slash).
-pub(crate) fn which(name: &str) -> Option<PathBuf> {
-    if name.contains('/') {
-        return Path::new(name).is_file().then(|| PathBuf::from(name));
-    }
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
-/// The C compiler for `arch`: its cross gcc, or for the host also `gcc`/`cc`.
-fn c_compiler(arch: Arch, host: Arch) -> Option<PathBuf> {
-    let tc = toolchain(arch);
-    which(tc.gcc).or_else(|| {
-        if arch == host {
-            which("gcc").or_else(|| which("cc"))
-        } else {
-            None
-        }
-    })
-}
-
 /// Tools a row needs that are missing.
 fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<String> {
     let tc = toolchain(row.arch);
@@ -460,43 +419,6 @@ fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<String> {
         }
     }
     m
-}
-
-pub(crate) fn cache_dir() -> PathBuf {
-    std::env::var_os("MSGZC_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/msgzc")))
-        .unwrap_or_else(|| PathBuf::from("/tmp/msgzc-cache"))
-        .join("conformance")
-}
-
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("conformance/ sits in the workspace")
-        .to_path_buf()
-}
-
-fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(cmd).args(args).output().ok()?;
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
-        .map(|s| s.trim().to_string())
-}
-
-/// `rustc 1.96.0 (ac68faa20 2026-05-25)` → `rustc-1.96.0-ac68faa20`.
-pub(crate) fn rustc_key() -> String {
-    let v = first_line(DEBIAN_RUSTC, &["-V"]).unwrap_or_default();
-    let parts: Vec<&str> = v
-        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
-        .filter(|s| !s.is_empty())
-        .collect();
-    match parts.as_slice() {
-        [_, ver, hash, ..] => format!("rustc-{ver}-{hash}"),
-        [_, ver] => format!("rustc-{ver}"),
-        _ => "rustc-unknown".into(),
-    }
 }
 
 struct RunOut {
@@ -562,120 +484,6 @@ fn launcher(row: Row, exe: &Path, emu: &Emulators) -> Command {
     }
 }
 
-/// Builds a C program for `arch` into `out`.
-pub(crate) fn build_c(arch: Arch, host: Arch, src: &Path, out: &Path) -> Result<(), String> {
-    let cc = c_compiler(arch, host).ok_or("no C compiler")?;
-    if let Some(d) = out.parent() {
-        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-    }
-    // Built beside and renamed into place: another run sharing the cache
-    // may be executing the old binary, and qemu-user maps it rather than
-    // exec'ing it, so rewriting it in place would crash that guest.
-    let tmp = out.with_extension(format!("tmp-{}", std::process::id()));
-    let res = Command::new(&cc)
-        .args(["-O1", "-Wall", "-Werror", "-static"])
-        .args(toolchain(arch).cflags)
-        .arg(format!("-DTARGET_NAME=\"{}\"", arch.name()))
-        .arg("-o")
-        .arg(&tmp)
-        .arg(src)
-        .output()
-        .map_err(|e| format!("{}: {e}", cc.display()))?;
-    if res.status.success() {
-        std::fs::rename(&tmp, out).map_err(|e| format!("{}: {e}", out.display()))
-    } else {
-        let _ = std::fs::remove_file(&tmp);
-        Err(format!(
-            "{} failed: {}",
-            cc.display(),
-            String::from_utf8_lossy(&res.stderr)
-                .lines()
-                .find(|l| l.contains("error"))
-                .unwrap_or("")
-        ))
-    }
-}
-
-/// Sets the modification time of every file under `dir` to now.
-pub(crate) fn touch_tree(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            touch_tree(&p);
-        } else if let Ok(f) = std::fs::File::options().append(true).open(&p) {
-            let _ = f.set_modified(SystemTime::now());
-        }
-    }
-}
-
-/// Cross-builds the Rust guest for `arch`; returns the binary.
-pub(crate) fn build_rust(arch: Arch, cache: &Path) -> Result<PathBuf, String> {
-    let triple = arch.rust_triple().ok_or("no Rust target")?;
-    let target_dir = cache.join(rustc_key());
-    let logs = cache.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let log = logs.join(format!("build-{triple}.log"));
-    let up = triple.to_uppercase().replace('-', "_");
-    let mut cmd = Command::new(DEBIAN_CARGO);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--locked", "--release", "-p", "msgzc-conformance"])
-        .args(["--bin", "msgzc-conformance", "--target", triple])
-        .arg("-Zbuild-std=std,panic_abort")
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTC", DEBIAN_RUSTC)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
-        .env(
-            format!("CARGO_TARGET_{up}_RUSTFLAGS"),
-            "-C target-feature=+crt-static",
-        );
-    for v in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_BUILD_TARGET_DIR",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-    ] {
-        cmd.env_remove(v);
-    }
-    // Cargo fingerprints workspace crates by workspace-relative paths and
-    // file times, so two checkouts sharing this target dir can each take
-    // the other's build as fresh (a stale agent). When the checkout
-    // changes, touch this one's sources: its crates rebuild, std stays.
-    let marker = target_dir.join("last-checkout");
-    let here = workspace_root().to_string_lossy().into_owned();
-    if std::fs::read_to_string(&marker).ok().as_deref() != Some(here.as_str()) {
-        for d in ["abi/src", "cmsg/src", "conformance/src"] {
-            touch_tree(&workspace_root().join(d));
-        }
-    }
-    let out =
-        run_limited(cmd, Duration::from_secs(3600)).map_err(|e| format!("{DEBIAN_CARGO}: {e}"))?;
-    if out.status.is_some_and(|s| s.success()) {
-        let _ = std::fs::write(&marker, &here);
-    }
-    let _ = std::fs::write(&log, format!("{}{}", out.stdout, out.stderr));
-    if out.status.is_some_and(|s| s.success()) {
-        Ok(target_dir
-            .join(triple)
-            .join("release")
-            .join("msgzc-conformance"))
-    } else {
-        let why = out
-            .stderr
-            .lines()
-            .find(|l| l.starts_with("error"))
-            .unwrap_or("cargo failed");
-        Err(format!("build failed: {why} (log: {})", log.display()))
-    }
-}
-
 fn secs(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
@@ -697,7 +505,7 @@ fn facts_tier(arch: Arch, host: Arch, emu: &Emulators) -> Tier {
 fn build_guest(row: Row, host: Arch, cache: &Path) -> Result<PathBuf, String> {
     match (row.lang, row.tier) {
         (Lang::Rust, Tier::Native) => std::env::current_exe().map_err(|e| e.to_string()),
-        (Lang::Rust, _) => build_rust(row.arch, cache),
+        (Lang::Rust, _) => build_rust(row.arch, cache, Package::Agent),
         (Lang::C, _) => {
             let out = cache.join("c").join(row.arch.name()).join("guest");
             let src = workspace_root().join("conformance/guest-c/guest.c");
@@ -711,9 +519,9 @@ fn all_cases(row: Row, kernel: String, outcome: Outcome, build_secs: f64) -> Row
     RowResult {
         row,
         kernel,
-        cases: crate::cases::guest_cases()
+        cases: Case::guest_cases()
             .map(|case| CaseResult {
-                case,
+                case: case.name(),
                 outcome: outcome.clone(),
                 findings: Vec::new(),
             })
@@ -856,7 +664,7 @@ fn with_facts(mut r: RowResult, facts: &Outcome) -> RowResult {
     r.cases.insert(
         0,
         CaseResult {
-            case: CASES[0],
+            case: Case::AbiFacts.name(),
             outcome: facts.clone(),
             findings: Vec::new(),
         },

@@ -3,104 +3,15 @@
 //! toolchain's headers, and a decoder for captured buffers.
 
 use crate::report::{jobj, jstr, unhex};
-use msgzc_abi::proposal::v8;
-use msgzc_abi::{
-    Arch, ErrOrigin, LittleEndian, MsgFlags, SockExtendedErr, SockaddrIn, SockaddrIn6, Target,
-    TimestampingFlags, SO_EE_CODE_ZEROCOPY_COPIED,
-};
+use msgzc_abi::{Arch, ErrOrigin, MsgFlags, Target};
 use msgzc_cmsg::{decode_errqueue, ErrqueueItem, ExtendedErr, Offender, Walker};
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::mem::{offset_of, size_of};
 use std::process::ExitCode;
 
-/// Key → value (as JSON text) for one target, from the `abi` crate only.
-pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
-    let t = arch.target();
-    let n = t.numbers();
-    let s = n.socket;
-    let e = n.errno;
-    let l = t.cmsg();
-    let num = |v: i64| v.to_string();
-    vec![
-        ("target", jstr(arch.name())),
-        ("big_endian", t.is_big_endian().to_string()),
-        ("long_bytes", num(t.word.bytes() as i64)),
-        ("cmsghdr_size", num(l.header_size() as i64)),
-        ("cmsghdr_align", num(l.align() as i64)),
-        ("CMSG_LEN_0", num(l.len(0) as i64)),
-        ("CMSG_SPACE_1", num(l.space(1) as i64)),
-        ("CMSG_SPACE_16", num(l.space(16) as i64)),
-        ("SOL_SOCKET", num(s.sol_socket.into())),
-        ("SO_TYPE", num(s.so_type.into())),
-        ("SO_ERROR", num(s.so_error.into())),
-        ("SOCK_STREAM", num(s.sock_stream.into())),
-        ("SOCK_DGRAM", num(s.sock_dgram.into())),
-        ("SO_ZEROCOPY", num(s.so_zerocopy.into())),
-        ("SO_TIMESTAMPING_OLD", num(s.so_timestamping_old.into())),
-        ("SO_TIMESTAMPING_NEW", num(s.so_timestamping_new.into())),
-        (
-            "SCM_ZC_NOTIFICATION",
-            num(v8::scm_zc_notification(t.family).into()),
-        ),
-        ("MSG_ZEROCOPY", num(MsgFlags::ZEROCOPY.bits().into())),
-        ("MSG_ERRQUEUE", num(MsgFlags::ERRQUEUE.bits().into())),
-        ("MSG_CTRUNC", num(MsgFlags::CTRUNC.bits().into())),
-        ("MSG_DONTWAIT", num(MsgFlags::DONTWAIT.bits().into())),
-        ("MSG_TRUNC", num(MsgFlags::TRUNC.bits().into())),
-        ("SOL_IP", num(n.sol_ip.into())),
-        ("SOL_IPV6", num(n.sol_ipv6.into())),
-        ("IP_RECVERR", num(n.ip_recverr.into())),
-        ("IPV6_RECVERR", num(n.ipv6_recverr.into())),
-        ("SOL_UDP", num(n.sol_udp.into())),
-        ("UDP_SEGMENT", num(n.udp_segment.into())),
-        ("UIO_MAXIOV", num(n.uio_maxiov.into())),
-        ("SO_EE_ORIGIN_NONE", num(ErrOrigin::None.raw().into())),
-        ("SO_EE_ORIGIN_LOCAL", num(ErrOrigin::Local.raw().into())),
-        ("SO_EE_ORIGIN_ICMP", num(ErrOrigin::Icmp.raw().into())),
-        ("SO_EE_ORIGIN_ICMP6", num(ErrOrigin::Icmp6.raw().into())),
-        (
-            "SO_EE_ORIGIN_TXSTATUS",
-            num(ErrOrigin::Timestamping.raw().into()),
-        ),
-        (
-            "SO_EE_ORIGIN_ZEROCOPY",
-            num(ErrOrigin::Zerocopy.raw().into()),
-        ),
-        ("SO_EE_ORIGIN_TXTIME", num(ErrOrigin::Txtime.raw().into())),
-        (
-            "SO_EE_CODE_ZEROCOPY_COPIED",
-            num(SO_EE_CODE_ZEROCOPY_COPIED.into()),
-        ),
-        ("ENOBUFS", num(e.enobufs.into())),
-        ("EINVAL", num(e.einval.into())),
-        ("EAGAIN", num(e.eagain.into())),
-        ("ENOPROTOOPT", num(e.enoprotoopt.into())),
-        (
-            "sock_extended_err_size",
-            num(size_of::<SockExtendedErr<LittleEndian>>() as i64),
-        ),
-        ("AF_UNSPEC", num(n.af_unspec.into())),
-        ("AF_INET", num(n.af_inet.into())),
-        ("AF_INET6", num(n.af_inet6.into())),
-        (
-            "sockaddr_in_size",
-            num(size_of::<SockaddrIn<LittleEndian>>() as i64),
-        ),
-        (
-            "sockaddr_in6_size",
-            num(size_of::<SockaddrIn6<LittleEndian>>() as i64),
-        ),
-        (
-            "sin6_scope_id_offset",
-            num(offset_of!(SockaddrIn6<LittleEndian>, sin6_scope_id) as i64),
-        ),
-        (
-            "SOF_TIMESTAMPING_TX_RECORD_MASK",
-            num(TimestampingFlags::TX_RECORD_MASK.bits().into()),
-        ),
-    ]
-}
+/// Key → value (as JSON text) for one target, from the `abi` crate only
+/// (the protocol crate's: the Rust guest prints the same row).
+pub use msgzc_conformance_protocol::table_row;
 
 pub fn abi_table(args: &[String]) -> ExitCode {
     if args.iter().any(|a| a != "--json") {

@@ -8,10 +8,10 @@ use super::copyback::{
     answered_in_place, built, calls, dir, exactly, one_sent, placeholder, queued, untouched, values,
 };
 use super::{call_result, first, Ctx, Line, Outcome, Raw};
-use crate::cases::{batch_len, pattern, GSO_SEED, GSO_SEGMENT, PAYLOAD, ZC_BATCH};
-use crate::report::unhex;
 use msgzc_abi::Target;
 use msgzc_cmsg::ZcRange;
+use msgzc_conformance_protocol::unhex;
+use msgzc_conformance_protocol::{batch_len, pattern, GSO_SEED, GSO_SEGMENT, PAYLOAD, ZC_BATCH};
 use std::collections::BTreeMap;
 
 /// The datagrams received, per receiver, in order (`DATA` lines).

@@ -9,12 +9,12 @@
 //! pass.
 
 use super::{call_result, coverage, read_i32, value, Ctx, Line, Outcome, Raw};
-use crate::cases::{
+use msgzc_abi::{Endian, Target, SOL_IP};
+use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange};
+use msgzc_conformance_protocol::{
     BAD_CMSG_TYPE, MIXED_SENDS, MIXED_TTL, MMSG_ENTRIES, MMSG_ROUNDS, MSG_EOR, PAYLOAD,
     PROBE_CAPACITY, QUEUED_SENDS,
 };
-use msgzc_abi::{Endian, Target, SOL_IP};
-use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange};
 
 /// `IP_TTL` (the same number on every architecture, checked by
 /// `abi_facts`).

@@ -21,7 +21,7 @@
 
 use super::copyback::{calls, dir, exactly, one_sent, outcome_as, placeholder, queued, untouched};
 use super::{call_result, value, Ctx, Line, Outcome, Raw};
-use crate::cases::{FIRST_SENDS, FIRST_THREADS, PAYLOAD};
+use msgzc_conformance_protocol::{FIRST_SENDS, FIRST_THREADS, PAYLOAD};
 
 /// What the placeholder sends that went out left behind.
 struct Answers {

@@ -143,7 +143,7 @@ impl Kernel {
             return Err(format!("no {} system-tier kernel for {a}", kind.name()));
         }
         let names: Vec<&str> = archs.iter().map(|a| a.name()).collect();
-        let script = crate_root().join("ci/kernels");
+        let script = crate::build::workspace_root().join("ci/kernels");
         let mut cmd = Command::new(&script);
         if !fetch {
             cmd.arg("--print-dir");
@@ -228,14 +228,6 @@ impl Kernel {
             .join("usr/bin")
             .join(format!("qemu-system-{}", m.qemu))
     }
-}
-
-/// The workspace root (`ci/` lives there).
-pub(super) fn crate_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("conformance/ sits in the workspace")
-        .to_path_buf()
 }
 
 #[cfg(test)]

@@ -41,15 +41,14 @@ mod initramfs;
 mod kernel;
 mod qemu;
 
+use crate::build::{self, Package};
 use crate::judge::{judge_guest, Ctx, GuestLog, Outcome};
-use crate::runner;
 use msgzc_abi::Arch;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 pub use crate::arches::{Machine, KERNEL_ARCHS, PATCHED_ARCHS};
-use kernel::crate_root;
 pub use kernel::{can_run, default_kernel, kernels_for, machine, Kernel, KernelKind};
 pub use qemu::{boot, boot_with, SystemRun};
 
@@ -83,17 +82,14 @@ pub fn judge(run: &SystemRun, guest: Arch, lang: &str) -> Vec<crate::judge::Case
 /// The C agent for `arch`, built as `run` builds it (renamed into place).
 fn build_c_guest(arch: Arch) -> Result<PathBuf, String> {
     let host = Arch::native().ok_or("the host is not a named target")?;
-    let out = runner::cache_dir()
-        .join("c")
-        .join(arch.name())
-        .join("guest");
-    let src = runner::workspace_root().join("conformance/guest-c/guest.c");
-    runner::build_c(arch, host, &src, &out).map(|()| out)
+    let out = build::cache_dir().join("c").join(arch.name()).join("guest");
+    let src = build::workspace_root().join("conformance/guest-c/guest.c");
+    build::build_c(arch, host, &src, &out).map(|()| out)
 }
 
 /// The Rust agent for `arch`, built as `run` builds it.
 fn build_rust_guest(arch: Arch) -> Result<PathBuf, String> {
-    runner::build_rust(arch, &runner::cache_dir())
+    build::build_rust(arch, &build::cache_dir(), Package::Agent)
 }
 
 /// The agent's `/init` arguments: the Rust binary needs its `guest`
@@ -366,7 +362,7 @@ fn parse_bench_args(args: &[String]) -> Option<BenchArgs> {
 
 /// `ci/msg-zerocopy`: the kernel selftest built from `kernel`'s source.
 fn build_selftest(kernel: &Kernel) -> Result<PathBuf, String> {
-    let script = crate_root().join("ci/msg-zerocopy");
+    let script = build::workspace_root().join("ci/msg-zerocopy");
     let out = Command::new(&script)
         .arg(&kernel.dir)
         .stdin(Stdio::null())
@@ -415,7 +411,8 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
         return Err("--selftest: ci/msg-zerocopy builds for x86_64 only".into());
     }
     let kernel = Kernel::locate(target, kind, true)?;
-    let guest = build_rust_guest(target)?;
+    // The bench's agent side is still in the host crate.
+    let guest = build::build_rust(target, &build::cache_dir(), Package::Host)?;
     let mut guest_args = vec!["bench"];
     guest_args.extend(o.bench.iter().map(String::as_str));
     let mut extra = Vec::new();

@@ -5,8 +5,8 @@
 
 use super::super::tests::{answered, completion, ctx, fails_with, kernel, outcome_of, raw_line};
 use super::*;
-use crate::report::hex;
 use msgzc_abi::Arch;
+use msgzc_conformance_protocol::hex;
 
 const ARCHS: [Arch; 4] = [Arch::X86_64, Arch::I686, Arch::Mips, Arch::Sparc64];
 

@@ -7,10 +7,12 @@
 //! the bytes. A guest's own check here only stops a case that cannot go on.
 
 use super::{call, drain, placeholder, poll_err, raw, udp_pair, zc_socket, End};
-use crate::cases::{batch_len, pattern, GSO_SEED, GSO_SEGMENT, PAYLOAD, PROBE_CAPACITY, ZC_BATCH};
-use crate::report::hex;
 use msgzc_cmsg::sys::{BatchSent, BatchStop, Datagram, Sent, NATIVE};
 use msgzc_cmsg::{ControlBuf, ControlBuilder};
+use msgzc_conformance_protocol::hex;
+use msgzc_conformance_protocol::{
+    batch_len, pattern, GSO_SEED, GSO_SEGMENT, PAYLOAD, PROBE_CAPACITY, ZC_BATCH,
+};
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Duration;

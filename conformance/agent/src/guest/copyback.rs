@@ -11,14 +11,14 @@ use super::{
     call, enable_zc, errno, poll_err, raw, recv_errq, recvmsg_ctl, send_zerocopy, sendmsg_at,
     udp_pair, End,
 };
-use crate::cases::{
-    BAD_CMSG_TYPE, MIXED_SENDS, MIXED_TTL, MMSG_ENTRIES, MMSG_ROUNDS, PAYLOAD, PROBE_CAPACITY,
-    QUEUED_SENDS,
-};
 use msgzc_abi::proposal::v8;
 use msgzc_abi::SOL_IP;
 use msgzc_cmsg::sys::NATIVE;
 use msgzc_cmsg::{Control, ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange, ZC_POISON};
+use msgzc_conformance_protocol::{
+    BAD_CMSG_TYPE, MIXED_SENDS, MIXED_TTL, MMSG_ENTRIES, MMSG_ROUNDS, PAYLOAD, PROBE_CAPACITY,
+    QUEUED_SENDS,
+};
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};

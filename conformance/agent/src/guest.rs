@@ -3,7 +3,7 @@
 //! judges; nothing here decides a case on its own.
 //!
 //! It assumes nothing about its environment: it brings `lo` up itself,
-//! and as PID 1 on a bare kernel (the system tier, `crate::system`) it
+//! and as PID 1 on a bare kernel (the system tier) it
 //! also mounts `/proc`, quiets the kernel's console messages so they do
 //! not split its lines, prints `NOTE kernel=RELEASE machine=MACHINE` and
 //! at the end powers the machine off (`sync`, `reboot(RB_POWER_OFF)`), which
@@ -49,14 +49,16 @@ mod batch;
 mod copyback;
 mod first_enable;
 
-use crate::cases::{guest_cases, BAD_PLACEHOLDERS, PAYLOAD, PROBE_CAPACITY, SENDS};
-use crate::report::{hex, jobj, jstr};
-use crate::table::table_row;
+use crate::pid1;
 use crate::view;
 use msgzc_abi::proposal::v8;
 use msgzc_abi::{Arch, IP_RECVERR, SOL_IP};
 use msgzc_cmsg::sys::{self, NewErrorKind, Released, SendErrorKind, ZcSocket, NATIVE};
 use msgzc_cmsg::{CompletionTracker, ControlBuf, ControlBuilder, ZcRange, ZC_POISON};
+use msgzc_conformance_protocol::{
+    hex, jobj, jstr, table_row, word, Case, Record, Status, UnknownCase, BAD_PLACEHOLDERS, PAYLOAD,
+    PROBE_CAPACITY, SENDS,
+};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixDatagram;
@@ -73,10 +75,6 @@ enum End {
     Unsupported(String),
     Skip(String),
     Fail(String),
-}
-
-fn word(s: &str) -> String {
-    s.replace(char::is_whitespace, "_")
 }
 
 fn errno() -> i32 {
@@ -103,131 +101,136 @@ fn raw(dir: &str, bytes: &[u8], controllen: usize, flags: u32) -> view::View {
     v
 }
 
-/// Runs the named cases (all when `args` is empty).
+/// The cases `args` name, in order; all guest cases when none does.
+///
+/// Words with `=` are kernel parameters, never cases: as PID 1 the agent
+/// gets whatever the kernel passes on (hppa's firmware appends
+/// `earlycon=pdc` after the `--` that starts the agent's arguments).
+/// Returns the cases and the parameters skipped.
+pub fn select(args: &[String]) -> Result<(Vec<Case>, Vec<&str>), UnknownCase> {
+    let (params, names): (Vec<&str>, Vec<&str>) = args
+        .iter()
+        .map(String::as_str)
+        .partition(|a| a.contains('='));
+    let cases = if names.is_empty() {
+        Case::guest_cases().collect()
+    } else {
+        names
+            .into_iter()
+            .map(str::parse)
+            .collect::<Result<Vec<Case>, _>>()?
+    };
+    Ok((cases, params))
+}
+
+/// Runs the named cases (all when `args` names none). An unknown case
+/// name, or `abi_facts` (the host's), ends the agent before any case with
+/// exit status 2.
 pub fn main(args: &[String]) -> ExitCode {
-    let arch = Arch::native().expect("msgzc-cmsg's sys layer only builds for named targets");
     let init = std::process::id() == 1;
+    let cases = match select(args) {
+        Ok((cases, _)) if cases.contains(&Case::AbiFacts) => {
+            Err("abi_facts is run by the host (a C program), not by the agent".to_string())
+        }
+        Ok((cases, params)) => Ok((cases, params)),
+        Err(e) => Err(e.to_string()),
+    };
+    let (cases, params) = match cases {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("guest: {why}");
+            if init {
+                // As PID 1 the console is all there is: say it there too.
+                println!(
+                    "{}",
+                    Record::Note {
+                        key: "error",
+                        value: &why
+                    }
+                );
+                pid1::power_off();
+            }
+            return ExitCode::from(2);
+        }
+    };
+    let arch = Arch::native().expect("msgzc-cmsg's sys layer only builds for named targets");
     if init {
-        pid1_setup();
+        pid1::setup();
     }
     if let Err(e) = sys::loopback_up() {
         println!("NOTE loopback_up={}", word(&e.to_string()));
     }
+    let pid = std::process::id();
     println!(
-        "GUEST target={} lang=rust pid={}",
-        arch.name(),
-        std::process::id()
+        "{}",
+        Record::Guest {
+            target: arch.name(),
+            lang: "rust",
+            pid
+        }
     );
-    let cases: Vec<String> = if args.is_empty() {
-        guest_cases().map(String::from).collect()
-    } else {
-        args.to_vec()
-    };
-    for case in &cases {
-        println!("CASE name={case}");
-        let end = match case.as_str() {
-            "native_facts" => native_facts(arch),
-            "first_enable" => {
-                first_enable::first_enable(init && !ZC_ENABLED.load(Ordering::SeqCst))
+    for p in params {
+        println!(
+            "{}",
+            Record::Note {
+                key: "ignored",
+                value: p
             }
-            "zc_tcp4" => zc_stream(false),
-            "zc_tcp6" => zc_stream(true),
-            "zc_udp4" => zc_dgram(false),
-            "zc_udp6" => zc_dgram(true),
-            "probe" => probe(),
-            "hybrid" => hybrid(),
-            "inline_tcp4" => inline_case(true, false),
-            "inline_tcp6" => inline_case(true, true),
-            "inline_udp4" => inline_case(false, false),
-            "inline_udp6" => inline_case(false, true),
-            "bad_placeholder" => bad_placeholder(),
-            "failed_send" => copyback::failed_send(),
-            "restart" => copyback::restart(),
-            "mixed_cmsgs" => copyback::mixed_cmsgs(),
-            "sendmmsg_eor" => copyback::sendmmsg_eor(),
-            "readonly_control" => copyback::readonly_control(),
-            "sendmmsg_zc" => batch::sendmmsg_zc(),
-            "gso_zc" => batch::gso_zc(),
-            "cmsg_roundtrip" => roundtrip(),
-            "ctrunc" => icmp_case(true),
-            "icmp" => icmp_case(false),
-            "enobufs" => enobufs(),
-            _ => End::Fail("unknown case".into()),
-        };
-        let (status, detail) = match end {
-            End::Ok(d) => ("ok", d),
-            End::Unsupported(d) => ("unsupported", d),
-            End::Skip(d) => ("skip", d),
-            End::Fail(d) => ("fail", d),
-        };
-        println!("END case={case} status={status} detail={}", word(&detail));
+        );
     }
-    println!("DONE");
+    for case in cases {
+        println!("{}", Record::Case(case));
+        let (status, detail) = match run(case, arch, init) {
+            End::Ok(d) => (Status::Ok, d),
+            End::Unsupported(d) => (Status::Unsupported, d),
+            End::Skip(d) => (Status::Skip, d),
+            End::Fail(d) => (Status::Fail, d),
+        };
+        println!(
+            "{}",
+            Record::End {
+                case,
+                status,
+                detail: &detail
+            }
+        );
+    }
+    println!("{}", Record::Done);
     if init {
-        power_off();
+        pid1::power_off();
     }
     ExitCode::SUCCESS
 }
 
-/// PID 1 on a bare kernel: `/proc` for the sysctls `enobufs` writes, the
-/// console kept for this agent's lines (only emergencies such as a panic
-/// still print), and the kernel named.
-pub(crate) fn pid1_setup() {
-    // SAFETY: NUL-terminated strings and no mount data; a failure (already
-    // mounted) is reported and harmless.
-    let r = unsafe {
-        libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            0,
-            core::ptr::null(),
-        )
-    };
-    if r != 0 {
-        println!(
-            "NOTE mount_proc={}",
-            word(&std::io::Error::last_os_error().to_string())
-        );
+/// One case, by an exhaustive match: a new [`Case`] must be given here.
+fn run(case: Case, arch: Arch, init: bool) -> End {
+    match case {
+        Case::AbiFacts => End::Fail("abi_facts is the host's".into()),
+        Case::NativeFacts => native_facts(arch),
+        Case::FirstEnable => first_enable::first_enable(init && !ZC_ENABLED.load(Ordering::SeqCst)),
+        Case::ZcTcp4 => zc_stream(false),
+        Case::ZcTcp6 => zc_stream(true),
+        Case::ZcUdp4 => zc_dgram(false),
+        Case::ZcUdp6 => zc_dgram(true),
+        Case::Probe => probe(),
+        Case::Hybrid => hybrid(),
+        Case::InlineTcp4 => inline_case(true, false),
+        Case::InlineTcp6 => inline_case(true, true),
+        Case::InlineUdp4 => inline_case(false, false),
+        Case::InlineUdp6 => inline_case(false, true),
+        Case::BadPlaceholder => bad_placeholder(),
+        Case::FailedSend => copyback::failed_send(),
+        Case::Restart => copyback::restart(),
+        Case::MixedCmsgs => copyback::mixed_cmsgs(),
+        Case::SendmmsgEor => copyback::sendmmsg_eor(),
+        Case::ReadonlyControl => copyback::readonly_control(),
+        Case::SendmmsgZc => batch::sendmmsg_zc(),
+        Case::GsoZc => batch::gso_zc(),
+        Case::CmsgRoundtrip => roundtrip(),
+        Case::Ctrunc => icmp_case(true),
+        Case::Icmp => icmp_case(false),
+        Case::Enobufs => enobufs(),
     }
-    // SYSLOG_ACTION_CONSOLE_LEVEL (8): console messages of level < 1 only.
-    // SAFETY: this action reads no buffer.
-    unsafe { libc::klogctl(8, core::ptr::null_mut(), 1) };
-    // SAFETY: utsname is plain old data, written by the call.
-    let mut u: libc::utsname = unsafe { core::mem::zeroed() };
-    // SAFETY: `u` is writable for the call.
-    if unsafe { libc::uname(&mut u) } == 0 {
-        let field = |f: &[libc::c_char]| {
-            let b: Vec<u8> = f
-                .iter()
-                .take_while(|c| **c != 0)
-                .map(|c| *c as u8)
-                .collect();
-            word(&String::from_utf8_lossy(&b))
-        };
-        println!(
-            "NOTE kernel={} machine={}",
-            field(&u.release),
-            field(&u.machine)
-        );
-    }
-}
-
-/// PID 1's exit: returning would panic the kernel, so flush, sync and
-/// power off (QEMU exits). Should that fail, the return that follows
-/// still ends the run, through the panic.
-pub(crate) fn power_off() {
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-    // SAFETY: plain system calls without pointers.
-    unsafe {
-        libc::sync();
-        libc::reboot(libc::RB_POWER_OFF);
-    }
-    println!(
-        "NOTE reboot={}",
-        word(&std::io::Error::last_os_error().to_string())
-    );
 }
 
 /// The numbers as this guest sees them: msgzc-abi's tables for the target
@@ -235,7 +238,7 @@ pub(crate) fn power_off() {
 /// host reports every difference as a finding).
 fn native_facts(arch: Arch) -> End {
     let mut ours = table_row(arch);
-    for (k, v) in crate::cases::extra_row(arch) {
+    for (k, v) in msgzc_conformance_protocol::extra_row(arch) {
         ours.push((k, v.to_string()));
     }
     println!("FACTS view=msgzc json={}", jobj(&ours));
@@ -1158,4 +1161,28 @@ fn enobufs() -> End {
     });
     h.join()
         .unwrap_or_else(|_| End::Fail("enobufs thread panicked".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn kernel_parameters_are_no_cases() {
+        let a = args("probe earlycon=pdc icmp");
+        let (cases, params) = select(&a).unwrap();
+        assert_eq!(cases, [Case::Probe, Case::Icmp]);
+        assert_eq!(params, ["earlycon=pdc"]);
+        // Only a parameter: every guest case, as without arguments.
+        let a = args("earlycon=pdc");
+        let (cases, _) = select(&a).unwrap();
+        assert_eq!(cases, Case::guest_cases().collect::<Vec<_>>());
+        assert_eq!(select(&[]).unwrap().0.len(), Case::ALL.len() - 1);
+        let e = select(&args("probe nosuchcase")).unwrap_err();
+        assert_eq!(e, UnknownCase("nosuchcase".into()));
+    }
 }

@@ -19,10 +19,10 @@
 
 use super::copyback::{answer, drain_empty, drain_until, Cover};
 use super::{call, enable_zc, placeholder, raw, sendmsg_at, udp_pair, End};
-use crate::cases::PROBE_CAPACITY;
-use crate::cases::{FIRST_REFUSALS, FIRST_SENDS, FIRST_SPIN, FIRST_THREADS, PAYLOAD};
 use msgzc_cmsg::sys::NATIVE;
 use msgzc_cmsg::{ControlBuf, ControlBuilder, ZcRange};
+use msgzc_conformance_protocol::PROBE_CAPACITY;
+use msgzc_conformance_protocol::{FIRST_REFUSALS, FIRST_SENDS, FIRST_SPIN, FIRST_THREADS, PAYLOAD};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
