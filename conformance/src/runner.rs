@@ -1174,6 +1174,8 @@ fn progress(rows: usize) -> Option<indicatif::ProgressBar> {
     if let Ok(style) = style {
         bar.set_style(style.progress_chars("=> "));
     }
+    // A row can build for minutes: keep the clock moving meanwhile.
+    bar.enable_steady_tick(Duration::from_secs(1));
     Some(bar)
 }
 
