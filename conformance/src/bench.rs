@@ -55,7 +55,6 @@ mod sweep;
 mod udp_batch;
 mod versus;
 
-use crate::report::{jarr, jobj, jstr};
 use msgzc_cmsg::sys::{self, Fallback, NotifyMode, SendErrorKind, Sent, ZcSocket};
 use msgzc_cmsg::{decode_errqueue, ControlBuf, ErrqueueItem, Walker};
 use std::io::Read;
@@ -1041,31 +1040,36 @@ fn markdown(header: &str, o: &Opts, samples: &[Sample]) -> String {
 }
 
 fn json(header: &str, samples: &[Sample]) -> String {
-    let rows: Vec<String> = samples
+    // Seconds to the millisecond, as before: more digits are noise.
+    let ms = |s: f64| (s * 1000.0).round() / 1000.0;
+    let rows: Vec<serde_json::Value> = samples
         .iter()
         .map(|s| {
-            let mut f = vec![
-                ("net", jstr(s.net)),
-                ("proto", jstr(s.proto.name())),
-                ("interval", s.interval.to_string()),
-                ("mode", jstr(s.mode.name())),
-            ];
-            match &s.result {
-                Ok(m) => f.extend([
-                    ("seconds", format!("{:.3}", m.secs)),
-                    ("bytes", m.bytes.to_string()),
-                    ("sends", m.sends.to_string()),
-                    ("in_doubt", m.in_doubt.to_string()),
-                    ("notifications", m.notifications.to_string()),
-                    ("copied", m.copied.to_string()),
-                    ("zerocopy", m.zerocopy.to_string()),
-                    ("syscalls", m.calls.total().to_string()),
-                    ("cpu_seconds", format!("{:.3}", m.cpu_secs)),
-                ]),
-                Err(e) => f.push(("unavailable", jstr(e))),
+            let mut f = serde_json::json!({
+                "net": s.net,
+                "proto": s.proto.name(),
+                "interval": s.interval,
+                "mode": s.mode.name(),
+            });
+            let more = match &s.result {
+                Ok(m) => serde_json::json!({
+                    "seconds": ms(m.secs),
+                    "bytes": m.bytes,
+                    "sends": m.sends,
+                    "in_doubt": m.in_doubt,
+                    "notifications": m.notifications,
+                    "copied": m.copied,
+                    "zerocopy": m.zerocopy,
+                    "syscalls": m.calls.total(),
+                    "cpu_seconds": ms(m.cpu_secs),
+                }),
+                Err(e) => serde_json::json!({ "unavailable": e }),
+            };
+            if let (Some(f), serde_json::Value::Object(more)) = (f.as_object_mut(), more) {
+                f.extend(more);
             }
-            jobj(&f)
+            f
         })
         .collect();
-    jobj(&[("machine", jstr(header)), ("samples", jarr(&rows))])
+    serde_json::json!({ "machine": header, "samples": rows }).to_string()
 }

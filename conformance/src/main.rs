@@ -8,7 +8,9 @@
 //! msgzc-conformance abi-table [--json]      msgzc-abi's numbers per target
 //! msgzc-conformance abi-check FACTS.jsonl   header facts against the tables
 //! msgzc-conformance decode --target NAME [--flags N] < hex
-//! msgzc-conformance guest [CASE..]          the Rust guest agent (used by run)
+//! msgzc-conformance guest [CASE..]          the Rust guest agent (the agent crate's)
+//! msgzc-conformance arches [--json | --field a,b]   the registry of architectures
+//! msgzc-conformance crate-tests [--target A,B] [--no-doc]   the crates' tests under qemu-user
 //! msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT
 //!                                           judges a guest's output captured elsewhere
 //! msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH]
@@ -46,61 +48,111 @@ mod runner;
 mod system;
 mod table;
 
+use clap::{Parser, Subcommand};
 use msgzc_conformance_agent::{guest, pid1, view};
 use std::process::ExitCode;
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage:\n  msgzc-conformance run [--all | --target NAME[,NAME..]] [--guest auto|rust|c|both] \
-         [--json PATH] [--require-all] [--install] [-v]\n  \
-         msgzc-conformance abi-table [--json]\n  \
-         msgzc-conformance decode --target NAME [--flags N]   (hex on stdin)\n  \
-         msgzc-conformance abi-check FACTS.jsonl\n  \
-         msgzc-conformance guest [CASE..]\n  \
-         msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT\n  \
-         msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH] [--kernel stock|patched] [--fetch]\n  \
-         msgzc-conformance bench [--proto tcp4,..] [--interval 1,32] [--size N] [--secs S] [--json P] [--markdown P] \
-         [--selftest MSG_ZEROCOPY] [--calibrate-only] [--cpu N]\n  \
-         msgzc-conformance bench --connect ADDR:PORT --proto P [--mode M] [--cpu N] [--interval N] [--size N] [--secs S]\n  \
-         msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds N] [--cpu 0] [--receiver-cpu 1] \
-         [--proto ..] [--interval ..] [--markdown P]\n  \
-         msgzc-conformance bench --udp-batch [--size N] [--batch N] [--rounds N] [--secs S] [--markdown P]\n  \
-         msgzc-conformance bench --async-tcp [--size 8192,65536] [--rounds N] [--secs S] [--markdown P]\n  \
-         msgzc-conformance bench --sweep SIZES [--rounds N] [--net ..] [--proto ..] [--interval N] [--secs S]
-  \
-         msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy] [--selftest] \
-         [--markdown P] [-- BENCH-ARGS]"
-    );
-    ExitCode::from(2)
+/// Runs the send/notify cases on every target and judges each raw control
+/// buffer on the host.
+#[derive(Debug, Parser)]
+#[command(name = "msgzc-conformance", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Build, run and judge the guests of the matrix.
+    Run(runner::RunArgs),
+    /// msgzc-abi's numbers per target, one JSON line each.
+    AbiTable(table::AbiTableArgs),
+    /// Header facts (JSON lines from guest-c/abi_facts.c) against the tables.
+    AbiCheck(table::AbiCheckArgs),
+    /// One captured control buffer (hex on stdin), one JSON line per message.
+    Decode(table::DecodeArgs),
+    /// Judge a guest's output captured elsewhere (on stdin), as `run` would.
+    Judge(runner::JudgeArgs),
+    /// The Rust guest agent (used by `run`): runs the named cases, or all.
+    #[command(disable_help_flag = true)]
+    Guest(Raw),
+    /// End-to-end throughput (its own options; see the README).
+    #[command(disable_help_flag = true)]
+    Bench(Raw),
+    /// One agent as PID 1 on a real kernel under qemu-system.
+    #[command(disable_help_flag = true)]
+    SystemBoot(Raw),
+    /// `bench` as PID 1 under qemu-system.
+    #[command(disable_help_flag = true)]
+    SystemBench(Raw),
+    /// The registry of architectures (`--json`, `--field a,b`).
+    #[command(disable_help_flag = true)]
+    Arches(Raw),
+    /// msgzc-abi's and msgzc-cmsg's own tests on foreign targets under
+    /// qemu-user.
+    #[command(disable_help_flag = true)]
+    CrateTests(Raw),
+}
+
+/// The arguments of a subcommand that still parses its own.
+#[derive(Debug, clap::Args)]
+struct Raw {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+    args: Vec<String>,
+}
+
+/// The words after the subcommand exactly as given: clap drops a leading
+/// `--`, which `system-bench -- BENCH-ARGS` needs. Clap has parsed them
+/// (UTF-8 checked) and the subcommand is always the first word.
+fn raw(_: Raw) -> Vec<String> {
+    std::env::args().skip(2).collect()
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some(cmd) = args.first() else {
-        return usage();
-    };
-    let rest = &args[1..];
-    match cmd.as_str() {
-        "run" => runner::run(rest),
-        "arches" => arches::main(rest),
-        "abi-table" => table::abi_table(rest),
-        "abi-check" => table::abi_check(rest),
-        "decode" => table::decode(rest),
-        "guest" => guest::main(rest),
-        "judge" => runner::judge_saved(rest),
+    match Cli::parse().cmd {
+        Cmd::Run(a) => runner::run(a),
+        Cmd::AbiTable(a) => table::abi_table(a),
+        Cmd::AbiCheck(a) => table::abi_check(a),
+        Cmd::Decode(a) => table::decode(a),
+        Cmd::Judge(a) => runner::judge_saved(a),
+        Cmd::Guest(r) => guest::main(&raw(r)),
         // As PID 1 on a bare kernel (the system tier's bench): the agent's
         // setup, then power off instead of returning.
-        "bench" if std::process::id() == 1 => {
+        Cmd::Bench(r) if std::process::id() == 1 => {
             pid1::setup();
-            let code = bench::main(rest);
+            let code = bench::main(&raw(r));
             println!("DONE");
             pid1::power_off();
             code
         }
-        "bench" => bench::main(rest),
-        "system-boot" => system::main(rest),
-        "system-bench" => system::bench_main(rest),
-        "crate-tests" => crate_tests::main(rest),
-        _ => usage(),
+        Cmd::Bench(r) => bench::main(&raw(r)),
+        Cmd::SystemBoot(r) => system::main(&raw(r)),
+        Cmd::SystemBench(r) => system::bench_main(&raw(r)),
+        Cmd::Arches(r) => arches::main(&raw(r)),
+        Cmd::CrateTests(r) => crate_tests::main(&raw(r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// The hand-parsed subcommands get every word, options included.
+    #[test]
+    fn raw_subcommands_pass_everything_through() {
+        let cli = Cli::try_parse_from(["m", "bench", "--proto", "tcp4", "--help", "-x"]).unwrap();
+        match cli.cmd {
+            Cmd::Bench(r) => assert_eq!(r.args, ["--proto", "tcp4", "--help", "-x"]),
+            other => panic!("{other:?}"),
+        }
+        // (A leading `--` is dropped here: `raw` takes the words as given.)
+        let cli = Cli::try_parse_from(["m", "system-bench", "--", "--secs", "1"]).unwrap();
+        assert!(matches!(cli.cmd, Cmd::SystemBench(_)));
     }
 }

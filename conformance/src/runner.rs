@@ -34,15 +34,17 @@ use crate::build::{
     Package, DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_RUST_SRC,
 };
 use crate::judge::{judge_abi_facts, judge_guest, CaseResult, Ctx, GuestLog, Outcome};
-use crate::report::{jarr, jobj, jstr};
 use crate::system::{self, Kernel, KernelKind};
+use crate::table;
 use msgzc_abi::Arch;
 use msgzc_conformance_protocol::Case;
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
+use wait_timeout::ChildExt;
 
 /// The matrix's columns.
 const CASES: [&str; Case::ALL.len()] = Case::NAMES;
@@ -221,6 +223,53 @@ struct RowResult {
     output: String,
 }
 
+/// `run`'s command line.
+#[derive(Debug, clap::Args)]
+#[command(after_help = RUN_HELP)]
+pub struct RunArgs {
+    /// Every target (default: only the host's own, nothing to install).
+    #[arg(long, conflicts_with = "target")]
+    all: bool,
+    /// These targets.
+    #[arg(long, value_name = "NAME,..", value_delimiter = ',', value_parser = table::parse_arch)]
+    target: Vec<Arch>,
+    /// auto: Rust where Rust can build (C for alpha, hppa); both: two rows.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "rust", "c", "both"])]
+    guest: String,
+    /// stock: Debian's qemu-user (default; both with --tier user|all);
+    /// patched: qemu-user with conformance/qemu/*.patch, built and cached by
+    /// ci/qemu; both: two rows.
+    #[arg(long, value_parser = ["stock", "patched", "both"])]
+    qemu: Option<String>,
+    /// user: native/compat/qemu-user with --qemu both; system: only the
+    /// agents as PID 1 on real kernels under qemu-system (ci/kernels fetches
+    /// and builds them, cached); all: both, side by side.
+    #[arg(long, value_parser = ["user", "system", "all"])]
+    tier: Option<String>,
+    /// The system tier's kernels: stock (default), patched (6.1 with
+    /// conformance/kernel/*.patch: SCM_ZC_NOTIFICATION), or both.
+    #[arg(long, value_parser = ["stock", "patched", "both"])]
+    kernel: Option<String>,
+    /// Only the system-tier kernels of these architectures.
+    #[arg(long, value_name = "A,..", value_delimiter = ',', value_parser = table::parse_arch)]
+    kernel_arch: Option<Vec<Arch>>,
+    /// Write the results as JSON here (checked before anything runs).
+    #[arg(long, value_name = "PATH")]
+    json: Option<PathBuf>,
+    /// A missing tool fails instead of skipping (also MSGZC_REQUIRE_ALL=1).
+    #[arg(long)]
+    require_all: bool,
+    /// Run `ci/bootstrap --cross` first when tools are missing (needs root).
+    #[arg(long)]
+    install: bool,
+    /// Every guest's output.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+const RUN_HELP: &str = "Progress: a bar with an ETA on stderr when it is a terminal; \
+                        plain lines otherwise.";
+
 struct Opts {
     archs: Vec<Arch>,
     guest: String,
@@ -231,113 +280,77 @@ struct Opts {
     kernels: Vec<KernelKind>,
     /// `--kernel-arch`: only these system-tier kernels.
     kernel_archs: Option<Vec<Arch>>,
-    json: Option<String>,
+    json: Option<PathBuf>,
     require_all: bool,
     install: bool,
     verbose: bool,
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: msgzc-conformance run [--all | --target NAME[,NAME..]] [--guest auto|rust|c|both]\n\
-         \x20                            [--qemu stock|patched|both] [--tier user|system|all]\n\
-         \x20                            [--kernel stock|patched|both] [--kernel-arch A,B]\n\
-         \x20                            [--json PATH] [--require-all] [--install] [-v]\n\
-         \n\
-         Without --all/--target only the host's own target runs (nothing to install).\n\
-         --guest      auto: Rust where Rust can build (C for alpha, hppa); both: two rows\n\
-         --qemu       stock: Debian's qemu-user (default); patched: qemu-user with\n\
-         \x20            conformance/qemu/*.patch, built and cached by ci/qemu; both: two rows\n\
-         --tier       user: native/compat/qemu-user with --qemu both; system: only the\n\
-         \x20            agents as PID 1 on real kernels under qemu-system (ci/kernels\n\
-         \x20            fetches and builds them, cached); all: both, side by side\n\
-         --kernel     the system tier's kernels: stock (default), patched (6.1 with\n\
-         \x20            conformance/kernel/*.patch: SCM_ZC_NOTIFICATION), or both\n\
-         --kernel-arch  only the system-tier kernels of these architectures\n\
-         --require-all  a missing tool fails instead of skipping (also MSGZC_REQUIRE_ALL=1)\n\
-         --install    run `{BOOTSTRAP}` first when tools are missing (needs root)\n\
-         targets: {}",
-        Arch::ALL.map(Arch::name).join(" ")
-    );
-    ExitCode::from(2)
+impl Opts {
+    /// The options a command line means; `Err`: a combination clap cannot
+    /// see is wrong.
+    fn new(a: RunArgs, host: Arch) -> Result<Opts, String> {
+        let (user, kernels) = match a.tier.as_deref() {
+            None | Some("user") => (true, Vec::new()),
+            Some("system") => (false, vec![KernelKind::Stock]),
+            _ => (true, vec![KernelKind::Stock]),
+        };
+        // The user tier as a whole is stock and patched qemu-user.
+        let qemu = match (a.qemu.as_deref(), a.tier.as_deref()) {
+            (Some("patched"), _) => QemuSel::Patched,
+            (Some("both"), _) | (None, Some("user" | "all")) => QemuSel::Both,
+            _ => QemuSel::Stock,
+        };
+        let kernels = match a.kernel.as_deref() {
+            None => kernels,
+            Some(_) if kernels.is_empty() => {
+                return Err(
+                    "--kernel selects the system tier's kernels: add --tier system|all".into(),
+                )
+            }
+            Some("stock") => vec![KernelKind::Stock],
+            Some("patched") => vec![KernelKind::Patched],
+            Some(_) => vec![KernelKind::Stock, KernelKind::Patched],
+        };
+        let archs = match (a.all, a.target.is_empty()) {
+            (true, _) => Arch::ALL.to_vec(),
+            (false, true) => vec![host],
+            (false, false) => a.target,
+        };
+        Ok(Opts {
+            archs,
+            guest: a.guest,
+            qemu,
+            user,
+            kernels,
+            kernel_archs: a.kernel_arch,
+            json: a.json,
+            require_all: a.require_all
+                || std::env::var("MSGZC_REQUIRE_ALL").is_ok_and(|v| v == "1"),
+            install: a.install,
+            verbose: a.verbose,
+        })
+    }
 }
 
-fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
-    let mut o = Opts {
-        archs: vec![host],
-        guest: "auto".into(),
-        qemu: QemuSel::Stock,
-        user: true,
-        kernels: Vec::new(),
-        kernel_archs: None,
-        json: None,
-        require_all: std::env::var("MSGZC_REQUIRE_ALL").is_ok_and(|v| v == "1"),
-        install: false,
-        verbose: false,
+/// Whether `path` can take `--json`'s output: its directory exists and
+/// takes a new file (tried with a probe, removed again), and it is not a
+/// directory itself. Checked before the matrix runs, which takes minutes.
+fn check_output(path: &Path) -> Result<(), String> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
     };
-    let mut kernel_sel = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        let archs = |v: String| -> Result<Vec<Arch>, String> {
-            v.split(',')
-                .filter(|s| !s.is_empty())
-                .map(|n| Arch::from_name(n).ok_or(format!("unknown target {n:?}")))
-                .collect()
-        };
-        match a.as_str() {
-            "--all" => o.archs = Arch::ALL.to_vec(),
-            "--target" => o.archs = archs(val()?)?,
-            "--kernel-arch" => o.kernel_archs = Some(archs(val()?)?),
-            "--guest" => {
-                o.guest = val()?;
-                if !["auto", "rust", "c", "both"].contains(&o.guest.as_str()) {
-                    return Err(format!("--guest {}: auto, rust, c or both", o.guest));
-                }
-            }
-            "--qemu" => {
-                o.qemu = match val()?.as_str() {
-                    "stock" => QemuSel::Stock,
-                    "patched" => QemuSel::Patched,
-                    "both" => QemuSel::Both,
-                    v => return Err(format!("--qemu {v}: stock, patched or both")),
-                }
-            }
-            // The user tier as a whole is stock and patched qemu-user.
-            "--tier" => {
-                let v = val()?;
-                if v == "user" || v == "all" {
-                    o.qemu = QemuSel::Both;
-                }
-                (o.user, o.kernels) = match v.as_str() {
-                    "user" => (true, Vec::new()),
-                    "system" => (false, vec![KernelKind::Stock]),
-                    "all" => (true, vec![KernelKind::Stock]),
-                    _ => return Err(format!("--tier {v}: user, system or all")),
-                };
-            }
-            "--kernel" => {
-                kernel_sel = Some(match val()?.as_str() {
-                    "stock" => vec![KernelKind::Stock],
-                    "patched" => vec![KernelKind::Patched],
-                    "both" => vec![KernelKind::Stock, KernelKind::Patched],
-                    v => return Err(format!("--kernel {v}: stock, patched or both")),
-                })
-            }
-            "--json" => o.json = Some(val()?),
-            "--require-all" => o.require_all = true,
-            "--install" => o.install = true,
-            "-v" | "--verbose" => o.verbose = true,
-            _ => return Err(format!("unknown argument {a:?}")),
-        }
+    if !dir.is_dir() {
+        return Err(format!("no directory {}", dir.display()));
     }
-    if let Some(k) = kernel_sel {
-        if o.kernels.is_empty() {
-            return Err("--kernel selects the system tier's kernels: add --tier system|all".into());
-        }
-        o.kernels = k;
+    if path.is_dir() {
+        return Err("is a directory".into());
     }
-    Ok(o)
+    let probe = dir.join(format!(".msgzc-conformance-probe-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// The rows of a run, grouped by target (user tiers, then the system
@@ -447,19 +460,15 @@ fn run_limited(mut cmd: Command, limit: Duration) -> std::io::Result<RunOut> {
         let _ = se.read_to_end(&mut s);
         s
     });
-    let start = Instant::now();
-    let mut timed_out = false;
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
+    // On time-out the child is killed and reaped; the readers then see
+    // end of file and return what it wrote.
+    let (status, timed_out) = match child.wait_timeout(limit)? {
+        Some(st) => (Some(st), false),
+        None => {
             let _ = child.kill();
             let _ = child.wait();
-            timed_out = true;
-            break None;
+            (None, true)
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
     let stdout = String::from_utf8_lossy(&t1.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&t2.join().unwrap_or_default()).into_owned();
@@ -705,95 +714,92 @@ fn kernel_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Days since 1970-01-01 → (year, month, day) (proleptic Gregorian).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+/// `ts` as `YYYY-MM-DDTHH:MM:SSZ` (the JSON's `date`: whole seconds).
+fn utc(ts: jiff::Timestamp) -> String {
+    ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-fn now_utc() -> String {
-    let s = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (y, m, d) = civil(s.div_euclid(86_400));
-    let t = s.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60
-    )
+/// What a run found out before its first row: the tools, emulators and
+/// kernels its rows need.
+struct Setup {
+    host: Arch,
+    rows: Vec<Row>,
+    no_kernel: Vec<Arch>,
+    cache: PathBuf,
+    emu: Emulators,
+    qemu_version: Option<String>,
+    patched_version: Option<String>,
+    rustc: Option<String>,
+    kernels: BTreeMap<(KernelKind, Arch), Result<Kernel, String>>,
 }
 
 /// The `run` subcommand.
-pub fn run(args: &[String]) -> ExitCode {
+pub fn run(args: RunArgs) -> ExitCode {
     let Some(host) = Arch::native() else {
         eprintln!("run: this host is not one of the named targets");
         return ExitCode::FAILURE;
     };
-    let o = match parse_opts(args, host) {
+    let o = match Opts::new(args, host) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("run: {e}");
-            return usage();
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
     };
-    let wall = Instant::now();
-    let (rows, no_kernel) = plan(&o, host);
-    let cache = cache_dir();
-    let no_emu = Emulators {
-        sel: o.qemu,
-        patched: Err("not needed".into()),
-    };
-    // `ci/qemu` installs what the patched emulator needs itself.
-    let needs = |r: &Row| {
-        missing_tools(*r, host, &no_emu)
-            .iter()
-            .any(|m| !m.starts_with("patched "))
-    };
-    if o.install && rows.iter().any(needs) {
-        let script = workspace_root().join("ci/bootstrap");
-        println!("installing missing tools: {} --cross", script.display());
-        let ok = Command::new(&script)
-            .arg("--cross")
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!("run: {BOOTSTRAP} failed");
+    if let Some(path) = &o.json {
+        if let Err(e) = check_output(path) {
+            eprintln!("error: --json {}: {e}", path.display());
+            return ExitCode::from(2);
         }
     }
-    // The patched emulator: `ci/qemu` for the targets of its rows.
-    let patched_archs: Vec<Arch> = rows
-        .iter()
-        .filter(|r| r.tier == Tier::QemuPatched)
-        .map(|r| r.arch)
-        .collect();
-    let emu = Emulators {
-        sel: o.qemu,
-        patched: if patched_archs.is_empty() {
-            Err("not needed".into())
-        } else {
-            let t = Instant::now();
-            let r = patched_qemu(&patched_archs);
-            match &r {
-                Ok(d) => println!(
-                    "patched qemu-user: {} ({:.1}s)",
-                    d.display(),
-                    secs(t.elapsed())
-                ),
-                Err(e) => println!("patched qemu-user: {e}"),
-            }
-            r
-        },
-    };
+    let wall = Instant::now();
+    let setup = prepare(&o, host);
+    print_header(&o, &setup);
+    let (results, missing) = run_rows(&o, &setup);
+    print_matrix(&results);
+    print_findings(&results);
+    let totals = Totals::of(&results);
+    let wall_secs = secs(wall.elapsed());
+    println!(
+        "\n{} pass, {} fail, {} emulator-unsupported, {} kernel-unsupported, \
+         {} skipped ({} rows × {} cases) in {wall_secs:.1}s",
+        totals.pass,
+        totals.fail,
+        totals.emulator_unsupported,
+        totals.kernel_unsupported,
+        totals.skip,
+        results.len(),
+        CASES.len()
+    );
+    if missing.tools {
+        println!("some tools are missing; install them with: sudo {BOOTSTRAP}");
+    }
+    if missing.patched {
+        println!("the patched qemu-user is missing; build it with: sudo ci/qemu");
+    }
+    if let Some(path) = &o.json {
+        let doc = json_doc(&results, &setup, wall_secs, totals);
+        if let Err(e) = std::fs::write(path, doc + "\n") {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        println!("results: {}", path.display());
+    }
+    if totals.fail > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Installs missing tools (`--install`), finds the emulators, compilers
+/// and kernels of the rows.
+fn prepare(o: &Opts, host: Arch) -> Setup {
+    let (rows, no_kernel) = plan(o, host);
+    if o.install {
+        install_missing(&rows, host, o.qemu);
+    }
+    let emu = emulators(o.qemu, &rows);
     let qemu_version = rows
         .iter()
         .find(|r| r.tier == Tier::QemuUser)
@@ -812,10 +818,78 @@ pub fn run(args: &[String]) -> ExitCode {
         .any(|r| r.lang == Lang::Rust && r.tier != Tier::Native)
         .then(|| first_line(DEBIAN_RUSTC, &["-V"]))
         .flatten();
-    // The system tier's kernels: `ci/kernels` fetches or builds what is
-    // not cached (minutes per self-built kernel when cold).
-    let mut kernels: BTreeMap<(KernelKind, Arch), Result<Kernel, String>> = BTreeMap::new();
-    for r in &rows {
+    let kernels = locate_kernels(&rows);
+    Setup {
+        host,
+        rows,
+        no_kernel,
+        cache: cache_dir(),
+        emu,
+        qemu_version,
+        patched_version,
+        rustc,
+        kernels,
+    }
+}
+
+/// `--install`: `ci/bootstrap --cross` when a row misses a tool it
+/// installs (`ci/qemu` installs what the patched emulator needs itself).
+fn install_missing(rows: &[Row], host: Arch, sel: QemuSel) {
+    let no_emu = Emulators {
+        sel,
+        patched: Err("not needed".into()),
+    };
+    let needs = |r: &Row| {
+        missing_tools(*r, host, &no_emu)
+            .iter()
+            .any(|m| !m.starts_with("patched "))
+    };
+    if !rows.iter().any(needs) {
+        return;
+    }
+    let script = workspace_root().join("ci/bootstrap");
+    println!("installing missing tools: {} --cross", script.display());
+    let ok = Command::new(&script)
+        .arg("--cross")
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!("run: {BOOTSTRAP} failed");
+    }
+}
+
+/// The emulators of the rows: the patched one from `ci/qemu`, for the
+/// targets of its rows.
+fn emulators(sel: QemuSel, rows: &[Row]) -> Emulators {
+    let patched_archs: Vec<Arch> = rows
+        .iter()
+        .filter(|r| r.tier == Tier::QemuPatched)
+        .map(|r| r.arch)
+        .collect();
+    if patched_archs.is_empty() {
+        return Emulators {
+            sel,
+            patched: Err("not needed".into()),
+        };
+    }
+    let t = Instant::now();
+    let patched = patched_qemu(&patched_archs);
+    match &patched {
+        Ok(d) => println!(
+            "patched qemu-user: {} ({:.1}s)",
+            d.display(),
+            secs(t.elapsed())
+        ),
+        Err(e) => println!("patched qemu-user: {e}"),
+    }
+    Emulators { sel, patched }
+}
+
+/// The system tier's kernels: `ci/kernels` fetches or builds what is not
+/// cached (minutes per self-built kernel when cold).
+fn locate_kernels(rows: &[Row]) -> BTreeMap<(KernelKind, Arch), Result<Kernel, String>> {
+    let mut kernels = BTreeMap::new();
+    for r in rows {
         let (Tier::System(kind), Some(k)) = (r.tier, r.kernel) else {
             continue;
         };
@@ -835,204 +909,237 @@ pub fn run(args: &[String]) -> ExitCode {
             found
         });
     }
+    kernels
+}
+
+fn print_header(o: &Opts, s: &Setup) {
     println!(
-        "msgzc conformance: {} row(s); host {host}, Linux {}",
-        rows.len(),
+        "msgzc conformance: {} row(s); host {}, Linux {}",
+        s.rows.len(),
+        s.host,
         kernel_release()
     );
-    if !no_kernel.is_empty() {
+    if !s.no_kernel.is_empty() {
         let kinds: Vec<&str> = o.kernels.iter().map(|k| k.name()).collect();
+        let names: Vec<&str> = s.no_kernel.iter().map(|a| a.name()).collect();
         println!(
             "system tier: no {} kernel runs {} ({} target(s) without system rows)",
             kinds.join("/"),
-            no_kernel
-                .iter()
-                .map(|a| a.name())
-                .collect::<Vec<_>>()
-                .join(" "),
-            no_kernel.len()
+            names.join(" "),
+            s.no_kernel.len()
         );
     }
-    if let Some(q) = &qemu_version {
+    if let Some(q) = &s.qemu_version {
         println!("emulator: {q}");
     }
-    if let Some(q) = &patched_version {
+    if let Some(q) = &s.patched_version {
         println!("patched emulator: {q}");
     }
-    if let Some(r) = &rustc {
-        println!("guest compiler: {r}; cache: {}", cache.display());
+    if let Some(r) = &s.rustc {
+        println!("guest compiler: {r}; cache: {}", s.cache.display());
     }
+}
+
+/// Which kinds of tools rows missed (for the closing hints).
+#[derive(Default)]
+struct Missing {
+    tools: bool,
+    patched: bool,
+}
+
+/// A progress bar with an ETA on stderr when it is a terminal; `None`
+/// otherwise (CI logs keep their plain lines).
+fn progress(rows: usize) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(rows as u64);
+    let style = indicatif::ProgressStyle::with_template(
+        "{elapsed_precise} [{bar:30}] {pos}/{len} rows, ETA {eta}: {msg}",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    // A row can build for minutes: keep the clock moving meanwhile.
+    bar.enable_steady_tick(Duration::from_secs(1));
+    Some(bar)
+}
+
+/// Runs every row, printing one line (and details) per row.
+fn run_rows(o: &Opts, s: &Setup) -> (Vec<RowResult>, Missing) {
     let mut results = Vec::new();
     let mut facts_cache: BTreeMap<Arch, Outcome> = BTreeMap::new();
-    let mut any_missing = false;
-    let mut any_missing_patched = false;
+    let mut missing = Missing::default();
     let mut shown_missing = false;
-    for (i, &row) in rows.iter().enumerate() {
-        print!(
+    let bar = progress(s.rows.len());
+    for (i, &row) in s.rows.iter().enumerate() {
+        let head = format!(
             "[{:>2}/{}] {:<13} {:<14} {:<4} ",
             i + 1,
-            rows.len(),
+            s.rows.len(),
             row.label(),
             row.tier.name(),
             row.lang.name()
         );
-        let _ = std::io::stdout().flush();
-        let mut missing = missing_tools(row, host, &emu);
-        let kernel = match (row.tier, row.kernel) {
-            (Tier::System(kind), Some(k)) => match &kernels[&(kind, k)] {
-                Ok(kn) => Some(kn),
-                Err(e) => {
-                    missing.push(format!("kernel: {e}"));
-                    None
-                }
-            },
-            _ => None,
-        };
-        let r = if missing.is_empty() {
-            let tier = match row.tier {
-                Tier::System(_) => facts_tier(row.arch, host, &emu),
-                t => t,
-            };
-            let facts = facts_cache
-                .entry(row.arch)
-                .or_insert_with(|| abi_facts(row.arch, tier, host, &cache, &emu))
-                .clone();
-            match kernel {
-                Some(kn) => run_system_row(row, host, &cache, &facts, kn),
-                None => run_row(row, host, &cache, &facts, &emu),
-            }
-        } else {
-            let patched_only = missing.iter().all(|m| m.starts_with("patched "));
-            let kernel_only = missing.iter().all(|m| m.starts_with("kernel: "));
-            any_missing |= !patched_only && !kernel_only;
-            any_missing_patched |= patched_only;
-            let how = if patched_only {
-                format!(
-                    "build: ci/qemu --targets {} (root for its packages)",
-                    qemu_target(row.arch)
-                )
-            } else if kernel_only {
-                "ci/kernels needs root the first time".to_string()
-            } else {
-                format!("install: {BOOTSTRAP} (root)")
-            };
-            let why = format!("missing {}; {how}", missing.join(", "));
-            let outcome = if o.require_all {
-                Outcome::Fail(why)
-            } else {
-                Outcome::Skip(why)
-            };
-            RowResult {
-                row,
-                kernel: kernel.map_or_else(kernel_release, |k| format!("{} {}", k.arch, k.release)),
-                cases: CASES
-                    .iter()
-                    .map(|&case| CaseResult {
-                        case,
-                        outcome: outcome.clone(),
-                        findings: Vec::new(),
-                    })
-                    .collect(),
-                build_secs: 0.0,
-                run_secs: 0.0,
-                status: "not run".into(),
-                output: String::new(),
-            }
-        };
-        let count = |l: &str| r.cases.iter().filter(|c| c.outcome.label() == l).count();
-        let missing_line = r.cases.iter().find_map(|c| match &c.outcome {
-            Outcome::Skip(w) | Outcome::Fail(w) if w.starts_with("missing") => Some(w.clone()),
-            _ => None,
-        });
-        println!(
-            "build {:>5.1}s run {:>4.1}s  {} pass, {} FAIL, {} emu-unsup, {} kern-unsup, {} skip",
-            r.build_secs,
-            r.run_secs,
-            count("pass"),
-            count("FAIL"),
-            count("emu-unsup"),
-            count("kern-unsup"),
-            count("skip")
-        );
-        for c in &r.cases {
-            match &c.outcome {
-                Outcome::Fail(w) if !w.starts_with("missing") => {
-                    println!("      FAIL {}: {w}", c.case);
-                    let log = GuestLog::parse(&r.output);
-                    for l in log.case_text(c.case).iter().take(12) {
-                        let l: String = l.chars().take(160).collect();
-                        println!("        | {l}");
-                    }
-                }
-                Outcome::Skip(w) if !w.starts_with("missing") => {
-                    println!("      skip {}: {w}", c.case)
-                }
-                _ => {}
+        match &bar {
+            Some(b) => b.set_message(head.trim_end().to_string()),
+            None => {
+                print!("{head}");
+                let _ = std::io::stdout().flush();
             }
         }
-        if let Some(w) = missing_line {
-            if o.verbose || !shown_missing {
-                println!("      {w}");
+        let r = run_one(o, s, row, &mut facts_cache, &mut missing);
+        let mut show = || {
+            if bar.is_some() {
+                print!("{head}");
             }
-            shown_missing = true;
-        }
-        if o.verbose {
-            for l in r.output.lines() {
-                let l: String = l.chars().take(200).collect();
-                println!("      > {l}");
+            print_row(o, &r, &mut shown_missing);
+        };
+        match &bar {
+            Some(b) => {
+                b.suspend(&mut show);
+                b.inc(1);
             }
+            None => show(),
         }
         results.push(r);
     }
-    print_matrix(&results);
-    print_findings(&results);
-    let total = |l: &str| {
-        results
-            .iter()
-            .flat_map(|r| &r.cases)
-            .filter(|c| c.outcome.label() == l)
-            .count()
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    (results, missing)
+}
+
+/// One row: judged, or skipped (failed with `--require-all`) when a tool
+/// or its kernel is missing.
+fn run_one(
+    o: &Opts,
+    s: &Setup,
+    row: Row,
+    facts_cache: &mut BTreeMap<Arch, Outcome>,
+    any: &mut Missing,
+) -> RowResult {
+    let mut missing = missing_tools(row, s.host, &s.emu);
+    let kernel = match (row.tier, row.kernel) {
+        (Tier::System(kind), Some(k)) => match &s.kernels[&(kind, k)] {
+            Ok(kn) => Some(kn),
+            Err(e) => {
+                missing.push(format!("kernel: {e}"));
+                None
+            }
+        },
+        _ => None,
     };
-    let (pass, fail, unsup, kunsup, skip) = (
-        total("pass"),
-        total("FAIL"),
-        total("emu-unsup"),
-        total("kern-unsup"),
-        total("skip"),
-    );
-    let wall_secs = secs(wall.elapsed());
-    println!(
-        "\n{pass} pass, {fail} fail, {unsup} emulator-unsupported, {kunsup} kernel-unsupported, \
-         {skip} skipped ({} rows × {} cases) in {wall_secs:.1}s",
-        results.len(),
-        CASES.len()
-    );
-    if any_missing {
-        println!("some tools are missing; install them with: sudo {BOOTSTRAP}");
+    if !missing.is_empty() {
+        return not_run(o, row, &missing, kernel, any);
     }
-    if any_missing_patched {
-        println!("the patched qemu-user is missing; build it with: sudo ci/qemu");
+    let tier = match row.tier {
+        Tier::System(_) => facts_tier(row.arch, s.host, &s.emu),
+        t => t,
+    };
+    let facts = facts_cache
+        .entry(row.arch)
+        .or_insert_with(|| abi_facts(row.arch, tier, s.host, &s.cache, &s.emu))
+        .clone();
+    match kernel {
+        Some(kn) => run_system_row(row, s.host, &s.cache, &facts, kn),
+        None => run_row(row, s.host, &s.cache, &facts, &s.emu),
     }
-    if let Some(path) = &o.json {
-        let doc = json_doc(
-            &results,
-            host,
-            [qemu_version, patched_version],
-            &emu,
-            rustc,
-            wall_secs,
-            [pass, fail, unsup, kunsup, skip],
-        );
-        if let Err(e) = std::fs::write(path, doc + "\n") {
-            eprintln!("{path}: {e}");
-            return ExitCode::FAILURE;
-        }
-        println!("results: {path}");
-    }
-    if fail > 0 {
-        ExitCode::FAILURE
+}
+
+/// A row whose tools are `missing`: every case skipped, or failed with
+/// `--require-all`.
+fn not_run(
+    o: &Opts,
+    row: Row,
+    missing: &[String],
+    kernel: Option<&Kernel>,
+    any: &mut Missing,
+) -> RowResult {
+    let patched_only = missing.iter().all(|m| m.starts_with("patched "));
+    let kernel_only = missing.iter().all(|m| m.starts_with("kernel: "));
+    any.tools |= !patched_only && !kernel_only;
+    any.patched |= patched_only;
+    let how = if patched_only {
+        format!(
+            "build: ci/qemu --targets {} (root for its packages)",
+            qemu_target(row.arch)
+        )
+    } else if kernel_only {
+        "ci/kernels needs root the first time".to_string()
     } else {
-        ExitCode::SUCCESS
+        format!("install: {BOOTSTRAP} (root)")
+    };
+    let why = format!("missing {}; {how}", missing.join(", "));
+    let outcome = if o.require_all {
+        Outcome::Fail(why)
+    } else {
+        Outcome::Skip(why)
+    };
+    RowResult {
+        row,
+        kernel: kernel.map_or_else(kernel_release, |k| format!("{} {}", k.arch, k.release)),
+        cases: CASES
+            .iter()
+            .map(|&case| CaseResult {
+                case,
+                outcome: outcome.clone(),
+                findings: Vec::new(),
+            })
+            .collect(),
+        build_secs: 0.0,
+        run_secs: 0.0,
+        status: "not run".into(),
+        output: String::new(),
+    }
+}
+
+/// The rest of a row's line (after its `[i/n] label tier lang` head):
+/// times and counts, then failures, skips and (`-v`) the guest's output.
+fn print_row(o: &Opts, r: &RowResult, shown_missing: &mut bool) {
+    let count = |l: &str| r.cases.iter().filter(|c| c.outcome.label() == l).count();
+    println!(
+        "build {:>5.1}s run {:>4.1}s  {} pass, {} FAIL, {} emu-unsup, {} kern-unsup, {} skip",
+        r.build_secs,
+        r.run_secs,
+        count("pass"),
+        count("FAIL"),
+        count("emu-unsup"),
+        count("kern-unsup"),
+        count("skip")
+    );
+    for c in &r.cases {
+        match &c.outcome {
+            Outcome::Fail(w) if !w.starts_with("missing") => {
+                println!("      FAIL {}: {w}", c.case);
+                let log = GuestLog::parse(&r.output);
+                for l in log.case_text(c.case).iter().take(12) {
+                    let l: String = l.chars().take(160).collect();
+                    println!("        | {l}");
+                }
+            }
+            Outcome::Skip(w) if !w.starts_with("missing") => {
+                println!("      skip {}: {w}", c.case)
+            }
+            _ => {}
+        }
+    }
+    let missing_line = r.cases.iter().find_map(|c| match &c.outcome {
+        Outcome::Skip(w) | Outcome::Fail(w) if w.starts_with("missing") => Some(w),
+        _ => None,
+    });
+    if let Some(w) = missing_line {
+        if o.verbose || !*shown_missing {
+            println!("      {w}");
+        }
+        *shown_missing = true;
+    }
+    if o.verbose {
+        for l in r.output.lines() {
+            let l: String = l.chars().take(200).collect();
+            println!("      > {l}");
+        }
     }
 }
 
@@ -1099,82 +1206,138 @@ fn print_findings(results: &[RowResult]) {
     }
 }
 
-fn json_doc(
-    results: &[RowResult],
-    host: Arch,
-    [qemu, qemu_patched]: [Option<String>; 2],
-    emulators: &Emulators,
-    rustc: Option<String>,
-    wall_secs: f64,
-    [pass, fail, emu, kernel, skip]: [usize; 5],
-) -> String {
-    let opt = |s: Option<String>| s.map_or("null".into(), |s| jstr(&s));
-    let rows: Vec<String> = results
-        .iter()
-        .map(|r| {
-            let cases: Vec<String> = r
-                .cases
+/// Case counts by outcome (the JSON's `totals`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+struct Totals {
+    pass: usize,
+    fail: usize,
+    emulator_unsupported: usize,
+    kernel_unsupported: usize,
+    skip: usize,
+}
+
+impl Totals {
+    fn of(results: &[RowResult]) -> Totals {
+        let n = |l: &str| {
+            results
                 .iter()
-                .map(|c| {
-                    jobj(&[
-                        ("case", jstr(c.case)),
-                        ("outcome", jstr(c.outcome.name())),
-                        ("detail", jstr(c.outcome.detail())),
-                        (
-                            "findings",
-                            jarr(&c.findings.iter().map(|f| jstr(f)).collect::<Vec<_>>()),
-                        ),
-                    ])
-                })
-                .collect();
-            let output: Vec<String> = r.output.lines().map(jstr).collect();
-            jobj(&[
-                ("target", jstr(r.row.arch.name())),
-                ("guest", jstr(r.row.lang.name())),
-                ("tier", jstr(r.row.tier.name())),
-                ("kernel", jstr(&r.kernel)),
-                (
-                    "emulator",
-                    if r.row.tier.emulated() {
-                        jstr(&emulators.program(r.row.tier, r.row.arch).to_string_lossy())
-                    } else {
-                        "null".into()
-                    },
-                ),
-                ("build_seconds", r.build_secs.to_string()),
-                ("run_seconds", r.run_secs.to_string()),
-                ("guest_status", jstr(&r.status)),
-                ("cases", jarr(&cases)),
-                ("guest_output", jarr(&output)),
-            ])
-        })
-        .collect();
-    jobj(&[
-        ("date", jstr(&now_utc())),
-        (
-            "host",
-            jobj(&[
-                ("arch", jstr(host.name())),
-                ("kernel", jstr(&kernel_release())),
-            ]),
-        ),
-        ("qemu", opt(qemu)),
-        ("qemu_patched", opt(qemu_patched)),
-        ("guest_rustc", opt(rustc)),
-        ("wall_seconds", wall_secs.to_string()),
-        (
-            "totals",
-            jobj(&[
-                ("pass", pass.to_string()),
-                ("fail", fail.to_string()),
-                ("emulator_unsupported", emu.to_string()),
-                ("kernel_unsupported", kernel.to_string()),
-                ("skip", skip.to_string()),
-            ]),
-        ),
-        ("cases", jarr(&CASES.map(jstr))),
-        ("rows", jarr(&rows)),
-    ])
+                .flat_map(|r| &r.cases)
+                .filter(|c| c.outcome.label() == l)
+                .count()
+        };
+        Totals {
+            pass: n("pass"),
+            fail: n("FAIL"),
+            emulator_unsupported: n("emu-unsup"),
+            kernel_unsupported: n("kern-unsup"),
+            skip: n("skip"),
+        }
+    }
+}
+
+/// `--json`'s document (`fuzz/seeds.py` and CI's artifacts read it).
+#[derive(Serialize)]
+struct Doc<'a> {
+    date: String,
+    host: HostDoc,
+    qemu: Option<&'a str>,
+    qemu_patched: Option<&'a str>,
+    guest_rustc: Option<&'a str>,
+    wall_seconds: f64,
+    totals: Totals,
+    cases: &'a [&'a str],
+    rows: Vec<RowDoc<'a>>,
+}
+
+#[derive(Serialize)]
+struct HostDoc {
+    arch: &'static str,
+    kernel: String,
+}
+
+#[derive(Serialize)]
+struct RowDoc<'a> {
+    target: &'static str,
+    guest: &'static str,
+    tier: &'static str,
+    kernel: &'a str,
+    /// The qemu-user binary on emulated tiers, else null.
+    emulator: Option<String>,
+    build_seconds: f64,
+    run_seconds: f64,
+    guest_status: &'a str,
+    cases: Vec<CaseDoc<'a>>,
+    guest_output: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct CaseDoc<'a> {
+    case: &'a str,
+    outcome: &'a str,
+    detail: &'a str,
+    findings: &'a [String],
+}
+
+fn row_doc<'a>(r: &'a RowResult, emulators: &Emulators) -> RowDoc<'a> {
+    RowDoc {
+        target: r.row.arch.name(),
+        guest: r.row.lang.name(),
+        tier: r.row.tier.name(),
+        kernel: &r.kernel,
+        emulator: r.row.tier.emulated().then(|| {
+            emulators
+                .program(r.row.tier, r.row.arch)
+                .to_string_lossy()
+                .into_owned()
+        }),
+        build_seconds: r.build_secs,
+        run_seconds: r.run_secs,
+        guest_status: &r.status,
+        cases: r
+            .cases
+            .iter()
+            .map(|c| CaseDoc {
+                case: c.case,
+                outcome: c.outcome.name(),
+                detail: c.outcome.detail(),
+                findings: &c.findings,
+            })
+            .collect(),
+        guest_output: r.output.lines().collect(),
+    }
+}
+
+fn json_doc(results: &[RowResult], s: &Setup, wall_secs: f64, totals: Totals) -> String {
+    let doc = Doc {
+        date: utc(jiff::Timestamp::now()),
+        host: HostDoc {
+            arch: s.host.name(),
+            kernel: kernel_release(),
+        },
+        qemu: s.qemu_version.as_deref(),
+        qemu_patched: s.patched_version.as_deref(),
+        guest_rustc: s.rustc.as_deref(),
+        wall_seconds: wall_secs,
+        totals,
+        cases: &CASES,
+        rows: results.iter().map(|r| row_doc(r, &s.emu)).collect(),
+    };
+    // Only strings, numbers and lists of them: serializing cannot fail.
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+/// `judge`'s command line.
+#[derive(Debug, clap::Args)]
+pub struct JudgeArgs {
+    /// The target the guest ran on.
+    #[arg(long, value_name = "NAME", value_parser = table::parse_arch)]
+    target: Arch,
+    /// The guest's language.
+    #[arg(long, default_value = "rust", value_parser = ["rust", "c"])]
+    lang: String,
+    /// Where it ran: natively, under stock qemu-user, or the patched one.
+    #[arg(long, default_value = "emulated", value_parser = ["native", "emulated", "patched"])]
+    tier: String,
 }
 
 /// The `judge` subcommand: judges a guest's output produced elsewhere (by
@@ -1183,30 +1346,12 @@ fn json_doc(
 /// ```text
 /// msgzc-conformance judge --target NAME [--lang rust|c] [--tier native|emulated|patched] < OUTPUT
 /// ```
-pub fn judge_saved(args: &[String]) -> ExitCode {
-    let usage = || {
-        eprintln!(
-            "usage: msgzc-conformance judge --target NAME [--lang rust|c] \
-             [--tier native|emulated|patched] < GUEST-OUTPUT"
-        );
-        ExitCode::from(2)
+pub fn judge_saved(a: JudgeArgs) -> ExitCode {
+    let Some(host) = Arch::native() else {
+        eprintln!("judge: this host is not one of the named targets");
+        return ExitCode::FAILURE;
     };
-    let (mut arch, mut lang, mut tier) = (None, "rust".to_string(), "emulated".to_string());
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let Some(v) = it.next() else {
-            return usage();
-        };
-        match a.as_str() {
-            "--target" => arch = Arch::from_name(v),
-            "--lang" if v == "rust" || v == "c" => lang = v.clone(),
-            "--tier" if ["native", "emulated", "patched"].contains(&v.as_str()) => tier = v.clone(),
-            _ => return usage(),
-        }
-    }
-    let (Some(arch), Some(host)) = (arch, Arch::native()) else {
-        return usage();
-    };
+    let (arch, lang, tier) = (a.target, a.lang, a.tier);
     let mut text = String::new();
     if let Err(e) = std::io::stdin().read_to_string(&mut text) {
         eprintln!("judge: stdin: {e}");
@@ -1252,10 +1397,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1));
-        assert_eq!(civil(19_723), (2024, 1, 1));
-        assert_eq!(civil(20_416), (2025, 11, 24));
+    fn dates_are_utc_whole_seconds() {
+        let at = |s: i64| utc(jiff::Timestamp::from_second(s).unwrap());
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(19_723 * 86_400), "2024-01-01T00:00:00Z");
+        assert_eq!(at(20_416 * 86_400 + 3_723), "2025-11-24T01:02:03Z");
+        let now = utc(jiff::Timestamp::now());
+        assert_eq!(now.len(), 20, "{now}");
+    }
+
+    /// `run`'s options from words, as main.rs parses them.
+    fn parse_opts(args: &[String], host: Arch) -> Result<Opts, String> {
+        #[derive(clap::Parser)]
+        struct Run {
+            #[command(flatten)]
+            a: RunArgs,
+        }
+        let words = std::iter::once("run".to_string()).chain(args.iter().cloned());
+        let run = <Run as clap::Parser>::try_parse_from(words).map_err(|e| e.to_string())?;
+        Opts::new(run.a, host)
+    }
+
+    #[test]
+    fn bad_targets_are_usage_errors() {
+        for bad in [
+            "--target=",
+            "--target=x86_64,",
+            "--target=vax",
+            "--all --target=mips",
+        ] {
+            let e = parse_opts(&args(bad), Arch::X86_64).err();
+            assert!(e.is_some(), "{bad}");
+        }
+        let o = parse_opts(&args("--target mips,x86_64"), Arch::X86_64).unwrap();
+        assert_eq!(o.archs, [Arch::Mips, Arch::X86_64]);
+        // --tier user means both qemu-users unless --qemu says otherwise.
+        let o = parse_opts(&args("--tier user --qemu stock"), Arch::X86_64).unwrap();
+        assert_eq!(o.qemu, QemuSel::Stock);
+        let o = parse_opts(&args("--tier user"), Arch::X86_64).unwrap();
+        assert_eq!(o.qemu, QemuSel::Both);
+    }
+
+    #[test]
+    fn the_json_path_is_checked_first() {
+        assert!(check_output(Path::new("/nonexistent/dir/x.json")).is_err());
+        assert!(check_output(&std::env::temp_dir()).is_err());
+        let ok = std::env::temp_dir().join("msgzc-check-output.json");
+        assert_eq!(check_output(&ok), Ok(()));
+        assert!(!ok.exists(), "the check leaves no file behind");
     }
 
     #[test]

@@ -2,97 +2,193 @@
 //! comparison with facts printed by C programs built against each cross
 //! toolchain's headers, and a decoder for captured buffers.
 
-use crate::report::{jobj, jstr, unhex};
+use crate::report::unhex;
 use msgzc_abi::{Arch, ErrOrigin, MsgFlags, Target};
 use msgzc_cmsg::{decode_errqueue, ErrqueueItem, ExtendedErr, Offender, Walker};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Key → value (as JSON text) for one target, from the `abi` crate only
 /// (the protocol crate's: the Rust guest prints the same row).
 pub use msgzc_conformance_protocol::table_row;
 
-pub fn abi_table(args: &[String]) -> ExitCode {
-    if args.iter().any(|a| a != "--json") {
-        eprintln!("abi-table: only --json is accepted (the output is always JSON lines)");
-        return ExitCode::from(2);
+/// `abi-table`: msgzc-abi's numbers, one JSON line per target.
+#[derive(Debug, clap::Args)]
+pub struct AbiTableArgs {
+    /// Accepted for clarity: the output is always JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The value parser of every `--target`: one of [`Arch::ALL`]'s names.
+pub fn parse_arch(name: &str) -> Result<Arch, String> {
+    Arch::from_name(name).ok_or_else(|| {
+        format!(
+            "unknown target {name:?} (targets: {})",
+            Arch::ALL.map(Arch::name).join(" ")
+        )
+    })
+}
+
+/// One `table_row` as an ordered JSON object. Its values are JSON text
+/// this module wrote, so they always parse.
+pub fn table_json(arch: Arch) -> Map<String, Value> {
+    table_row(arch)
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                serde_json::from_str(&v).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// Writes one JSON line to `out`. `Err` only for a write error other
+/// than a closed pipe; `Ok(false)`: the reader has gone (`| head`), stop
+/// quietly, as `cat` does.
+pub fn emit(out: &mut impl Write, v: &impl serde::Serialize) -> std::io::Result<bool> {
+    let line = serde_json::to_string(v).map_err(std::io::Error::other)?;
+    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(e),
     }
+}
+
+pub fn abi_table(_args: AbiTableArgs) -> ExitCode {
+    let mut out = std::io::stdout().lock();
     for arch in Arch::ALL {
-        println!("{}", jobj(&table_row(arch)));
+        match emit(&mut out, &table_json(arch)) {
+            Ok(true) => {}
+            Ok(false) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("abi-table: stdout: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     ExitCode::SUCCESS
 }
 
-/// Parses one flat JSON object of strings, numbers, booleans and nulls.
+/// Parses one flat JSON object (strings, numbers, booleans, nulls) into
+/// key → the value's JSON text (strings keep their quotes).
 pub fn parse_flat(line: &str) -> Result<BTreeMap<String, String>, String> {
-    let body = line
-        .trim()
-        .strip_prefix('{')
-        .and_then(|b| b.strip_suffix('}'))
-        .ok_or("not an object")?;
-    let mut out = BTreeMap::new();
-    let mut rest = body.trim();
-    while !rest.is_empty() {
-        let r = rest.strip_prefix('"').ok_or("key must be a string")?;
-        let end = r.find('"').ok_or("unterminated key")?;
-        let key = r[..end].to_string();
-        let r = r[end + 1..]
-            .trim_start()
-            .strip_prefix(':')
-            .ok_or("missing ':'")?
-            .trim_start();
-        let (val, r) = if let Some(s) = r.strip_prefix('"') {
-            let end = s.find('"').ok_or("unterminated string")?;
-            (format!("\"{}\"", &s[..end]), &s[end + 1..])
-        } else {
-            let end = r.find(',').unwrap_or(r.len());
-            (r[..end].trim().to_string(), &r[end..])
+    let obj: Map<String, Value> = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    obj.into_iter()
+        .map(|(k, v)| match v {
+            Value::Array(_) | Value::Object(_) => Err(format!("{k:?}: not a flat value")),
+            v => Ok((k, v.to_string())),
+        })
+        .collect()
+}
+
+/// `abi-check`: header facts against the tables.
+#[derive(Debug, clap::Args)]
+pub struct AbiCheckArgs {
+    /// JSON lines printed by `guest-c/abi_facts.c` (one object per target;
+    /// at most 1 MiB, lines at most 16 KiB).
+    facts: PathBuf,
+}
+
+/// The facts file's size limit: one line per target is about 1.5 KiB.
+const FACTS_MAX_BYTES: u64 = 1 << 20;
+/// One line's limit.
+const FACTS_MAX_LINE: usize = 16 << 10;
+
+/// Why a facts file cannot be compared.
+#[derive(Debug)]
+pub enum FactsError {
+    /// It cannot be opened or read.
+    Read(std::io::Error),
+    /// It is longer than [`FACTS_MAX_BYTES`] (`/dev/zero`, a wrong file).
+    TooLarge,
+    /// Line `.0` (from 1) is longer than [`FACTS_MAX_LINE`].
+    LineTooLong(usize),
+    /// Line `.0` is not UTF-8.
+    NotUtf8(usize),
+    /// Line `.0` is not a flat JSON object.
+    Json(usize, String),
+    /// Line `.0` names no known target (`.1`).
+    UnknownTarget(usize, String),
+}
+
+impl std::fmt::Display for FactsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FactsError::Read(e) => write!(f, "{e}"),
+            FactsError::TooLarge => write!(f, "longer than {FACTS_MAX_BYTES} bytes"),
+            FactsError::LineTooLong(n) => {
+                write!(f, "{n}: line longer than {FACTS_MAX_LINE} bytes")
+            }
+            FactsError::NotUtf8(n) => write!(f, "{n}: not UTF-8"),
+            FactsError::Json(n, e) => write!(f, "{n}: {e}"),
+            FactsError::UnknownTarget(n, t) => write!(f, "{n}: unknown target {t}"),
+        }
+    }
+}
+
+/// One target's facts: key → value, as printed.
+pub type Facts = Map<String, Value>;
+
+/// Reads a facts file: at most [`FACTS_MAX_BYTES`], one flat object per
+/// non-blank line, each naming its target.
+pub fn read_facts(path: &Path) -> Result<Vec<(Arch, Facts)>, FactsError> {
+    let file = std::fs::File::open(path).map_err(FactsError::Read)?;
+    let mut bytes = Vec::new();
+    file.take(FACTS_MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(FactsError::Read)?;
+    if bytes.len() as u64 > FACTS_MAX_BYTES {
+        return Err(FactsError::TooLarge);
+    }
+    let mut out = Vec::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let n = i + 1;
+        if line.len() > FACTS_MAX_LINE {
+            return Err(FactsError::LineTooLong(n));
+        }
+        let line = std::str::from_utf8(line).map_err(|_| FactsError::NotUtf8(n))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let obj: Map<String, Value> =
+            serde_json::from_str(line).map_err(|e| FactsError::Json(n, e.to_string()))?;
+        let arch = match obj.get("target") {
+            Some(Value::String(t)) => Arch::from_name(t),
+            _ => None,
         };
-        out.insert(key, val);
-        rest = r.trim_start().strip_prefix(',').unwrap_or(r).trim_start();
+        let name = obj.get("target").map_or("(none)".into(), Value::to_string);
+        let arch = arch.ok_or(FactsError::UnknownTarget(n, name))?;
+        out.push((arch, obj));
     }
     Ok(out)
 }
 
 /// `abi-check FILE`: compares header facts (JSON lines from
 /// `guest-c/abi_facts.c`) with the tables, key by key.
-pub fn abi_check(args: &[String]) -> ExitCode {
-    let Some(path) = args.first() else {
-        eprintln!("usage: msgzc-conformance abi-check FACTS.jsonl");
-        return ExitCode::from(2);
-    };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
+pub fn abi_check(args: AbiCheckArgs) -> ExitCode {
+    let path = args.facts.display();
+    let facts = match read_facts(&args.facts) {
+        Ok(f) => f,
+        // `path: why`, or `path:line: why` as compilers write it.
+        Err(e @ (FactsError::Read(_) | FactsError::TooLarge)) => {
             eprintln!("{path}: {e}");
             return ExitCode::FAILURE;
         }
-    };
-    let (mut targets, mut compared, mut diffs) = (0, 0, 0);
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let facts = match parse_flat(line) {
-            Ok(f) => f,
-            Err(e) => {
-                eprintln!("{path}:{}: {e}", i + 1);
-                return ExitCode::FAILURE;
-            }
-        };
-        let name = facts
-            .get("target")
-            .map(|s| s.trim_matches('"').to_string())
-            .unwrap_or_default();
-        let Some(arch) = Arch::from_name(&name) else {
-            eprintln!("{path}:{}: unknown target {name:?}", i + 1);
+        Err(e) => {
+            eprintln!("{path}:{e}");
             return ExitCode::FAILURE;
-        };
-        targets += 1;
-        for (key, ours) in table_row(arch) {
-            match facts.get(key) {
+        }
+    };
+    let (targets, mut compared, mut diffs) = (facts.len(), 0, 0);
+    for (arch, facts) in &facts {
+        let name = arch.name();
+        for (key, ours) in table_json(*arch) {
+            match facts.get(&key) {
                 Some(theirs) if *theirs == ours => compared += 1,
                 Some(theirs) => {
                     diffs += 1;
@@ -117,125 +213,158 @@ pub fn abi_check(args: &[String]) -> ExitCode {
     }
 }
 
-/// One decoded message as a JSON line.
-pub fn message_json(t: Target, m: &msgzc_cmsg::Cmsg<'_>) -> String {
-    let mut f = vec![
-        ("offset", m.offset.to_string()),
-        ("level", m.level.to_string()),
-        ("type", m.ty.to_string()),
-        ("len", (t.cmsg().header_size() + m.data.len()).to_string()),
-    ];
+/// One decoded message as a JSON object; `"decode_error"` or
+/// `"offender_error"` when its bytes are malformed.
+pub fn message_json(t: Target, m: &msgzc_cmsg::Cmsg<'_>) -> Map<String, Value> {
+    let mut f = Map::new();
+    let mut put = |k: &str, v: Value| {
+        f.insert(k.to_string(), v);
+    };
+    put("offset", m.offset.into());
+    put("level", m.level.into());
+    put("type", m.ty.into());
+    put("len", (t.cmsg().header_size() + m.data.len()).into());
     match decode_errqueue(t, m) {
         Ok(ErrqueueItem::Zerocopy(r)) => {
-            f.push(("kind", jstr("zerocopy")));
-            f.push(("errno", "0".into()));
-            f.push(("origin", ErrOrigin::Zerocopy.raw().to_string()));
-            f.push(("lo", r.lo.to_string()));
-            f.push(("hi", r.hi.to_string()));
-            f.push(("copied", r.copied.to_string()));
+            put("kind", "zerocopy".into());
+            put("errno", 0.into());
+            put("origin", ErrOrigin::Zerocopy.raw().into());
+            put("lo", r.lo.into());
+            put("hi", r.hi.into());
+            put("copied", r.copied.into());
         }
         Ok(ErrqueueItem::Extended(e)) => {
-            f.push(("kind", jstr("extended")));
-            f.push(("errno", e.errno.to_string()));
-            f.push(("origin", e.origin_raw.to_string()));
-            f.push(("ee_type", e.ty.to_string()));
-            f.push(("code", e.code.to_string()));
-            f.push(("info", e.info.to_string()));
-            f.push(("data", e.data.to_string()));
-            f.push(offender_json(t, &e));
+            put("kind", "extended".into());
+            put("errno", e.errno.into());
+            put("origin", e.origin_raw.into());
+            put("ee_type", e.ty.into());
+            put("code", e.code.into());
+            put("info", e.info.into());
+            put("data", e.data.into());
+            let (k, v) = offender_json(t, &e);
+            put(k, v);
         }
         Ok(ErrqueueItem::Timestamps(ts)) => {
-            f.push(("kind", jstr("timestamps")));
-            f.push(("new", ts.new.to_string()));
+            put("kind", "timestamps".into());
+            put("new", ts.new.into());
         }
-        Ok(ErrqueueItem::Other(_)) => f.push(("kind", jstr("other"))),
+        Ok(ErrqueueItem::Other(_)) => put("kind", "other".into()),
         // An item a newer msgzc-cmsg decodes that this tool does not know.
         Ok(item) => {
-            f.push(("kind", jstr("unknown")));
-            f.push(("item", jstr(&format!("{item:?}"))));
+            put("kind", "unknown".into());
+            put("item", format!("{item:?}").into());
         }
-        Err(e) => f.push(("decode_error", jstr(&e.to_string()))),
+        Err(e) => put("decode_error", e.to_string().into()),
     }
-    jobj(&f)
+    f
 }
 
 /// `"offender"`: the `SO_EE_OFFENDER` address as `ip:port` (`[ip%scope]:port`
 /// for IPv6), `"family N"` for another family, `null` when there is none
 /// (`AF_UNSPEC`, or no bytes after the struct); `"offender_error"` when it
 /// is cut short.
-fn offender_json(t: Target, e: &ExtendedErr<'_>) -> (&'static str, String) {
+fn offender_json(t: Target, e: &ExtendedErr<'_>) -> (&'static str, Value) {
     match e.offender_addr(t) {
-        Ok(None | Some(Offender::Unspecified)) => ("offender", "null".into()),
-        Ok(Some(o)) => ("offender", jstr(&o.to_string())),
-        Err(err) => ("offender_error", jstr(&err.to_string())),
+        Ok(None | Some(Offender::Unspecified)) => ("offender", Value::Null),
+        Ok(Some(o)) => ("offender", o.to_string().into()),
+        Err(err) => ("offender_error", err.to_string().into()),
     }
 }
 
-pub fn decode(args: &[String]) -> ExitCode {
-    let mut target = None;
-    let mut flags = 0u32;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match (a.as_str(), it.next()) {
-            ("--target", Some(v)) => {
-                target = Target::by_name(v).or_else(|| {
-                    eprintln!("unknown target {v:?}");
-                    None
-                })
-            }
-            ("--flags", Some(v)) => match parse_int(v) {
-                Some(x) => flags = x,
-                None => {
-                    eprintln!("--flags: not a number: {v:?}");
-                    return ExitCode::from(2);
-                }
-            },
-            _ => {
-                eprintln!("usage: msgzc-conformance decode --target NAME [--flags N] < hex");
-                return ExitCode::from(2);
-            }
-        }
+/// `decode`: one captured control buffer, as hex on stdin.
+#[derive(Debug, clap::Args)]
+pub struct DecodeArgs {
+    /// The layout to decode with.
+    #[arg(long, value_name = "NAME", value_parser = parse_arch)]
+    target: Arch,
+    /// `msg_flags` of the capture (decimal or 0x hex; MSG_CTRUNC matters).
+    #[arg(long, value_name = "N", default_value = "0", value_parser = parse_int)]
+    flags: u32,
+}
+
+/// The error line for input that is not a buffer (`kind`: `utf8`, `hex`,
+/// `empty`, `read`).
+fn input_error(kind: &str, detail: String) -> Value {
+    serde_json::json!({ "error": kind, "detail": detail })
+}
+
+/// The buffer on stdin, or the JSON line saying why there is none.
+fn read_buffer() -> Result<Vec<u8>, Value> {
+    let mut raw = Vec::new();
+    if let Err(e) = std::io::stdin().read_to_end(&mut raw) {
+        return Err(input_error("read", format!("stdin: {e}")));
     }
-    let Some(t) = target else {
-        eprintln!("decode: --target NAME is required");
-        return ExitCode::from(2);
-    };
-    let mut input = String::new();
-    if let Err(e) = std::io::stdin().read_to_string(&mut input) {
-        eprintln!("stdin: {e}");
-        return ExitCode::FAILURE;
+    let text = std::str::from_utf8(&raw).map_err(|e| input_error("utf8", e.to_string()))?;
+    let buf = unhex(text).map_err(|e| input_error("hex", e.to_string()))?;
+    if buf.is_empty() {
+        let what = format!(
+            "{} bytes read, no hex digits: no buffer to decode",
+            raw.len()
+        );
+        return Err(input_error("empty", what));
     }
-    let buf = match unhex(&input) {
-        Ok(b) => b,
-        Err(e) => {
-            println!("{}", jobj(&[("error", jstr("hex")), ("detail", jstr(&e))]));
-            return ExitCode::FAILURE;
-        }
+    Ok(buf)
+}
+
+/// Decodes the buffer on stdin: one JSON line per message. Exit status 1
+/// when the input is not a buffer (empty input included) or any message
+/// is malformed; 0 when stdout closes early.
+pub fn decode(args: DecodeArgs) -> ExitCode {
+    let t = args.target.target();
+    let mut out = std::io::stdout().lock();
+    let (lines, failed) = match read_buffer() {
+        Ok(buf) => decode_lines(t, &buf, args.flags),
+        Err(line) => (vec![line], true),
     };
-    for m in Walker::new(t, &buf, buf.len(), MsgFlags::from_bits_retain(flags)) {
-        match m {
-            Ok(m) => println!("{}", message_json(t, &m)),
+    for line in &lines {
+        match emit(&mut out, line) {
+            Ok(true) => {}
+            Ok(false) => return ExitCode::SUCCESS,
             Err(e) => {
-                println!(
-                    "{}",
-                    jobj(&[
-                        ("error", jstr(&format!("{:?}", e.kind))),
-                        ("offset", e.offset.to_string()),
-                        ("detail", jstr(&e.to_string())),
-                    ])
-                );
+                eprintln!("decode: stdout: {e}");
                 return ExitCode::FAILURE;
             }
         }
     }
-    ExitCode::SUCCESS
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
-fn parse_int(v: &str) -> Option<u32> {
-    match v.strip_prefix("0x") {
-        Some(h) => u32::from_str_radix(h, 16).ok(),
-        None => v.parse().ok(),
+/// The lines `decode` prints for `buf`, and whether any says it is
+/// malformed.
+fn decode_lines(t: Target, buf: &[u8], flags: u32) -> (Vec<Value>, bool) {
+    let (mut lines, mut bad) = (Vec::new(), false);
+    for m in Walker::new(t, buf, buf.len(), MsgFlags::from_bits_retain(flags)) {
+        match m {
+            // A malformed payload does not stop the walk: later headers
+            // are still printed, and the status says 1.
+            Ok(m) => {
+                let msg = message_json(t, &m);
+                bad |= msg.contains_key("decode_error") || msg.contains_key("offender_error");
+                lines.push(Value::Object(msg));
+            }
+            Err(e) => {
+                lines.push(serde_json::json!({
+                    "error": format!("{:?}", e.kind),
+                    "offset": e.offset,
+                    "detail": e.to_string(),
+                }));
+                return (lines, true);
+            }
+        }
     }
+    (lines, bad)
+}
+
+fn parse_int(v: &str) -> Result<u32, String> {
+    match v.strip_prefix("0x") {
+        Some(h) => u32::from_str_radix(h, 16),
+        None => v.parse(),
+    }
+    .map_err(|e| format!("{e} (decimal, or hex after 0x)"))
 }
 
 #[cfg(test)]
@@ -246,13 +375,74 @@ mod tests {
     fn flat_json_parses_what_abi_table_prints() {
         for arch in Arch::ALL {
             let row = table_row(arch);
-            let parsed = parse_flat(&jobj(&row)).unwrap();
+            let printed = serde_json::to_string(&table_json(arch)).unwrap();
+            let parsed = parse_flat(&printed).unwrap();
             assert_eq!(parsed.len(), row.len());
             for (k, v) in row {
                 assert_eq!(parsed[k], v);
             }
         }
         assert!(parse_flat("[1]").is_err());
+        assert!(parse_flat(r#"{"a":[1]}"#).is_err());
+    }
+
+    /// The hand-written parser took `{"a":1 "b":2}` and stopped an
+    /// escaped quote's string early.
+    #[test]
+    fn flat_json_rejects_a_missing_comma_and_reads_escaped_quotes() {
+        let e = parse_flat(r#"{"target":"x86_64" "SO_TYPE":3}"#).unwrap_err();
+        assert!(e.contains("expected `,` or `}`"), "{e}");
+        let m = parse_flat(r#"{"target":"x86\"64","SO_TYPE":3}"#).unwrap();
+        assert_eq!(m["target"], r#""x86\"64""#);
+        assert_eq!(m["SO_TYPE"], "3");
+    }
+
+    fn facts_file(name: &str, text: &[u8]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("msgzc-facts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    #[test]
+    fn facts_files_are_bounded_and_typed() {
+        let big = facts_file("big", &vec![b' '; FACTS_MAX_BYTES as usize + 1]);
+        assert!(matches!(read_facts(&big), Err(FactsError::TooLarge)));
+        let long = facts_file("long", &vec![b' '; FACTS_MAX_LINE + 1]);
+        assert!(matches!(read_facts(&long), Err(FactsError::LineTooLong(1))));
+        let comma = facts_file("comma", b"\n{\"target\":\"x86_64\" \"SO_TYPE\":1}\n");
+        assert!(matches!(read_facts(&comma), Err(FactsError::Json(2, _))));
+        let quote = facts_file("quote", b"{\"target\":\"x86\\\"64\"}\n");
+        match read_facts(&quote) {
+            Err(FactsError::UnknownTarget(1, t)) => assert_eq!(t, r#""x86\"64""#),
+            other => panic!("{other:?}"),
+        }
+        let bytes = facts_file("bytes", b"{\"target\":\"\xff\"}");
+        assert!(matches!(read_facts(&bytes), Err(FactsError::NotUtf8(1))));
+        let good = facts_file("good", b"{\"target\":\"mips\",\"SO_TYPE\":4104}\n\n");
+        let f = read_facts(&good).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(
+            (f[0].0, &f[0].1["SO_TYPE"]),
+            (Arch::Mips, &Value::from(4104))
+        );
+    }
+
+    /// A malformed message is printed and makes the status 1.
+    #[test]
+    fn decode_errors_are_failures() {
+        let t = Arch::X86_64.target();
+        // One 16-byte header: IP_RECVERR with a 4-byte payload (too short
+        // for sock_extended_err).
+        let mut buf = Vec::new();
+        buf.extend(20u64.to_le_bytes());
+        buf.extend(0i32.to_le_bytes());
+        buf.extend(11i32.to_le_bytes());
+        buf.extend([0; 4]);
+        let (lines, bad) = decode_lines(t, &buf, 0);
+        assert!(bad, "{lines:?}");
+        assert!(lines[0].get("decode_error").is_some(), "{lines:?}");
     }
 
     /// Every ICMP error real kernels returned
@@ -274,9 +464,9 @@ mod tests {
             let msgs: Vec<_> = Walker::new(t, &buf, buf.len(), MsgFlags::empty())
                 .collect::<Result<_, _>>()
                 .unwrap();
-            let json = parse_flat(&message_json(t, &msgs[0])).unwrap();
-            assert_eq!(json["kind"], "\"extended\"", "{line}");
-            assert_eq!(json["offender"], "\"127.0.0.1:0\"", "{line}");
+            let json = message_json(t, &msgs[0]);
+            assert_eq!(json["kind"], "extended", "{line}");
+            assert_eq!(json["offender"], "127.0.0.1:0", "{line}");
             seen.insert((t.endian, t.word));
         }
         // Both byte orders and both word sizes.
@@ -317,18 +507,18 @@ mod tests {
                 data: &data,
                 offset: 0,
             };
-            let json = parse_flat(&message_json(t, &m)).unwrap();
-            assert_eq!(json["offender"], "\"[fe80::1%2]:9\"", "{arch}");
+            let json = message_json(t, &m);
+            assert_eq!(json["offender"], "[fe80::1%2]:9", "{arch}");
             let mut zeroed = data.clone();
             zeroed[16..].fill(0);
             let m = msgzc_cmsg::Cmsg { data: &zeroed, ..m };
-            let json = parse_flat(&message_json(t, &m)).unwrap();
-            assert_eq!(json["offender"], "null", "{arch}");
+            let json = message_json(t, &m);
+            assert_eq!(json["offender"], Value::Null, "{arch}");
             let m = msgzc_cmsg::Cmsg {
                 data: &data[..20],
                 ..m
             };
-            let json = parse_flat(&message_json(t, &m)).unwrap();
+            let json = message_json(t, &m);
             assert!(json.contains_key("offender_error"), "{json:?}");
         }
     }
