@@ -14,7 +14,7 @@
 //!
 //! Each number is written once, in a table, with its kernel header as the
 //! source; [`Target`] ties a family, word size and byte order together and
-//! [`Arch`] names the fifteen Linux targets this project tests.
+//! [`Arch`] names the sixteen Linux targets this project tests.
 //!
 //! The unmerged `SCM_ZC_NOTIFICATION` proposal lives apart, under
 //! [`proposal::v8`], with the merged options that later took its numbers.

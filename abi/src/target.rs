@@ -164,7 +164,7 @@ macro_rules! arches {
         /// ```
         /// use msgzc_abi::Arch;
         ///
-        /// assert_eq!(Arch::ALL.len(), 15);
+        /// assert_eq!(Arch::ALL.len(), 16);
         /// assert_eq!(Arch::from_name("hppa"), Some(Arch::Hppa));
         /// assert_eq!(Arch::Hppa.name(), "hppa");
         /// assert_eq!(Arch::Hppa.rust_triple(), None); // no LLVM backend
@@ -254,7 +254,12 @@ arches! {
         rust: Some("mips64el-unknown-linux-gnuabi64"), compat: Some(Arch::Mipsel);
     /// 64-bit SPARC (big-endian).
     Sparc64 = "sparc64", Sparc, W64, Big,
-        rust: Some("sparc64-unknown-linux-gnu"), compat: None;
+        rust: Some("sparc64-unknown-linux-gnu"), compat: Some(Arch::Sparc);
+    /// 32-bit SPARC (big-endian, V8+: the 32-bit user space a sparc64
+    /// kernel runs through its compat layer; there is no 32-bit SPARC
+    /// kernel among the named ones).
+    Sparc = "sparc", Sparc, W32, Big,
+        rust: Some("sparc-unknown-linux-gnu"), compat: None;
     /// Alpha (64-bit, little-endian).
     Alpha = "alpha", Alpha, W64, Little,
         rust: None, compat: None;
@@ -299,6 +304,8 @@ impl Arch {
                 Some(Arch::Mips64el)
             } else if #[cfg(target_arch = "sparc64")] {
                 Some(Arch::Sparc64)
+            } else if #[cfg(target_arch = "sparc")] {
+                Some(Arch::Sparc)
             } else {
                 // Not a named target (x32, mips n32, big-endian ppc64, ...):
                 // say so rather than guess a layout.
@@ -326,7 +333,8 @@ mod tests {
                 assert_ne!(a.name(), b.name());
             }
         }
-        assert_eq!(Arch::from_name("sparc"), None);
+        assert_eq!(Arch::from_name("sparc32"), None);
+        assert_eq!(Arch::from_name("sparc"), Some(Arch::Sparc));
         assert_eq!(Arch::from_name(""), None);
     }
 

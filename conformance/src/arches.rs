@@ -65,6 +65,9 @@ pub struct ArchInfo {
     pub gcc: &'static str,
     /// Extra flags for every static C program.
     pub cflags: &'static [&'static str],
+    /// Extra `rustc` flags of its Rust builds (the agent, the crates'
+    /// tests), beside `+crt-static`.
+    pub rustflags: &'static [&'static str],
     /// Debian's name for the architecture (`armhf`, `ppc64el`).
     pub debian: &'static str,
     /// The Debian packages of the cross gcc and its libc.
@@ -81,12 +84,13 @@ pub struct ArchInfo {
 /// One row; the macro writes the derived names once (`concat!`).
 macro_rules! row {
     ($arch:ident, $gnu:literal, $debian:literal, $qemu:literal,
-     cflags: $cflags:expr, packages: $pkgs:expr, machine: $m:expr) => {
+     cflags: $cflags:expr, rustflags: $rustflags:expr, packages: $pkgs:expr, machine: $m:expr) => {
         ArchInfo {
             arch: Arch::$arch,
             gnu: $gnu,
             gcc: concat!($gnu, "-gcc"),
             cflags: $cflags,
+            rustflags: $rustflags,
             debian: $debian,
             packages: $pkgs,
             qemu_user: $qemu,
@@ -95,7 +99,7 @@ macro_rules! row {
         }
     };
     ($arch:ident, $gnu:literal, $debian:literal, $qemu:literal, machine: $m:expr) => {
-        row!($arch, $gnu, $debian, $qemu, cflags: &[],
+        row!($arch, $gnu, $debian, $qemu, cflags: &[], rustflags: &[],
              packages: &[concat!("gcc-", $gnu), concat!("libc6-dev-", $debian, "-cross")],
              machine: $m)
     };
@@ -141,7 +145,8 @@ const fn machine(
 /// Every architecture, in [`Arch::ALL`] order (a test checks it).
 pub const ARCHES: [ArchInfo; Arch::ALL.len()] = [
     // The host: its gcc is Debian's native one.
-    row!(X86_64, "x86_64-linux-gnu", "amd64", "x86_64", cflags: &[], packages: &["gcc"],
+    row!(X86_64, "x86_64-linux-gnu", "amd64", "x86_64", cflags: &[], rustflags: &[],
+         packages: &["gcc"],
          machine: machine("x86_64", &["-M", "pc", "-m", "256"], "ttyS0", bzimage("x86_64"))),
     row!(I686, "i686-linux-gnu", "i386", "i386",
          machine: machine("i386", &["-M", "pc", "-m", "256"], "ttyS0", bzimage("i386"))),
@@ -172,9 +177,18 @@ pub const ARCHES: [ArchInfo; Arch::ALL.len()] = [
     row!(Sparc64, "sparc64-linux-gnu", "sparc64", "sparc64",
          machine: machine("sparc64", &["-M", "sun4u", "-m", "256"], "ttyS0",
                           vmlinux("sparc64", Arch::Sparc64))),
+    // Debian has no 32-bit SPARC gcc: the sparc64 one builds V8+ code with
+    // its multilib, which only qemu's sparc32plus runs (and the sparc64
+    // kernel, through compat). Rust 1.96's symbols.o lacks the V8+ ELF flag
+    // (fixed upstream in 1.97), which ld refuses unless told not to.
+    row!(Sparc, "sparc64-linux-gnu", "sparc", "sparc32plus", cflags: &["-m32"],
+         rustflags: &["-C", "link-arg=-Wl,--no-warn-mismatch"],
+         packages: &["gcc-sparc64-linux-gnu", "gcc-multilib-sparc64-linux-gnu",
+                     "libc6-dev-sparc-sparc64-cross"],
+         machine: None),
     // Static alpha binaries crash at start (TLS setup) unless linked
     // without relaxation; its glibc package carries its soname.
-    row!(Alpha, "alpha-linux-gnu", "alpha", "alpha", cflags: &["-Wl,--no-relax"],
+    row!(Alpha, "alpha-linux-gnu", "alpha", "alpha", cflags: &["-Wl,--no-relax"], rustflags: &[],
          packages: &["gcc-alpha-linux-gnu", "libc6.1-dev-alpha-cross"],
          machine: machine("alpha", &["-M", "clipper", "-m", "256"], "ttyS0",
                           vmlinux("alpha", Arch::Alpha))),
@@ -293,6 +307,8 @@ impl ArchInfo {
             "gcc" => self.gcc.to_string(),
             "cflags" if self.cflags.is_empty() => "-".to_string(),
             "cflags" => self.cflags.join(";"),
+            "rustflags" if self.rustflags.is_empty() => "-".to_string(),
+            "rustflags" => self.rustflags.join(";"),
             "debian" => self.debian.to_string(),
             "packages" => self.packages.join(";"),
             "qemu-user" => self.qemu_user.to_string(),
@@ -316,12 +332,13 @@ impl ArchInfo {
 }
 
 /// `--field`'s names.
-const FIELDS: [&str; 19] = [
+const FIELDS: [&str; 20] = [
     "name",
     "triple",
     "gnu",
     "gcc",
     "cflags",
+    "rustflags",
     "debian",
     "packages",
     "qemu-user",
@@ -346,6 +363,7 @@ struct JsonRow {
     gnu: &'static str,
     gcc: &'static str,
     cflags: &'static [&'static str],
+    rustflags: &'static [&'static str],
     debian: &'static str,
     packages: &'static [&'static str],
     qemu_user: &'static str,
@@ -376,6 +394,7 @@ fn json_row(r: &ArchInfo) -> JsonRow {
         gnu: r.gnu,
         gcc: r.gcc,
         cflags: r.cflags,
+        rustflags: r.rustflags,
         debian: r.debian,
         packages: r.packages,
         qemu_user: r.qemu_user,
@@ -490,11 +509,16 @@ mod tests {
 
     #[test]
     fn names_are_unique() {
-        for f in ["gnu", "gcc", "debian", "qemu-user", "qemu-static"] {
+        for f in ["debian", "qemu-user", "qemu-static"] {
             let v: Vec<String> = ARCHES.iter().filter_map(|r| r.field(f)).collect();
             let set: HashSet<&String> = v.iter().collect();
             assert_eq!(set.len(), v.len(), "{f}: {v:?}");
         }
+        // A toolchain serves two rows only through its multilib flags
+        // (sparc64's gcc with -m32).
+        let v: Vec<(&str, &[&str])> = ARCHES.iter().map(|r| (r.gcc, r.cflags)).collect();
+        let set: HashSet<&(&str, &[&str])> = v.iter().collect();
+        assert_eq!(set.len(), v.len(), "{v:?}");
     }
 
     #[test]

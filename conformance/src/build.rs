@@ -29,6 +29,15 @@ pub(crate) fn toolchain(arch: Arch) -> Toolchain {
     }
 }
 
+/// The `rustc` flags of every Rust build for `arch`: a static binary
+/// (qemu-user and the system tier's initramfs have no sysroot), and the
+/// registry's extra flags.
+pub(crate) fn rustflags(arch: Arch) -> String {
+    let mut flags = vec!["-C", "target-feature=+crt-static"];
+    flags.extend(crate::arches::info(arch).rustflags);
+    flags.join(" ")
+}
+
 /// Debian's Rust (`rustc-web`, `cargo-web`, `rust-web-src`): its cargo,
 pub(crate) const DEBIAN_CARGO: &str = "/usr/bin/cargo";
 /// its rustc,
@@ -198,10 +207,7 @@ pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<P
         .env("RUSTC", DEBIAN_RUSTC)
         .env("CARGO_TARGET_DIR", &target_dir)
         .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
-        .env(
-            format!("CARGO_TARGET_{up}_RUSTFLAGS"),
-            "-C target-feature=+crt-static",
-        );
+        .env(format!("CARGO_TARGET_{up}_RUSTFLAGS"), rustflags(arch));
     for v in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -243,5 +249,19 @@ pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<P
             .find(|l| l.starts_with("error"))
             .unwrap_or("cargo failed");
         Err(format!("build failed: {why} (log: {})", log.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rust_builds_are_static_and_take_the_registry_s_extra_flags() {
+        assert_eq!(rustflags(Arch::Mips64), "-C target-feature=+crt-static");
+        assert_eq!(
+            rustflags(Arch::Sparc),
+            "-C target-feature=+crt-static -C link-arg=-Wl,--no-warn-mismatch"
+        );
     }
 }

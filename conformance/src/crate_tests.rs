@@ -15,7 +15,7 @@
 //! The target directory lives under `$MSGZC_CACHE/crate-tests/<rustc>/<triple>`, so
 //! a warm run only rebuilds what changed.
 
-use crate::build::{rustc_key, toolchain, touch_tree, which};
+use crate::build::{rustc_key, rustflags, toolchain, touch_tree, which};
 use crate::runner::{patched_qemu, qemu_target};
 use msgzc_abi::Arch;
 use std::collections::BTreeSet;
@@ -306,10 +306,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     .env("CARGO_TARGET_DIR", target_dir(triple))
     .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
     .env(format!("CARGO_TARGET_{up}_RUNNER"), runner)
-    .env(
-        format!("CARGO_TARGET_{up}_RUSTFLAGS"),
-        "-C target-feature=+crt-static",
-    )
+    .env(format!("CARGO_TARGET_{up}_RUSTFLAGS"), rustflags(arch))
     .env(UNDER_QEMU, "1")
     .env("PROPTEST_CASES", proptest_cases())
     .stdin(Stdio::null())
