@@ -189,23 +189,22 @@ const SOURCES: [&str; 5] = [
     "conformance/src",
 ];
 
-/// Cross-builds `package` for `arch` with Debian's Rust and
-/// `-Zbuild-std`; returns the binary.
-pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<PathBuf, String> {
-    let triple = arch.rust_triple().ok_or("no Rust target")?;
-    let target_dir = cache.join(rustc_key());
-    let logs = cache.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
-    let log = logs.join(format!("build-{triple}.log"));
-    let up = triple.to_uppercase().replace('-', "_");
-    let mut cmd = Command::new(DEBIAN_CARGO);
+/// `CARGO_TARGET_<T>_...`'s `<T>` for a triple.
+pub(crate) fn target_env(triple: &str) -> String {
+    triple.to_uppercase().replace('-', "_")
+}
+
+/// Sets `cmd` (Debian's cargo, or a wrapper that runs it) up for a
+/// `-Zbuild-std` build for `arch` into `target_dir`: Debian's rustc, the
+/// target's linker and flags, in the workspace, and none of the caller's
+/// overrides (a stray `RUSTFLAGS` would rebuild std, a wrapper or
+/// toolchain override would pick another compiler).
+pub(crate) fn cross_env(cmd: &mut Command, arch: Arch, target_dir: &Path) {
+    let up = target_env(arch.rust_triple().unwrap_or_default());
     cmd.current_dir(workspace_root())
-        .args(["build", "--locked", "--release", "-p", package.name()])
-        .args(["--bin", package.name(), "--target", triple])
-        .arg("-Zbuild-std=std,panic_abort")
         .env("RUSTC_BOOTSTRAP", "1")
         .env("RUSTC", DEBIAN_RUSTC)
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("CARGO_TARGET_DIR", target_dir)
         .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
         .env(format!("CARGO_TARGET_{up}_RUSTFLAGS"), rustflags(arch));
     for v in [
@@ -220,6 +219,21 @@ pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<P
     ] {
         cmd.env_remove(v);
     }
+}
+
+/// Cross-builds `package` for `arch` with Debian's Rust and
+/// `-Zbuild-std`; returns the binary.
+pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<PathBuf, String> {
+    let triple = arch.rust_triple().ok_or("no Rust target")?;
+    let target_dir = cache.join(rustc_key());
+    let logs = cache.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
+    let log = logs.join(format!("build-{triple}.log"));
+    let mut cmd = Command::new(DEBIAN_CARGO);
+    cmd.args(["build", "--locked", "--release", "-p", package.name()])
+        .args(["--bin", package.name(), "--target", triple])
+        .arg("-Zbuild-std=std,panic_abort");
+    cross_env(&mut cmd, arch, &target_dir);
     // Cargo fingerprints workspace crates by workspace-relative paths and
     // file times, so two checkouts sharing this target dir can each take
     // the other's build as fresh (a stale agent). When the checkout

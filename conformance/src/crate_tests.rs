@@ -15,7 +15,7 @@
 //! The target directory lives under `$MSGZC_CACHE/crate-tests/<rustc>/<triple>`, so
 //! a warm run only rebuilds what changed.
 
-use crate::build::{rustc_key, rustflags, toolchain, touch_tree, which};
+use crate::build::{cross_env, rustc_key, rustflags, target_env, toolchain, touch_tree, which};
 use crate::runner::{patched_qemu, qemu_target};
 use msgzc_abi::Arch;
 use std::collections::BTreeSet;
@@ -277,7 +277,7 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
             qemu.display()
         ));
     }
-    let up = triple.to_uppercase().replace('-', "_");
+    let up = target_env(triple);
     let mut cmd = Command::new("sh");
     cmd.args([
         "-c",
@@ -296,33 +296,16 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
     })
     .args(["--", "--show-output"])
     .args(&o.test_args)
-    .current_dir(crate::build::workspace_root())
-    .env("RUSTC_BOOTSTRAP", "1")
-    .env("RUSTC", DEBIAN_RUSTC)
     // The doc tests run on the target too, so they need the rustdoc that
     // matches the compiler (not rustup's, first on PATH).
     .env("RUSTDOC", DEBIAN_RUSTDOC)
-    .env("RUSTDOCFLAGS", "-C target-feature=+crt-static")
-    .env("CARGO_TARGET_DIR", target_dir(triple))
-    .env(format!("CARGO_TARGET_{up}_LINKER"), toolchain(arch).gcc)
+    .env("RUSTDOCFLAGS", rustflags(arch))
     .env(format!("CARGO_TARGET_{up}_RUNNER"), runner)
-    .env(format!("CARGO_TARGET_{up}_RUSTFLAGS"), rustflags(arch))
     .env(UNDER_QEMU, "1")
     .env("PROPTEST_CASES", proptest_cases())
     .stdin(Stdio::null())
     .stdout(Stdio::piped());
-    for v in [
-        "RUSTFLAGS",
-        "CARGO_ENCODED_RUSTFLAGS",
-        "CARGO_BUILD_RUSTFLAGS",
-        "CARGO_BUILD_TARGET",
-        "CARGO_BUILD_TARGET_DIR",
-        "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
-        "RUSTUP_TOOLCHAIN",
-    ] {
-        cmd.env_remove(v);
-    }
+    cross_env(&mut cmd, arch, &target_dir(triple));
     Ok(cmd)
 }
 
