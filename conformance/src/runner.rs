@@ -1456,7 +1456,8 @@ mod tests {
         .unwrap();
         let (rows, no_kernel) = plan(&o, Arch::X86_64);
         assert!(no_kernel.is_empty());
-        assert_eq!(rows.len(), 13 * 2 + 2);
+        // 14 Rust targets with both guests, alpha and hppa with C only.
+        assert_eq!(rows.len(), 14 * 2 + 2);
         assert_eq!(rows[0].tier, Tier::Native);
         assert!(rows
             .iter()
@@ -1521,15 +1522,17 @@ mod tests {
             kernels(Arch::Mipsel, &rows),
             [Some(Arch::Mipsel), Some(Arch::Mips64el)]
         );
-        assert_eq!(rows.len(), 12 + 3);
+        // Every kernel's own guest, and i686, armv7, mipsel and sparc again
+        // in compat.
+        assert_eq!(rows.len(), 12 + 4);
         let (patched, none) = plan_of("--all --tier system --kernel patched --guest both");
-        assert_eq!(none.len(), 15 - 6);
+        assert_eq!(none.len(), Arch::ALL.len() - 7);
         assert!(patched
             .iter()
             .all(|r| r.tier == Tier::System(KernelKind::Patched)));
-        // x86_64, i686 (own + compat), mips, sparc64: two agents; alpha,
-        // hppa: C only.
-        assert_eq!(patched.len(), 2 * 5 + 2);
+        // x86_64, i686 (own + compat), mips, sparc64, sparc (compat): two
+        // agents; alpha, hppa: C only.
+        assert_eq!(patched.len(), 2 * 6 + 2);
         let (side, _) = plan_of("--target aarch64 --tier all --kernel both");
         let tiers: Vec<Tier> = side.iter().map(|r| r.tier).collect();
         assert_eq!(
