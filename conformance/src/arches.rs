@@ -177,15 +177,6 @@ pub const ARCHES: [ArchInfo; Arch::ALL.len()] = [
     row!(Sparc64, "sparc64-linux-gnu", "sparc64", "sparc64",
          machine: machine("sparc64", &["-M", "sun4u", "-m", "256"], "ttyS0",
                           vmlinux("sparc64", Arch::Sparc64))),
-    // Debian has no 32-bit SPARC gcc: the sparc64 one builds V8+ code with
-    // its multilib, which only qemu's sparc32plus runs (and the sparc64
-    // kernel, through compat). Rust 1.96's symbols.o lacks the V8+ ELF flag
-    // (fixed upstream in 1.97), which ld refuses unless told not to.
-    row!(Sparc, "sparc64-linux-gnu", "sparc", "sparc32plus", cflags: &["-m32"],
-         rustflags: &["-C", "link-arg=-Wl,--no-warn-mismatch"],
-         packages: &["gcc-sparc64-linux-gnu", "gcc-multilib-sparc64-linux-gnu",
-                     "libc6-dev-sparc-sparc64-cross"],
-         machine: None),
     // Static alpha binaries crash at start (TLS setup) unless linked
     // without relaxation; its glibc package carries its soname.
     row!(Alpha, "alpha-linux-gnu", "alpha", "alpha", cflags: &["-Wl,--no-relax"], rustflags: &[],
@@ -194,6 +185,15 @@ pub const ARCHES: [ArchInfo; Arch::ALL.len()] = [
                           vmlinux("alpha", Arch::Alpha))),
     row!(Hppa, "hppa-linux-gnu", "hppa", "hppa",
          machine: machine("hppa", &["-m", "256"], "ttyS0", vmlinux("parisc", Arch::Hppa))),
+    // Debian has no 32-bit SPARC gcc: the sparc64 one builds V8+ code with
+    // its multilib, which only qemu's sparc32plus runs (and the sparc64
+    // kernel, through compat). Rust 1.96's symbols.o lacks the V8+ ELF flag
+    // (fixed upstream after 1.96), which ld refuses unless told not to.
+    row!(Sparc, "sparc64-linux-gnu", "sparc", "sparc32plus", cflags: &["-m32"],
+         rustflags: &["-C", "link-arg=-Wl,--no-warn-mismatch"],
+         packages: &["gcc-sparc64-linux-gnu", "gcc-multilib-sparc64-linux-gnu",
+                     "libc6-dev-sparc-sparc64-cross"],
+         machine: None),
 ];
 
 /// The row of `arch`.
