@@ -156,7 +156,7 @@ macro_rules! arches {
     ($(
         $(#[$doc:meta])*
         $variant:ident = $name:literal, $family:ident, $word:ident, $endian:ident,
-            rust: $triple:expr, compat: $compat:expr;
+            compat: $compat:expr;
     )*) => {
         /// The named Linux architectures this project covers, each with the
         /// target its user space sees.
@@ -167,7 +167,7 @@ macro_rules! arches {
         /// assert_eq!(Arch::ALL.len(), 16);
         /// assert_eq!(Arch::from_name("hppa"), Some(Arch::Hppa));
         /// assert_eq!(Arch::Hppa.name(), "hppa");
-        /// assert_eq!(Arch::Hppa.rust_triple(), None); // no LLVM backend
+        /// assert_eq!(Arch::Mips64.compat_guest(), Some(Arch::Mips));
         /// ```
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Arch {
@@ -199,12 +199,6 @@ macro_rules! arches {
                 }
             }
 
-            /// The Rust target triple, or `None` where Rust has no backend
-            /// (alpha and hppa: guests for them are written in C).
-            pub const fn rust_triple(self) -> Option<&'static str> {
-                match self { $(Arch::$variant => $triple,)* }
-            }
-
             /// The 32-bit architecture whose binaries this 64-bit
             /// architecture's kernel can run through its compat layer, among
             /// the named ones.
@@ -218,55 +212,55 @@ macro_rules! arches {
 arches! {
     /// x86-64 (LP64).
     X86_64 = "x86_64", Generic, W64, Little,
-        rust: Some("x86_64-unknown-linux-gnu"), compat: Some(Arch::I686);
+        compat: Some(Arch::I686);
     /// 32-bit x86.
     I686 = "i686", Generic, W32, Little,
-        rust: Some("i686-unknown-linux-gnu"), compat: None;
+        compat: None;
     /// 64-bit Arm.
     Aarch64 = "aarch64", Generic, W64, Little,
-        rust: Some("aarch64-unknown-linux-gnu"), compat: Some(Arch::Armv7);
+        compat: Some(Arch::Armv7);
     /// 32-bit Arm, hard float.
     Armv7 = "armv7", Generic, W32, Little,
-        rust: Some("armv7-unknown-linux-gnueabihf"), compat: None;
+        compat: None;
     /// 64-bit RISC-V.
     Riscv64 = "riscv64", Generic, W64, Little,
-        rust: Some("riscv64gc-unknown-linux-gnu"), compat: None;
+        compat: None;
     /// 32-bit big-endian PowerPC.
     Powerpc = "powerpc", Generic, W32, Big,
-        rust: Some("powerpc-unknown-linux-gnu"), compat: None;
+        compat: None;
     /// 64-bit little-endian PowerPC.
     Powerpc64le = "powerpc64le", Generic, W64, Little,
-        rust: Some("powerpc64le-unknown-linux-gnu"), compat: None;
+        compat: None;
     /// 64-bit IBM Z (big-endian).
     S390x = "s390x", Generic, W64, Big,
-        rust: Some("s390x-unknown-linux-gnu"), compat: None;
+        compat: None;
     /// 32-bit big-endian MIPS (o32).
     Mips = "mips", Mips, W32, Big,
-        rust: Some("mips-unknown-linux-gnu"), compat: None;
+        compat: None;
     /// 32-bit little-endian MIPS (o32).
     Mipsel = "mipsel", Mips, W32, Little,
-        rust: Some("mipsel-unknown-linux-gnu"), compat: None;
+        compat: None;
     /// 64-bit big-endian MIPS (n64).
     Mips64 = "mips64", Mips, W64, Big,
-        rust: Some("mips64-unknown-linux-gnuabi64"), compat: Some(Arch::Mips);
+        compat: Some(Arch::Mips);
     /// 64-bit little-endian MIPS (n64).
     Mips64el = "mips64el", Mips, W64, Little,
-        rust: Some("mips64el-unknown-linux-gnuabi64"), compat: Some(Arch::Mipsel);
+        compat: Some(Arch::Mipsel);
     /// 64-bit SPARC (big-endian).
     Sparc64 = "sparc64", Sparc, W64, Big,
-        rust: Some("sparc64-unknown-linux-gnu"), compat: Some(Arch::Sparc);
+        compat: Some(Arch::Sparc);
     /// Alpha (64-bit, little-endian).
     Alpha = "alpha", Alpha, W64, Little,
-        rust: None, compat: None;
+        compat: None;
     /// PA-RISC, 32-bit user space (big-endian).
     Hppa = "hppa", Parisc, W32, Big,
-        rust: None, compat: None;
+        compat: None;
     /// 32-bit SPARC (big-endian, V8+: the 32-bit user space a sparc64
     /// kernel runs through its compat layer; there is no 32-bit SPARC
     /// kernel among the named ones; last in [`Arch::ALL`], so that the fuzz
     /// corpus' first bytes keep naming the targets they did).
     Sparc = "sparc", Sparc, W32, Big,
-        rust: Some("sparc-unknown-linux-gnu"), compat: None;
+        compat: None;
 }
 
 impl Arch {

@@ -6,13 +6,16 @@
 //! row here (and, for a self-built kernel, `conformance/kernel/ARCH.config`).
 //!
 //! ```text
-//! msgzc-conformance arches [--json] [--field NAME[,NAME..]]
+//! msgzc-conformance arches [--json | --field NAME[,NAME..] | --github-matrix cross|debian]
 //! ```
 //!
 //! Without options: a table for people. `--json`: one object per row.
 //! `--field`: those columns, space-separated, one line per architecture in
 //! [`Arch::ALL`] order, `-` where a row has no value, lists joined by `;`
-//! (flags hold commas): for `while read` in bash.
+//! (flags hold commas): for `while read` in bash. `--github-matrix`: the
+//! targets of one of the GitHub workflow's conformance jobs (Cross.toml,
+//! which `cross` reads and cannot derive, is checked against this table by
+//! a test).
 
 use msgzc_abi::Arch;
 use serde::Serialize;
@@ -54,11 +57,41 @@ pub struct Machine {
     pub kernel: KernelSource,
 }
 
+/// The Rust target of an architecture that has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RustTarget {
+    /// The target triple (`riscv64gc-unknown-linux-gnu`).
+    pub triple: &'static str,
+    /// Whether rustup ships a prebuilt std for it (a tier-2 target), so
+    /// that `cross` and the GitHub cross jobs can build for it. The
+    /// project's own builds always use Debian's rustc with `-Zbuild-std`.
+    pub prebuilt_std: bool,
+}
+
+/// A tier-2 target: rustup ships its std.
+const fn prebuilt(triple: &'static str) -> Option<RustTarget> {
+    Some(RustTarget {
+        triple,
+        prebuilt_std: true,
+    })
+}
+
+/// A tier-3 target: std is built from source (`-Zbuild-std`).
+const fn build_std(triple: &'static str) -> Option<RustTarget> {
+    Some(RustTarget {
+        triple,
+        prebuilt_std: false,
+    })
+}
+
 /// One row of the registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ArchInfo {
     /// The architecture.
     pub arch: Arch,
+    /// Its Rust target, or `None` where Rust has no backend (alpha and
+    /// hppa: their guests are written in C).
+    pub rust: Option<RustTarget>,
     /// The GNU triple of its cross toolchain (`mips64-linux-gnuabi64`).
     pub gnu: &'static str,
     /// `<gnu>-gcc`.
@@ -83,10 +116,11 @@ pub struct ArchInfo {
 
 /// One row; the macro writes the derived names once (`concat!`).
 macro_rules! row {
-    ($arch:ident, $gnu:literal, $debian:literal, $qemu:literal,
+    ($arch:ident, $rust:expr, $gnu:literal, $debian:literal, $qemu:literal,
      cflags: $cflags:expr, rustflags: $rustflags:expr, packages: $pkgs:expr, machine: $m:expr) => {
         ArchInfo {
             arch: Arch::$arch,
+            rust: $rust,
             gnu: $gnu,
             gcc: concat!($gnu, "-gcc"),
             cflags: $cflags,
@@ -98,8 +132,8 @@ macro_rules! row {
             machine: $m,
         }
     };
-    ($arch:ident, $gnu:literal, $debian:literal, $qemu:literal, machine: $m:expr) => {
-        row!($arch, $gnu, $debian, $qemu, cflags: &[], rustflags: &[],
+    ($arch:ident, $rust:expr, $gnu:literal, $debian:literal, $qemu:literal, machine: $m:expr) => {
+        row!($arch, $rust, $gnu, $debian, $qemu, cflags: &[], rustflags: &[],
              packages: &[concat!("gcc-", $gnu), concat!("libc6-dev-", $debian, "-cross")],
              machine: $m)
     };
@@ -145,56 +179,86 @@ const fn machine(
 /// Every architecture, in [`Arch::ALL`] order (a test checks it).
 pub const ARCHES: [ArchInfo; Arch::ALL.len()] = [
     // The host: its gcc is Debian's native one.
-    row!(X86_64, "x86_64-linux-gnu", "amd64", "x86_64", cflags: &[], rustflags: &[],
+    row!(X86_64, prebuilt("x86_64-unknown-linux-gnu"),
+         "x86_64-linux-gnu", "amd64", "x86_64", cflags: &[], rustflags: &[],
          packages: &["gcc"],
          machine: machine("x86_64", &["-M", "pc", "-m", "256"], "ttyS0", bzimage("x86_64"))),
-    row!(I686, "i686-linux-gnu", "i386", "i386",
+    row!(I686, prebuilt("i686-unknown-linux-gnu"),
+         "i686-linux-gnu", "i386", "i386",
          machine: machine("i386", &["-M", "pc", "-m", "256"], "ttyS0", bzimage("i386"))),
-    row!(Aarch64, "aarch64-linux-gnu", "arm64", "aarch64",
+    row!(Aarch64, prebuilt("aarch64-unknown-linux-gnu"),
+         "aarch64-linux-gnu", "arm64", "aarch64",
          machine: machine("aarch64", &["-M", "virt", "-cpu", "cortex-a57", "-m", "512"],
                           "ttyAMA0", debian("arm64"))),
-    row!(Armv7, "arm-linux-gnueabihf", "armhf", "arm",
+    row!(Armv7, prebuilt("armv7-unknown-linux-gnueabihf"),
+         "arm-linux-gnueabihf", "armhf", "arm",
          machine: machine("arm", &["-M", "virt", "-cpu", "cortex-a15", "-m", "512"],
                           "ttyAMA0", debian("armmp"))),
-    row!(Riscv64, "riscv64-linux-gnu", "riscv64", "riscv64", machine: None),
-    row!(Powerpc, "powerpc-linux-gnu", "powerpc", "ppc", machine: None),
-    row!(Powerpc64le, "powerpc64le-linux-gnu", "ppc64el", "ppc64le",
+    row!(Riscv64, prebuilt("riscv64gc-unknown-linux-gnu"),
+         "riscv64-linux-gnu", "riscv64", "riscv64", machine: None),
+    row!(Powerpc, prebuilt("powerpc-unknown-linux-gnu"),
+         "powerpc-linux-gnu", "powerpc", "ppc", machine: None),
+    row!(Powerpc64le, prebuilt("powerpc64le-unknown-linux-gnu"),
+         "powerpc64le-linux-gnu", "ppc64el", "ppc64le",
          machine: machine("ppc64", &["-M", "pseries", "-cpu", "power9", "-m", "1024"],
                           "hvc0", debian("powerpc64le"))),
-    row!(S390x, "s390x-linux-gnu", "s390x", "s390x",
+    row!(S390x, prebuilt("s390x-unknown-linux-gnu"),
+         "s390x-linux-gnu", "s390x", "s390x",
          machine: machine("s390x", &["-M", "s390-ccw-virtio", "-m", "512"], "ttysclp0",
                           debian("s390x"))),
-    row!(Mips, "mips-linux-gnu", "mips", "mips",
+    row!(Mips, build_std("mips-unknown-linux-gnu"),
+         "mips-linux-gnu", "mips", "mips",
          machine: machine("mips", &["-M", "malta", "-m", "256"], "ttyS0",
                           vmlinux("mips", Arch::Mips))),
-    row!(Mipsel, "mipsel-linux-gnu", "mipsel", "mipsel",
+    row!(Mipsel, build_std("mipsel-unknown-linux-gnu"),
+         "mipsel-linux-gnu", "mipsel", "mipsel",
          machine: machine("mipsel", &["-M", "malta", "-m", "256"], "ttyS0",
                           debian("4kc-malta"))),
-    row!(Mips64, "mips64-linux-gnuabi64", "mips64", "mips64", machine: None),
-    row!(Mips64el, "mips64el-linux-gnuabi64", "mips64el", "mips64el",
+    row!(Mips64, build_std("mips64-unknown-linux-gnuabi64"),
+         "mips64-linux-gnuabi64", "mips64", "mips64", machine: None),
+    row!(Mips64el, build_std("mips64el-unknown-linux-gnuabi64"),
+         "mips64el-linux-gnuabi64", "mips64el", "mips64el",
          machine: machine("mips64el", &["-M", "malta", "-cpu", "5KEc", "-m", "256"], "ttyS0",
                           debian("5kc-malta"))),
-    row!(Sparc64, "sparc64-linux-gnu", "sparc64", "sparc64",
+    row!(Sparc64, prebuilt("sparc64-unknown-linux-gnu"),
+         "sparc64-linux-gnu", "sparc64", "sparc64",
          machine: machine("sparc64", &["-M", "sun4u", "-m", "256"], "ttyS0",
                           vmlinux("sparc64", Arch::Sparc64))),
     // Static alpha binaries crash at start (TLS setup) unless linked
     // without relaxation; its glibc package carries its soname.
-    row!(Alpha, "alpha-linux-gnu", "alpha", "alpha", cflags: &["-Wl,--no-relax"], rustflags: &[],
+    row!(Alpha, None,
+         "alpha-linux-gnu", "alpha", "alpha", cflags: &["-Wl,--no-relax"], rustflags: &[],
          packages: &["gcc-alpha-linux-gnu", "libc6.1-dev-alpha-cross"],
          machine: machine("alpha", &["-M", "clipper", "-m", "256"], "ttyS0",
                           vmlinux("alpha", Arch::Alpha))),
-    row!(Hppa, "hppa-linux-gnu", "hppa", "hppa",
+    row!(Hppa, None,
+         "hppa-linux-gnu", "hppa", "hppa",
          machine: machine("hppa", &["-m", "256"], "ttyS0", vmlinux("parisc", Arch::Hppa))),
     // Debian has no 32-bit SPARC gcc: the sparc64 one builds V8+ code with
     // its multilib, which only qemu's sparc32plus runs (and the sparc64
     // kernel, through compat). Rust 1.96's symbols.o lacks the V8+ ELF flag
     // (fixed upstream after 1.96), which ld refuses unless told not to.
-    row!(Sparc, "sparc64-linux-gnu", "sparc", "sparc32plus", cflags: &["-m32"],
+    row!(Sparc, build_std("sparc-unknown-linux-gnu"),
+         "sparc64-linux-gnu", "sparc", "sparc32plus", cflags: &["-m32"],
          rustflags: &["-C", "link-arg=-Wl,--no-warn-mismatch"],
          packages: &["gcc-sparc64-linux-gnu", "gcc-multilib-sparc64-linux-gnu",
                      "libc6-dev-sparc-sparc64-cross"],
          machine: None),
 ];
+
+/// The Rust target triple of `arch`, if Rust has a backend for it.
+pub fn rust_triple(arch: Arch) -> Option<&'static str> {
+    info(arch).rust.map(|r| r.triple)
+}
+
+/// A `--target` value that must have a Rust target (clap's value parser).
+pub fn parse_rust_arch(name: &str) -> Result<Arch, String> {
+    let arch = crate::table::parse_arch(name)?;
+    match rust_triple(arch) {
+        Some(_) => Ok(arch),
+        None => Err(format!("{arch} has no Rust target (no LLVM backend)")),
+    }
+}
 
 /// The row of `arch`.
 pub fn info(arch: Arch) -> &'static ArchInfo {
@@ -302,7 +366,7 @@ impl ArchInfo {
         let opt = |v: Option<&str>| v.unwrap_or("-").to_string();
         Some(match name {
             "name" => self.arch.name().to_string(),
-            "triple" => opt(self.arch.rust_triple()),
+            "triple" => opt(self.rust.map(|r| r.triple)),
             "gnu" => self.gnu.to_string(),
             "gcc" => self.gcc.to_string(),
             "cflags" if self.cflags.is_empty() => "-".to_string(),
@@ -390,7 +454,7 @@ fn json_row(r: &ArchInfo) -> JsonRow {
     let b = r.built();
     JsonRow {
         name: r.arch.name(),
-        triple: r.arch.rust_triple(),
+        triple: r.rust.map(|r| r.triple),
         gnu: r.gnu,
         gcc: r.gcc,
         cflags: r.cflags,
@@ -415,53 +479,109 @@ fn json_row(r: &ArchInfo) -> JsonRow {
     }
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: msgzc-conformance arches [--json] [--field NAME[,NAME..]]\nfields: {}",
-        FIELDS.join(" ")
-    );
-    ExitCode::from(2)
+/// `msgzc-conformance arches`: without options, a table for people.
+#[derive(Debug, clap::Args)]
+pub struct ArchesArgs {
+    /// Every row as JSON, derived facts included.
+    #[arg(long, conflicts_with_all = ["field", "github_matrix"])]
+    json: bool,
+    /// These columns (comma-separated), one line per architecture, `-`
+    /// where a row has none, lists joined by `;`.
+    #[arg(long, value_delimiter = ',', value_name = "NAME[,NAME..]",
+          value_parser = clap::builder::PossibleValuesParser::new(FIELDS),
+          conflicts_with = "github_matrix")]
+    field: Vec<String>,
+    /// One of the GitHub workflow's conformance matrices, as the compact
+    /// JSON that `strategy.matrix` takes through `fromJSON`.
+    #[arg(long, value_enum)]
+    github_matrix: Option<GithubJob>,
 }
 
 /// `msgzc-conformance arches`.
-pub fn main(args: &[String]) -> ExitCode {
-    match args {
-        [] => print!("{}", listing()),
-        [j] if j == "--json" => {
-            let rows: Vec<JsonRow> = ARCHES.iter().map(json_row).collect();
-            match serde_json::to_string_pretty(&rows) {
-                Ok(s) => println!("{s}"),
-                Err(e) => {
-                    eprintln!("arches: {e}");
-                    return ExitCode::FAILURE;
-                }
-            }
+pub fn main(a: ArchesArgs) -> ExitCode {
+    let out = if a.json {
+        let rows: Vec<JsonRow> = ARCHES.iter().map(json_row).collect();
+        serde_json::to_string_pretty(&rows).map(|s| s + "\n")
+    } else if let Some(job) = a.github_matrix {
+        serde_json::to_string(&github_matrix(job)).map(|s| s + "\n")
+    } else if !a.field.is_empty() {
+        Ok(columns(&a.field))
+    } else {
+        Ok(listing())
+    };
+    match out {
+        Ok(s) => {
+            print!("{s}");
+            ExitCode::SUCCESS
         }
-        [f, names] if f == "--field" => match columns(names) {
-            Ok(s) => print!("{s}"),
-            Err(e) => {
-                eprintln!("arches: {e}");
-                return usage();
-            }
-        },
-        _ => return usage(),
+        Err(e) => {
+            eprintln!("arches: {e}");
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::SUCCESS
 }
 
-/// The `--field` output.
-fn columns(names: &str) -> Result<String, String> {
-    let names: Vec<&str> = names.split(',').collect();
+/// The GitHub workflow's conformance jobs (`.github/workflows/ci.yml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GithubJob {
+    /// `cross` with rustup's prebuilt std, under cross's stock qemu-user:
+    /// the foreign targets that have one.
+    Cross,
+    /// Debian's toolchains in a bookworm container, stock and patched
+    /// qemu-user: the rest, and the x86 rows the runner runs natively.
+    Debian,
+}
+
+/// One entry of a job's matrix.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct MatrixEntry {
+    target: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    triple: Option<&'static str>,
+}
+
+/// `{"include": [...]}` for `job`.
+#[derive(Debug, Serialize)]
+struct Matrix {
+    include: Vec<MatrixEntry>,
+}
+
+/// Which job runs `r`: GitHub's runners are x86_64, which runs the x86
+/// rows without qemu (natively and in compat).
+fn github_job(r: &ArchInfo) -> GithubJob {
+    let on_runner = r.arch == Arch::X86_64 || Arch::X86_64.compat_guest() == Some(r.arch);
+    match r.rust {
+        Some(t) if t.prebuilt_std && !on_runner => GithubJob::Cross,
+        _ => GithubJob::Debian,
+    }
+}
+
+fn github_matrix(job: GithubJob) -> Matrix {
+    let include = ARCHES
+        .iter()
+        .filter(|r| github_job(r) == job)
+        .map(|r| MatrixEntry {
+            target: r.arch.name(),
+            triple: (job == GithubJob::Cross)
+                .then(|| r.rust.map(|t| t.triple))
+                .flatten(),
+        })
+        .collect();
+    Matrix { include }
+}
+
+/// The `--field` output (names checked by clap).
+fn columns(names: &[String]) -> String {
     let mut out = String::new();
     for r in &ARCHES {
-        let cols = names
+        let cols: Vec<String> = names
             .iter()
-            .map(|n| r.field(n).ok_or_else(|| format!("unknown field {n:?}")))
-            .collect::<Result<Vec<_>, _>>()?;
+            .map(|n| r.field(n).unwrap_or_else(|| "-".to_string()))
+            .collect();
         out.push_str(&cols.join(" "));
         out.push('\n');
     }
-    Ok(out)
+    out
 }
 
 /// The plain listing.
@@ -533,7 +653,7 @@ mod tests {
             );
             // Rust triples name the same CPU as the GNU one (riscv64gc,
             // armv7 and i686 spell it their own way).
-            if let Some(t) = r.arch.rust_triple() {
+            if let Some(t) = r.rust.map(|r| r.triple) {
                 let cpu = |s: &str| s.split('-').next().unwrap_or_default().to_string();
                 let g = cpu(r.gnu);
                 // A multilib row names the 64-bit toolchain (sparc64 -m32).
@@ -578,17 +698,74 @@ mod tests {
         }
     }
 
+    /// `arches`' options as the binary parses them.
+    fn parse(args: &[&str]) -> Result<ArchesArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: ArchesArgs,
+        }
+        let argv = std::iter::once("arches").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.a)
+    }
+
     #[test]
     fn fields_print_one_line_per_arch_and_reject_unknown_names() {
-        let out = columns("name,qemu-user,patched").unwrap();
+        let a = parse(&["--field", "name,qemu-user,patched"]).unwrap();
+        let out = columns(&a.field);
         assert_eq!(out.lines().count(), Arch::ALL.len());
         assert!(out.lines().any(|l| l == "powerpc ppc no"));
         assert!(out.lines().any(|l| l == "hppa hppa yes"));
-        assert!(columns("name,nosuch").is_err());
-        assert!(columns("").is_err());
+        assert!(parse(&["--field", "name,nosuch"]).is_err());
+        assert!(parse(&["--field", ""]).is_err());
+        assert!(parse(&["--json", "--field", "name"]).is_err());
+        assert!(parse(&["--nosuch"]).is_err());
+        // Every name clap accepts has a column (none falls back to `-`
+        // for every row).
         for f in FIELDS {
-            assert!(columns(f).is_ok(), "{f}");
+            assert!(ARCHES.iter().all(|r| r.field(f).is_some()), "{f}");
         }
+    }
+
+    /// The targets of Cross.toml's `[target.TRIPLE]` tables.
+    fn cross_toml_targets() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../Cross.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let t: Vec<String> = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("[target."))
+            .filter_map(|l| l.strip_suffix(']'))
+            .map(str::to_string)
+            .collect();
+        assert!(!t.is_empty(), "{path}");
+        t
+    }
+
+    #[test]
+    fn cross_toml_and_the_cross_job_follow_the_registry() {
+        let a = parse(&["--github-matrix", "cross"]).unwrap();
+        let cross = github_matrix(a.github_matrix.unwrap()).include;
+        for e in &cross {
+            let r = info(Arch::from_name(e.target).unwrap());
+            assert!(r.rust.unwrap().prebuilt_std, "{}", e.target);
+            assert_eq!(e.triple, rust_triple(r.arch));
+        }
+        let debian = github_matrix(GithubJob::Debian).include;
+        assert_eq!(cross.len() + debian.len(), Arch::ALL.len());
+        assert!(debian.iter().all(|e| e.triple.is_none()));
+        assert!(debian.iter().any(|e| e.target == "i686"));
+        // Cross.toml, for users' `cross`: every target rustup ships a std
+        // for, but the host's own.
+        let mut want: Vec<&str> = ARCHES
+            .iter()
+            .filter(|r| r.arch != Arch::X86_64)
+            .filter_map(|r| r.rust.filter(|t| t.prebuilt_std))
+            .map(|t| t.triple)
+            .collect();
+        let mut got = cross_toml_targets();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want);
     }
 
     #[test]

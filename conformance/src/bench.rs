@@ -144,31 +144,102 @@ impl Mode {
     }
 }
 
+/// `msgzc-conformance bench`: end-to-end throughput (the module's doc
+/// says what each mode measures).
+#[derive(Debug, clap::Args)]
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_value_name = "ROUNDS"
+)]
+pub struct BenchArgs {
+    /// Interleaved rounds of their own modes instead (`--udp-batch`,
+    /// `--async-tcp`, each with its own options).
+    #[command(subcommand)]
+    rounds: Option<RoundsBench>,
+    #[command(flatten)]
+    opts: Opts,
+}
+
+/// The round-based benches, as flags: `bench --udp-batch [OPTIONS]`.
+#[derive(Debug, clap::Subcommand)]
+enum RoundsBench {
+    /// `sendmmsg` and GSO, zerocopy and copy.
+    #[command(long_flag = "udp-batch")]
+    UdpBatch(udp_batch::Opts),
+    /// tokio's zerocopy sender (feature async-bench).
+    #[command(long_flag = "async-tcp")]
+    AsyncTcp(async_tcp::Opts),
+}
+
+#[derive(Debug, clap::Args)]
 struct Opts {
+    #[command(flatten)]
+    common: rounds::Common,
+    /// The networks: loopback, veth (a namespace pair; needs root).
+    #[arg(long = "net", value_name = "NET,..", value_delimiter = ',',
+          default_value = "loopback,veth", value_parser = net_arg)]
     nets: Vec<&'static str>,
+    /// The protocols: tcp4, tcp6, udp4, udp6.
+    #[arg(long = "proto", value_name = "P,..", value_delimiter = ',',
+          default_value = "tcp4,tcp6,udp4,udp6", value_parser = proto_arg)]
     protos: Vec<Proto>,
+    /// Sends between completion reads.
+    #[arg(long = "interval", value_name = "N,..", value_delimiter = ',',
+          default_value = "1,32", value_parser = rounds::number_in(1, WINDOW))]
     intervals: Vec<usize>,
+    /// Payload bytes (at most the kernel selftest's largest, which fits
+    /// one UDP datagram).
+    #[arg(long, value_name = "BYTES", default_value_t = 8192,
+          value_parser = rounds::number_in(1, MAX_SIZE))]
     size: usize,
-    secs: f64,
+    /// Write the samples as JSON here.
+    #[arg(long, value_name = "PATH")]
     json: Option<String>,
-    markdown: Option<String>,
-    /// The kernel's msg_zerocopy binary (`--selftest`).
+    /// The kernel's msg_zerocopy binary: two more modes on loopback.
+    #[arg(long, value_name = "MSG_ZEROCOPY")]
     selftest: Option<String>,
+    /// Only time one system call and the kernel's copy of one payload.
+    #[arg(long)]
     calibrate_only: bool,
-    /// Sender only, to a receiver at this address (`--connect`).
+    /// Sender only, to a receiver at this address.
+    #[arg(long, value_name = "ADDR:PORT")]
     connect: Option<SocketAddr>,
-    /// The mode of `--connect` (`--mode`).
+    /// The mode of --connect: copy, zc-selftest, zc-drain, zc-inline.
+    #[arg(long, default_value = "zc-drain", value_parser = mode_arg)]
     mode: Mode,
-    /// The CPU the sender is pinned to (`--cpu`).
-    cpu: Option<usize>,
-    /// The CPU the selftest's receiver is pinned to (`--receiver-cpu`).
+    /// The CPU the selftest's receiver is pinned to (--same-receiver).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = cpu_arg)]
     receiver_cpu: usize,
-    /// Ours against the selftest, one receiver for both (`--same-receiver`).
+    /// Ours against the selftest's sender, one receiver for both (needs
+    /// --selftest), in --rounds interleaved rounds.
+    #[arg(long, requires = "selftest")]
     same_receiver: bool,
-    /// Interleaved rounds of `--same-receiver` and of each `--sweep` size.
-    rounds: usize,
-    /// Payload sizes for the threshold sweep (`--sweep`), see [`sweep`].
+    /// The threshold sweep: copy against zerocopy at these payload sizes,
+    /// --rounds rounds each.
+    #[arg(long, value_name = "BYTES,..", value_delimiter = ',',
+          value_parser = rounds::number_in(1, MAX_SIZE))]
     sweep: Option<Vec<usize>>,
+}
+
+fn net_arg(v: &str) -> Result<&'static str, String> {
+    ["loopback", "veth"]
+        .into_iter()
+        .find(|n| *n == v)
+        .ok_or_else(|| format!("{v:?}: loopback or veth"))
+}
+
+fn proto_arg(v: &str) -> Result<Proto, String> {
+    Proto::ALL
+        .into_iter()
+        .find(|p| p.name() == v)
+        .ok_or_else(|| format!("{v:?}: tcp4, tcp6, udp4 or udp6"))
+}
+
+fn mode_arg(v: &str) -> Result<Mode, String> {
+    Mode::ALL
+        .into_iter()
+        .find(|m| m.name() == v)
+        .ok_or_else(|| format!("{v:?}: copy, zc-selftest, zc-drain or zc-inline"))
 }
 
 /// The sender's system calls, by kind.
@@ -230,132 +301,6 @@ impl Measured {
             n => format!("{} ({n} failed in doubt)", self.sends),
         }
     }
-}
-
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: msgzc-conformance bench [--net loopback,veth] [--proto tcp4,tcp6,udp4,udp6] [--interval 1,32]\n\
-         \x20                              [--size BYTES] [--secs S] [--json PATH] [--markdown PATH]\n\
-         \x20                              [--selftest MSG_ZEROCOPY] [--calibrate-only] [--cpu N]\n\
-         sender only:  msgzc-conformance bench --connect ADDR:PORT --proto P [--mode zc-drain] [--cpu N]\n\
-         \x20             [--interval N] [--size BYTES] [--secs S]   (one `msgzc:` summary line per interval)\n\
-         one receiver: msgzc-conformance bench --same-receiver --selftest MSG_ZEROCOPY [--rounds 5]\n\
-         \x20             [--cpu 0] [--receiver-cpu 1] [--proto ..] [--interval ..] [--size] [--secs] [--markdown P]\n\
-         rounds:       msgzc-conformance bench --udp-batch ..   or   bench --async-tcp ..   (each prints its own usage)\n\
-         sweep:        msgzc-conformance bench --sweep SIZE,SIZE,.. [--rounds N] [--net ..] [--proto ..] [--interval N]"
-    );
-    ExitCode::from(2)
-}
-
-fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        nets: vec!["loopback", "veth"],
-        protos: Proto::ALL.to_vec(),
-        intervals: vec![1, 32],
-        size: 8192,
-        secs: 1.0,
-        json: None,
-        markdown: None,
-        selftest: None,
-        calibrate_only: false,
-        connect: None,
-        mode: Mode::Drain,
-        cpu: None,
-        receiver_cpu: 1,
-        same_receiver: false,
-        rounds: 5,
-        sweep: None,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--net" => {
-                o.nets = val()?
-                    .split(',')
-                    .map(|n| match n {
-                        "loopback" => Ok("loopback"),
-                        "veth" => Ok("veth"),
-                        _ => Err(format!("--net {n}: loopback or veth")),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--proto" => {
-                o.protos = val()?
-                    .split(',')
-                    .map(|p| {
-                        Proto::ALL
-                            .into_iter()
-                            .find(|x| x.name() == p)
-                            .ok_or(format!("unknown protocol {p:?}"))
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--interval" => {
-                o.intervals = val()?
-                    .split(',')
-                    .map(|n| match n.parse::<usize>() {
-                        Ok(n) if (1..=WINDOW).contains(&n) => Ok(n),
-                        _ => Err(format!("--interval {n}: 1..={WINDOW}")),
-                    })
-                    .collect::<Result<_, _>>()?
-            }
-            "--size" => {
-                o.size = match val()?.parse::<usize>() {
-                    // The kernel selftest's largest payload (and its
-                    // default): IP_MAXPACKET less IPv6 and TCP headers and
-                    // 40 bytes of options; it fits one UDP datagram.
-                    Ok(n) if (1..=MAX_SIZE).contains(&n) => n,
-                    _ => return Err(format!("--size: 1..={MAX_SIZE}")),
-                }
-            }
-            "--selftest" => o.selftest = Some(val()?),
-            "--sweep" => {
-                o.sweep = Some(
-                    val()?
-                        .split(',')
-                        .map(|n| match n.parse::<usize>() {
-                            Ok(n) if (1..=MAX_SIZE).contains(&n) => Ok(n),
-                            _ => Err(format!("--sweep {n}: 1..={MAX_SIZE}")),
-                        })
-                        .collect::<Result<_, _>>()?,
-                )
-            }
-            "--rounds" => {
-                o.rounds = match val()?.parse::<usize>() {
-                    Ok(n) if (1..=99).contains(&n) => n,
-                    _ => return Err("--rounds: 1..=99".into()),
-                }
-            }
-            "--calibrate-only" => o.calibrate_only = true,
-            "--connect" => {
-                let v = val()?;
-                o.connect = Some(v.parse().map_err(|e| format!("--connect {v}: {e}"))?)
-            }
-            "--mode" => {
-                let v = val()?;
-                o.mode = Mode::ALL
-                    .into_iter()
-                    .find(|m| m.name() == v)
-                    .ok_or(format!(
-                        "--mode {v}: one of copy, zc-selftest, zc-drain, zc-inline"
-                    ))?
-            }
-            "--cpu" => o.cpu = Some(cpu_arg(&val()?)?),
-            "--receiver-cpu" => o.receiver_cpu = cpu_arg(&val()?)?,
-            "--same-receiver" => o.same_receiver = true,
-            "--secs" => {
-                o.secs = match val()?.parse::<f64>() {
-                    Ok(s) if s > 0.0 && s <= 60.0 => s,
-                    _ => return Err("--secs: (0, 60]".into()),
-                }
-            }
-            "--json" => o.json = Some(val()?),
-            "--markdown" => o.markdown = Some(val()?),
-            _ => return Err(format!("unknown argument {a:?}")),
-        }
-    }
-    Ok(o)
 }
 
 /// A CPU number for `sched_setaffinity`.
@@ -827,19 +772,12 @@ fn cpu_model() -> String {
 }
 
 /// The `bench` subcommand.
-pub fn main(args: &[String]) -> ExitCode {
+pub fn main(a: BenchArgs) -> ExitCode {
     // Interleaved rounds of their own modes (`bench/rounds.rs`).
-    match args.first().map(String::as_str) {
-        Some("--async-tcp") => return async_tcp::main(&args[1..]),
-        Some("--udp-batch") => return udp_batch::main(&args[1..]),
-        _ => {}
-    }
-    let o = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench: {e}");
-            return usage();
-        }
+    let o = match a.rounds {
+        Some(RoundsBench::AsyncTcp(o)) => return async_tcp::main(&o),
+        Some(RoundsBench::UdpBatch(o)) => return udp_batch::main(&o),
+        None => a.opts,
     };
     if o.connect.is_some() {
         return connect::main(&o);
@@ -863,7 +801,7 @@ pub fn main(args: &[String]) -> ExitCode {
             ),
             None => o.size.to_string(),
         },
-        o.secs
+        o.common.secs
     );
     println!("{header}");
     let calibration = match kernel::calibrate(o.size) {
@@ -897,10 +835,18 @@ pub fn main(args: &[String]) -> ExitCode {
                         match (mode, &o.selftest) {
                             (Mode::Kernel | Mode::KernelInline, Some(bin)) => {
                                 let inline = mode == Mode::KernelInline;
-                                kernel::run(bin, proto, inline, o.size, interval, o.secs)
+                                kernel::run(bin, proto, inline, o.size, interval, o.common.secs)
                                     .map_err(|e| e.to_string())
                             }
-                            _ => measure(&n, proto, mode, o.size, interval, o.secs, o.cpu),
+                            _ => measure(
+                                &n,
+                                proto,
+                                mode,
+                                o.size,
+                                interval,
+                                o.common.secs,
+                                o.common.cpu,
+                            ),
                         }
                     });
                     let s = Sample {
@@ -919,7 +865,7 @@ pub fn main(args: &[String]) -> ExitCode {
     }
     let table = markdown(&format!("{header}.\n\n{calibration}"), &o, &samples);
     println!("\n{table}");
-    if let Some(p) = &o.markdown {
+    if let Some(p) = &o.common.markdown {
         if let Err(e) = std::fs::write(p, &table) {
             eprintln!("{p}: {e}");
             return ExitCode::FAILURE;
@@ -990,7 +936,7 @@ fn markdown(header: &str, o: &Opts, samples: &[Sample]) -> String {
         "Command: `cargo run --release -p msgzc-conformance -- bench --net {} --size {} --secs {} --interval {}{}`\n\n",
         o.nets.join(","),
         o.size,
-        o.secs,
+        o.common.secs,
         o.intervals.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
         o.selftest.as_ref().map_or(String::new(), |p| format!(" --selftest {p}"))
     ));
@@ -1072,4 +1018,73 @@ fn json(header: &str, samples: &[Sample]) -> String {
         })
         .collect();
     serde_json::json!({ "machine": header, "samples": rows }).to_string()
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// `bench`'s words as the binary parses them.
+    pub(in crate::bench) fn parse(s: &str) -> Result<BenchArgs, String> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: BenchArgs,
+        }
+        let argv = std::iter::once("bench").chain(s.split_whitespace());
+        <Cli as clap::Parser>::try_parse_from(argv)
+            .map(|c| c.a)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_lists_and_ranges() {
+        let o = parse("").unwrap().opts;
+        assert_eq!(o.nets, ["loopback", "veth"]);
+        assert_eq!(o.protos, Proto::ALL);
+        assert_eq!(
+            (o.intervals, o.size, o.mode),
+            (vec![1, 32], 8192, Mode::Drain)
+        );
+        assert_eq!(
+            (o.common.secs, o.common.rounds, o.receiver_cpu),
+            (1.0, 5, 1)
+        );
+        let o = parse("--net veth --proto udp6,tcp4 --interval 7 --sweep 1024,4096 --secs 0.5")
+            .unwrap()
+            .opts;
+        assert_eq!(
+            (o.nets, o.protos),
+            (vec!["veth"], vec![Proto::Udp6, Proto::Tcp4])
+        );
+        assert_eq!((o.sweep, o.common.secs), (Some(vec![1024, 4096]), 0.5));
+        let o = parse("--connect [::1]:4000 --mode zc-inline --cpu 0")
+            .unwrap()
+            .opts;
+        assert_eq!(o.connect, Some("[::1]:4000".parse().unwrap()));
+        assert_eq!((o.mode, o.common.cpu), (Mode::Inline, Some(0)));
+    }
+
+    #[test]
+    fn bad_options_are_refused() {
+        for bad in [
+            "--net wifi",
+            "--proto sctp",
+            "--interval 0",
+            "--interval 1,,2",
+            "--size 65536",
+            "--secs 0",
+            "--mode kernel-selftest",
+            "--connect nowhere",
+            "--cpu 99999",
+            "--same-receiver",
+            "--udp-batch --net veth",
+            "--net veth --udp-batch",
+            "--async-tcp --batch 3",
+            "--bogus",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        assert!(parse("--same-receiver --selftest /x").is_ok());
+    }
 }

@@ -4,6 +4,7 @@
 //! in. `runner` and `system` both use this; neither imports the other's
 //! build code.
 
+use crate::arches;
 use msgzc_abi::Arch;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -21,7 +22,7 @@ pub(crate) struct Toolchain {
 
 /// The cross tools of `arch`, from the registry.
 pub(crate) fn toolchain(arch: Arch) -> Toolchain {
-    let r = crate::arches::info(arch);
+    let r = arches::info(arch);
     Toolchain {
         gcc: r.gcc,
         qemu: r.qemu_static,
@@ -34,7 +35,7 @@ pub(crate) fn toolchain(arch: Arch) -> Toolchain {
 /// registry's extra flags.
 pub(crate) fn rustflags(arch: Arch) -> String {
     let mut flags = vec!["-C", "target-feature=+crt-static"];
-    flags.extend(crate::arches::info(arch).rustflags);
+    flags.extend(arches::info(arch).rustflags);
     flags.join(" ")
 }
 
@@ -200,7 +201,7 @@ pub(crate) fn target_env(triple: &str) -> String {
 /// overrides (a stray `RUSTFLAGS` would rebuild std, a wrapper or
 /// toolchain override would pick another compiler).
 pub(crate) fn cross_env(cmd: &mut Command, arch: Arch, target_dir: &Path) {
-    let up = target_env(arch.rust_triple().unwrap_or_default());
+    let up = target_env(arches::rust_triple(arch).unwrap_or_default());
     cmd.current_dir(workspace_root())
         .env("RUSTC_BOOTSTRAP", "1")
         .env("RUSTC", DEBIAN_RUSTC)
@@ -224,7 +225,7 @@ pub(crate) fn cross_env(cmd: &mut Command, arch: Arch, target_dir: &Path) {
 /// Cross-builds `package` for `arch` with Debian's Rust and
 /// `-Zbuild-std`; returns the binary.
 pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<PathBuf, String> {
-    let triple = arch.rust_triple().ok_or("no Rust target")?;
+    let triple = arches::rust_triple(arch).ok_or("no Rust target")?;
     let target_dir = cache.join(rustc_key());
     let logs = cache.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;

@@ -15,6 +15,7 @@
 //! The target directory lives under `$MSGZC_CACHE/crate-tests/<rustc>/<triple>`, so
 //! a warm run only rebuilds what changed.
 
+use crate::arches;
 use crate::build::{cross_env, rustc_key, rustflags, target_env, toolchain, touch_tree, which};
 use crate::runner::{patched_qemu, qemu_target};
 use msgzc_abi::Arch;
@@ -50,50 +51,23 @@ const DEBIAN_RUSTC: &str = "/usr/bin/rustc";
 const DEBIAN_RUSTDOC: &str = "/usr/bin/rustdoc";
 const DEBIAN_RUST_SRC: &str = "/usr/lib/rustlib/src/rust/library";
 
-const USAGE: &str = "usage: msgzc-conformance crate-tests [--target NAME[,NAME..]] \
-                     [--require-all] [--no-doc] [-- TEST-ARGS..]";
-
-struct Opts {
+/// `msgzc-conformance crate-tests`.
+#[derive(Debug, clap::Args)]
+pub struct CrateTestsArgs {
+    /// The targets [default: mips64,powerpc,armv7,s390x].
+    #[arg(long = "target", value_name = "NAME,..", value_delimiter = ',',
+          value_parser = arches::parse_rust_arch)]
     archs: Vec<Arch>,
     /// Missing tools fail instead of skipping.
+    #[arg(long)]
     require_all: bool,
-    /// `--no-doc`: unit and integration tests only (the doc tests, each
-    /// its own binary, take the longest under the emulator).
+    /// Unit and integration tests only (the doc tests, each its own
+    /// binary, take the longest under the emulator).
+    #[arg(long)]
     no_doc: bool,
     /// Passed to every test binary (a name filter, `--test-threads`, ...).
+    #[arg(last = true, value_name = "TEST-ARGS")]
     test_args: Vec<String>,
-}
-
-fn parse_opts(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        archs: DEFAULT.to_vec(),
-        require_all: false,
-        no_doc: false,
-        test_args: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--target" => {
-                let v = it.next().ok_or("--target needs a value")?;
-                o.archs = v
-                    .split(',')
-                    .map(|n| Arch::from_name(n).ok_or(format!("unknown target {n:?}")))
-                    .collect::<Result<_, _>>()?;
-            }
-            "--require-all" => o.require_all = true,
-            "--no-doc" => o.no_doc = true,
-            "--" => {
-                o.test_args = it.cloned().collect();
-                break;
-            }
-            _ => return Err(format!("unknown argument {a:?}")),
-        }
-    }
-    if let Some(a) = o.archs.iter().find(|a| a.rust_triple().is_none()) {
-        return Err(format!("{a} has no Rust target (no LLVM backend)"));
-    }
-    Ok(o)
 }
 
 /// What one target's run gave.
@@ -265,7 +239,12 @@ fn claim_target_dir(dir: &Path) -> Result<(), String> {
 
 /// `cargo test` for `arch`, its output merged into one stream (so the
 /// order of `Running` and `test result` lines survives).
-fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command, String> {
+fn cargo_test(
+    arch: Arch,
+    triple: &str,
+    qemu: &Path,
+    o: &CrateTestsArgs,
+) -> Result<Command, String> {
     let qemu = qemu.join(format!("qemu-{}", qemu_target(arch)));
     let runner = format!(
         "timeout --kill-after=10 {BINARY_LIMIT_SECS} {}",
@@ -312,8 +291,8 @@ fn cargo_test(arch: Arch, triple: &str, qemu: &Path, o: &Opts) -> Result<Command
 /// Builds and runs one target's tests, showing the interesting lines and
 /// logging all of them. `Ok(tally)` when cargo ran; its exit status is
 /// folded into the verdict by the caller.
-fn run_target(arch: Arch, qemu: &Path, o: &Opts) -> Result<(Tally, bool), String> {
-    let triple = arch.rust_triple().ok_or("no Rust target")?;
+fn run_target(arch: Arch, qemu: &Path, o: &CrateTestsArgs) -> Result<(Tally, bool), String> {
+    let triple = arches::rust_triple(arch).ok_or("no Rust target")?;
     let dir = target_dir(triple);
     claim_target_dir(&dir)?;
     let log_path = dir.join(format!("test-{triple}.log"));
@@ -362,14 +341,10 @@ fn report(arch: Arch, tally: &Tally, cargo_ok: bool, secs: f64) -> bool {
 }
 
 /// `msgzc-conformance crate-tests`.
-pub fn main(args: &[String]) -> ExitCode {
-    let o = match parse_opts(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("crate-tests: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
+pub fn main(mut o: CrateTestsArgs) -> ExitCode {
+    if o.archs.is_empty() {
+        o.archs = DEFAULT.to_vec();
+    }
     let qemu = patched_qemu(&o.archs);
     let mut rows = Vec::new();
     let mut bad = 0;
@@ -387,7 +362,7 @@ pub fn main(args: &[String]) -> ExitCode {
         let Ok(dir) = &qemu else { continue };
         println!(
             "==> crate tests on {arch} ({})",
-            arch.rust_triple().unwrap_or("?")
+            arches::rust_triple(arch).unwrap_or("?")
         );
         let start = Instant::now();
         match run_target(arch, dir, &o) {
@@ -462,16 +437,27 @@ mod tests {
         assert!(t.skipped.is_empty());
     }
 
+    fn parse(args: &[&str]) -> Result<CrateTestsArgs, clap::Error> {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: CrateTestsArgs,
+        }
+        let argv = std::iter::once("crate-tests").chain(args.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.a)
+    }
+
     #[test]
     fn bad_arguments_are_refused() {
-        let args = |s: &[&str]| s.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-        assert!(parse_opts(&args(&["--target", "nosuch"])).is_err());
-        assert!(parse_opts(&args(&["--target"])).is_err());
-        assert!(parse_opts(&args(&["--target", "hppa"])).is_err());
-        assert!(parse_opts(&args(&["--bogus"])).is_err());
-        let o = parse_opts(&args(&["--target", "s390x", "--", "real_kernel"])).unwrap();
-        assert_eq!(o.archs, vec![Arch::S390x]);
+        assert!(parse(&["--target", "nosuch"]).is_err());
+        assert!(parse(&["--target"]).is_err());
+        assert!(parse(&["--target", ""]).is_err());
+        assert!(parse(&["--target", "hppa"]).is_err());
+        assert!(parse(&["--bogus"]).is_err());
+        assert!(parse(&["real_kernel"]).is_err(), "test args only after --");
+        let o = parse(&["--target", "s390x,mips64", "--", "real_kernel"]).unwrap();
+        assert_eq!(o.archs, vec![Arch::S390x, Arch::Mips64]);
         assert_eq!(o.test_args, vec!["real_kernel".to_string()]);
-        assert!(!o.no_doc && parse_opts(&args(&["--no-doc"])).unwrap().no_doc);
+        assert!(!o.no_doc && parse(&["--no-doc"]).unwrap().no_doc);
     }
 }

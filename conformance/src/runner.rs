@@ -29,6 +29,7 @@
 //! C guests (alpha, hppa, and any target with `--guest c`) and the
 //! `abi_facts.c` program are built with the target's cross gcc.
 
+use crate::arches;
 use crate::build::{
     build_c, build_rust, c_compiler, cache_dir, first_line, toolchain, which, workspace_root,
     Package, DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_RUST_SRC,
@@ -124,7 +125,7 @@ impl QemuSel {
 
 /// qemu's name for a target (`ppc`), from the registry.
 pub(crate) fn qemu_target(arch: Arch) -> &'static str {
-    crate::arches::info(arch).qemu_user
+    arches::info(arch).qemu_user
 }
 
 /// The emulators of a run.
@@ -205,7 +206,7 @@ struct Row {
 impl Row {
     fn label(&self) -> String {
         match self.lang {
-            Lang::C if self.arch.rust_triple().is_some() => format!("{}/c", self.arch),
+            Lang::C if arches::rust_triple(self.arch).is_some() => format!("{}/c", self.arch),
             _ => self.arch.name().to_string(),
         }
     }
@@ -366,7 +367,7 @@ fn plan(o: &Opts, host: Arch) -> (Vec<Row>, Vec<Arch>) {
         } else {
             o.qemu.tiers()
         };
-        let has_rust = arch.rust_triple().is_some();
+        let has_rust = arches::rust_triple(arch).is_some();
         let langs: &[Lang] = match (o.guest.as_str(), has_rust) {
             ("c", _) | (_, false) => &[Lang::C],
             ("both", true) => &[Lang::Rust, Lang::C],

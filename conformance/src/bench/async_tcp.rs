@@ -54,53 +54,25 @@ impl Mode {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Opts {
+/// `bench --async-tcp` (feature `async-bench`): tokio's zerocopy sender
+/// against tokio's `write_all` and the blocking socket, in interleaved
+/// rounds.
+#[derive(Clone, Debug, clap::Args)]
+pub(super) struct Opts {
+    #[command(flatten)]
     common: Common,
+    /// Payload sizes, one table row each.
+    #[arg(long = "size", value_name = "BYTES,..", value_delimiter = ',',
+          default_value = "8192,65536", value_parser = rounds::number_in(1, MAX_SIZE))]
     sizes: Vec<usize>,
     /// Sends between drains of the blocking zerocopy sender.
+    #[arg(long, default_value_t = 32, value_parser = rounds::number_in(1, super::WINDOW))]
     interval: usize,
 }
 
-fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        common: Common::default(),
-        sizes: vec![8192, 65536],
-        interval: 32,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        if o.common.take(a, &mut val)? {
-            continue;
-        }
-        match a.as_str() {
-            "--size" => o.sizes = rounds::numbers("--size", &val()?, 1..=MAX_SIZE)?,
-            "--interval" => {
-                o.interval = match &rounds::numbers("--interval", &val()?, 1..=super::WINDOW)?[..] {
-                    [n] => *n,
-                    _ => return Err("--interval: one value".into()),
-                }
-            }
-            _ => return Err(format!("unknown argument {a:?}")),
-        }
-    }
-    Ok(o)
-}
-
 /// The `--async-tcp` bench.
-pub(super) fn main(args: &[String]) -> ExitCode {
-    match parse(args) {
-        Ok(o) => run(&o),
-        Err(e) => {
-            eprintln!("bench --async-tcp: {e}");
-            eprintln!(
-                "usage: msgzc-conformance bench --async-tcp [--size 8192,65536] [--interval 32]\n\
-                 \x20                                          [--secs 1] [--rounds 5] [--cpu N] [--markdown PATH]"
-            );
-            ExitCode::from(2)
-        }
-    }
+pub(super) fn main(o: &Opts) -> ExitCode {
+    run(o)
 }
 
 #[cfg(not(feature = "async-bench"))]
@@ -367,25 +339,29 @@ mod tokio_runs {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    /// As the binary parses them.
+    fn parse(s: &str) -> Result<Opts, String> {
+        match super::super::tests::parse(&format!("--async-tcp {s}"))?.rounds {
+            Some(super::super::RoundsBench::AsyncTcp(o)) => Ok(o),
+            other => Err(format!("{other:?}")),
+        }
     }
 
     #[test]
     fn parses_sizes_and_interval() {
-        let o = parse(&args("--size 8192,65536 --interval 8 --secs 0.5")).unwrap();
+        let o = parse("--size 8192,65536 --interval 8 --secs 0.5").unwrap();
         assert_eq!(
             (o.sizes, o.interval, o.common.secs),
             (vec![8192, 65536], 8, 0.5)
         );
-        let d = parse(&[]).unwrap();
+        let d = parse("").unwrap();
         assert_eq!(
             (d.sizes, d.interval, d.common.rounds),
             (vec![8192, 65536], 32, 5)
         );
-        assert!(parse(&args("--size 0")).is_err());
-        assert!(parse(&args("--interval 1,2")).is_err());
-        assert!(parse(&args("--interval 0")).is_err());
-        assert!(parse(&args("--bogus")).is_err());
+        assert!(parse("--size 0").is_err());
+        assert!(parse("--interval 1,2").is_err());
+        assert!(parse("--interval 0").is_err());
+        assert!(parse("--bogus").is_err());
     }
 }

@@ -76,7 +76,7 @@ pub(super) fn main(o: &Opts) -> ExitCode {
     };
     let run = || -> Result<(), String> {
         let proto = protocol(o, to)?;
-        if let Some(cpu) = o.cpu {
+        if let Some(cpu) = o.common.cpu {
             pin(cpu)?;
         }
         let from: SocketAddr = match to {
@@ -85,7 +85,7 @@ pub(super) fn main(o: &Opts) -> ExitCode {
         };
         let payload = selftest_payload(o.size);
         for &interval in &o.intervals {
-            let m = send_on(proto, from, to, o.mode, &payload, interval, o.secs)
+            let m = send_on(proto, from, to, o.mode, &payload, interval, o.common.secs)
                 .map_err(|e| format!("{} interval {interval}: {e}", o.mode.name()))?;
             eprintln!("{}", summary_line(&m));
         }

@@ -15,58 +15,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 
-/// Options every round-based bench takes.
-#[derive(Clone, Debug)]
+/// Options every round-based bench takes (and the main bench: the same
+/// names and meanings).
+#[derive(Clone, Debug, clap::Args)]
 pub(super) struct Common {
-    /// Seconds per run.
+    /// Seconds per run, in (0, 60].
+    #[arg(long, value_name = "S", default_value_t = 1.0, value_parser = secs_arg)]
     pub secs: f64,
     /// Rounds, each running every mode once.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = number_in(1, 99))]
     pub rounds: usize,
     /// Where to write the markdown table.
+    #[arg(long, value_name = "PATH")]
     pub markdown: Option<String>,
     /// The CPU the sender thread is pinned to.
+    #[arg(long, value_name = "N", value_parser = super::cpu_arg)]
     pub cpu: Option<usize>,
 }
 
-impl Default for Common {
-    fn default() -> Self {
-        Common {
-            secs: 1.0,
-            rounds: 5,
-            markdown: None,
-            cpu: None,
-        }
-    }
-}
-
 impl Common {
-    /// Takes `a` (and its value from `val`) if it is a common option:
-    /// `Ok(true)` when taken.
-    pub fn take(
-        &mut self,
-        a: &str,
-        val: &mut dyn FnMut() -> Result<String, String>,
-    ) -> Result<bool, String> {
-        match a {
-            "--secs" => {
-                self.secs = match val()?.parse::<f64>() {
-                    Ok(s) if s > 0.0 && s <= 60.0 => s,
-                    _ => return Err("--secs: (0, 60]".into()),
-                }
-            }
-            "--rounds" => {
-                self.rounds = match val()?.parse::<usize>() {
-                    Ok(n) if (1..=99).contains(&n) => n,
-                    _ => return Err("--rounds: 1..=99".into()),
-                }
-            }
-            "--markdown" => self.markdown = Some(val()?),
-            "--cpu" => self.cpu = Some(super::cpu_arg(&val()?)?),
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
     /// The options as given again on a command line.
     pub fn args(&self) -> String {
         let cpu = self.cpu.map_or(String::new(), |c| format!(" --cpu {c}"));
@@ -74,18 +41,24 @@ impl Common {
     }
 }
 
-/// A comma-separated list of numbers, each in `range`.
-pub(super) fn numbers(
-    name: &str,
-    v: &str,
-    range: std::ops::RangeInclusive<usize>,
-) -> Result<Vec<usize>, String> {
-    v.split(',')
-        .map(|n| match n.parse::<usize>() {
-            Ok(k) if range.contains(&k) => Ok(k),
-            _ => Err(format!("{name} {n}: {}..={}", range.start(), range.end())),
-        })
-        .collect()
+/// `--secs`: seconds in (0, 60].
+fn secs_arg(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 60.0 => Ok(s),
+        _ => Err(format!("{v:?}: seconds in (0, 60]")),
+    }
+}
+
+/// A value parser for a whole number in `lo..=hi` (each item of a list
+/// where the option takes one).
+pub(super) fn number_in(
+    lo: usize,
+    hi: usize,
+) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync + 'static {
+    move |v| match v.parse::<usize>() {
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        _ => Err(format!("{v:?}: a number in {lo}..={hi}")),
+    }
 }
 
 /// One sender run.
@@ -380,19 +353,29 @@ mod tests {
     }
 
     #[test]
-    fn common_options_and_lists() {
-        let mut c = Common::default();
-        let mut v = || Ok("2.5".to_string());
-        assert_eq!(c.take("--secs", &mut v), Ok(true));
-        assert_eq!(c.secs, 2.5);
-        assert_eq!(c.take("--size", &mut v), Ok(false));
-        let mut bad = || Ok("0".to_string());
-        assert!(c.take("--rounds", &mut bad).is_err());
-        assert_eq!(
-            numbers("--size", "8192,65536", 1..=65536),
-            Ok(vec![8192, 65536])
-        );
-        assert!(numbers("--size", "8192,0", 1..=65536).is_err());
-        assert!(numbers("--size", "x", 1..=65536).is_err());
+    fn common_options_and_numbers() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            c: Common,
+        }
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("bench").chain(args.iter().copied());
+            <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.c)
+        };
+        let c = parse(&["--secs", "2.5", "--cpu", "3"]).unwrap();
+        assert_eq!((c.secs, c.rounds, c.cpu), (2.5, 5, Some(3)));
+        assert_eq!(c.args(), "--secs 2.5 --rounds 5 --cpu 3");
+        for bad in [
+            &["--rounds", "0"][..],
+            &["--secs", "0"],
+            &["--secs", "61"],
+            &["--size", "1"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+        let n = number_in(1, 65536);
+        assert_eq!(n("8192"), Ok(8192));
+        assert!(n("0").is_err() && n("x").is_err() && n("65537").is_err());
     }
 }

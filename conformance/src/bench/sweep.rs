@@ -80,8 +80,18 @@ fn rounds(
     o: &Opts,
     size: usize,
 ) -> Result<Vec<(Measured, Measured)>, String> {
-    let run = |mode| measure(net, proto, mode, size, o.intervals[0], o.secs, o.cpu);
-    (0..o.rounds)
+    let run = |mode| {
+        measure(
+            net,
+            proto,
+            mode,
+            size,
+            o.intervals[0],
+            o.common.secs,
+            o.common.cpu,
+        )
+    };
+    (0..o.common.rounds)
         .map(|r| {
             if r % 2 == 0 {
                 let c = run(Mode::Copy)?;
@@ -167,7 +177,7 @@ fn note(net: &str, proto: Proto, points: &[Point]) -> String {
 pub(super) fn main(o: &Opts, sizes: &[usize], header: &str) -> std::process::ExitCode {
     let (table, ok) = run(o, sizes, header);
     println!("\n{table}");
-    if let Some(p) = &o.markdown {
+    if let Some(p) = &o.common.markdown {
         if let Err(e) = std::fs::write(p, &table) {
             eprintln!("{p}: {e}");
             return std::process::ExitCode::FAILURE;
@@ -189,8 +199,8 @@ fn run(o: &Opts, sizes: &[usize], header: &str) -> (String, bool) {
         o.nets.join(","),
         o.protos.iter().map(|p| p.name()).collect::<Vec<_>>().join(","),
         o.intervals[0],
-        o.secs,
-        o.rounds,
+        o.common.secs,
+        o.common.rounds,
     );
     let head = "| net | proto | bytes | copy MB/s | zc MB/s | zc/copy MB/s | zc/copy CPU per byte | zc adds CPU µs/send | copy of payload µs | copied |\n|---|---|---|---|---|---|---|---|---|---|";
     println!("{head}");

@@ -65,54 +65,40 @@ impl Mode {
     }
 }
 
-#[derive(Clone, Debug)]
-struct Opts {
+/// `bench --udp-batch`: `sendmmsg` and GSO, with and without zerocopy,
+/// in interleaved rounds.
+#[derive(Clone, Debug, clap::Args)]
+pub(super) struct Opts {
+    #[command(flatten)]
     common: Common,
+    /// udp4 or udp6.
+    #[arg(long, default_value = "udp4", value_parser = udp_proto)]
     proto: Proto,
+    /// Bytes per datagram.
+    #[arg(long, default_value_t = 1400, value_parser = rounds::number_in(1, MAX_PAYLOAD))]
     size: usize,
+    /// Datagrams per batch (a GSO send carries them all).
+    #[arg(long, default_value_t = 32, value_parser = rounds::number_in(1, MAX_SEGMENTS))]
     batch: usize,
 }
 
-fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        common: Common::default(),
-        proto: Proto::Udp4,
-        size: 1400,
-        batch: 32,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{a} needs a value"));
-        if o.common.take(a, &mut val)? {
-            continue;
-        }
-        match a.as_str() {
-            "--proto" => {
-                o.proto = match val()?.as_str() {
-                    "udp4" => Proto::Udp4,
-                    "udp6" => Proto::Udp6,
-                    p => return Err(format!("--proto {p}: udp4 or udp6")),
-                }
-            }
-            "--size" => o.size = single(rounds::numbers("--size", &val()?, 1..=MAX_PAYLOAD)?)?,
-            "--batch" => o.batch = single(rounds::numbers("--batch", &val()?, 1..=MAX_SEGMENTS)?)?,
-            _ => return Err(format!("unknown argument {a:?}")),
-        }
+fn udp_proto(v: &str) -> Result<Proto, String> {
+    match super::proto_arg(v)? {
+        p @ (Proto::Udp4 | Proto::Udp6) => Ok(p),
+        _ => Err(format!("{v:?}: udp4 or udp6")),
     }
-    // One GSO send carries the whole batch.
-    if o.size * o.batch > MAX_PAYLOAD {
-        return Err(format!(
-            "--size {} × --batch {} is more than one UDP payload ({MAX_PAYLOAD})",
-            o.size, o.batch
-        ));
-    }
-    Ok(o)
 }
 
-fn single(v: Vec<usize>) -> Result<usize, String> {
-    match v[..] {
-        [n] => Ok(n),
-        _ => Err("one value, not a list".into()),
+impl Opts {
+    /// What clap cannot check alone: one GSO send carries the whole batch.
+    fn check(&self) -> Result<(), String> {
+        if self.size * self.batch > MAX_PAYLOAD {
+            return Err(format!(
+                "--size {} × --batch {} is more than one UDP payload ({MAX_PAYLOAD})",
+                self.size, self.batch
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -382,18 +368,11 @@ fn markdown(o: &Opts, r: &Rounds, load: (&str, &str)) -> String {
 }
 
 /// The `--udp-batch` bench.
-pub(super) fn main(args: &[String]) -> ExitCode {
-    let o = match parse(args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("bench --udp-batch: {e}");
-            eprintln!(
-                "usage: msgzc-conformance bench --udp-batch [--proto udp4|udp6] [--size 1400] [--batch 32]\n\
-                 \x20                                          [--secs 1] [--rounds 5] [--cpu N] [--markdown PATH]"
-            );
-            return ExitCode::from(2);
-        }
-    };
+pub(super) fn main(o: &Opts) -> ExitCode {
+    if let Err(e) = o.check() {
+        eprintln!("bench --udp-batch: {e}");
+        return ExitCode::from(2);
+    }
     if let Err(e) = sys::loopback_up() {
         eprintln!("bench: note: could not bring lo up: {e}");
     }
@@ -405,7 +384,7 @@ pub(super) fn main(args: &[String]) -> ExitCode {
     let r = rounds::interleave(
         o.common.rounds,
         Mode::ALL.len(),
-        |i| one(&o, Mode::ALL[i]),
+        |i| one(o, Mode::ALL[i]),
         |i, r| match r {
             Ok(m) => format!(
                 "{:<14} {:>10.0} datagrams/s  {} syscalls/datagram  {:.3} CPU µs/datagram",
@@ -417,7 +396,7 @@ pub(super) fn main(args: &[String]) -> ExitCode {
             Err(e) => format!("{:<14} failed: {e}", Mode::ALL[i].name()),
         },
     );
-    let table = markdown(&o, &r, (&before, &rounds::loadavg()));
+    let table = markdown(o, &r, (&before, &rounds::loadavg()));
     println!("\n{table}");
     if let Err(e) = rounds::write_markdown(&o.common, &table) {
         eprintln!("{e}");
@@ -434,24 +413,29 @@ pub(super) fn main(args: &[String]) -> ExitCode {
 mod tests {
     use super::*;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    /// As the binary parses and checks them.
+    fn parse(s: &str) -> Result<Opts, String> {
+        let o = super::super::tests::parse(&format!("--udp-batch {s}"))?;
+        match o.rounds {
+            Some(super::super::RoundsBench::UdpBatch(o)) => o.check().map(|()| o),
+            other => Err(format!("{other:?}")),
+        }
     }
 
     #[test]
     fn parses_and_refuses_a_batch_larger_than_a_payload() {
-        let o = parse(&args("--proto udp6 --size 1200 --batch 48 --rounds 3")).unwrap();
+        let o = parse("--proto udp6 --size 1200 --batch 48 --rounds 3").unwrap();
         assert_eq!(
             (o.proto, o.size, o.batch, o.common.rounds),
             (Proto::Udp6, 1200, 48, 3)
         );
-        let d = parse(&[]).unwrap();
+        let d = parse("").unwrap();
         assert_eq!((d.proto, d.size, d.batch), (Proto::Udp4, 1400, 32));
-        assert!(parse(&args("--size 2048 --batch 64")).is_err());
-        assert!(parse(&args("--batch 65")).is_err());
-        assert!(parse(&args("--proto tcp4")).is_err());
-        assert!(parse(&args("--size 1,2")).is_err());
-        assert!(parse(&args("--size")).is_err());
+        assert!(parse("--size 2048 --batch 64").is_err());
+        assert!(parse("--batch 65").is_err());
+        assert!(parse("--proto tcp4").is_err());
+        assert!(parse("--size 1,2").is_err());
+        assert!(parse("--size").is_err());
     }
 
     #[test]

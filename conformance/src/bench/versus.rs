@@ -29,8 +29,8 @@ struct Cell {
 
 /// One run of one sender against a fresh, pinned receiver.
 fn one(o: &Opts, bin: &str, proto: Proto, interval: usize, ours: bool) -> Result<Measured, String> {
-    let t = kernel::whole_secs(o.secs);
-    let cpu = o.cpu.unwrap_or(0);
+    let t = kernel::whole_secs(o.common.secs);
+    let cpu = o.common.cpu.unwrap_or(0);
     let cpu0 = children_cpu();
     let rx =
         Receiver::start(bin, proto, o.size, t, Some(o.receiver_cpu)).map_err(|e| e.to_string())?;
@@ -82,7 +82,7 @@ fn measure(o: &Opts, bin: &str) -> Vec<Cell> {
             })
         })
         .collect();
-    for round in 0..o.rounds {
+    for round in 0..o.common.rounds {
         for (i, c) in cells.iter_mut().enumerate() {
             // Alternate who goes first, across cells and rounds.
             let first_ours = (round + i) % 2 == 0;
@@ -196,9 +196,9 @@ fn markdown(o: &Opts, bin: &str, cells: &[Cell], load: (&str, &str)) -> String {
         protos.join(","),
         ivs.join(","),
         o.size,
-        o.secs,
-        o.rounds,
-        o.cpu.unwrap_or(0),
+        o.common.secs,
+        o.common.rounds,
+        o.common.cpu.unwrap_or(0),
         o.receiver_cpu
     );
     let _ = writeln!(
@@ -240,12 +240,12 @@ pub(super) fn main(o: &Opts) -> ExitCode {
     let before = loadavg();
     println!(
         "msgzc bench --same-receiver: payload {} bytes, {} s per run, {} rounds, load {before}",
-        o.size, o.secs, o.rounds
+        o.size, o.common.secs, o.common.rounds
     );
     let cells = measure(o, bin);
     let table = markdown(o, bin, &cells, (&before, &loadavg()));
     println!("\n{table}");
-    if let Some(p) = &o.markdown {
+    if let Some(p) = &o.common.markdown {
         if let Err(e) = std::fs::write(p, &table) {
             eprintln!("{p}: {e}");
             return ExitCode::FAILURE;

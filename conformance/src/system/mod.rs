@@ -41,6 +41,7 @@ mod initramfs;
 mod kernel;
 mod qemu;
 
+use crate::arches;
 use crate::build::{self, Package};
 use crate::judge::{judge_guest, Ctx, GuestLog, Outcome};
 use msgzc_abi::Arch;
@@ -104,97 +105,78 @@ pub fn guest_args<'a>(lang: &str, cases: &[&'a str]) -> Vec<&'a str> {
     v
 }
 
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: msgzc-conformance system-boot --target ARCH [--guest rust|c] [--kernel-arch ARCH]\n\
-         \x20                                    [--kernel stock|patched] [--timeout SECS]\n\
-         \x20                                    [--kernel-dir DIR] [--smp N] [--fetch] [--console]\n\
-         \x20                                    [CASE..]\n\
-         \n\
-         Builds ARCH's guest agent, boots it as PID 1 on a kernel under qemu-system\n\
-         (default: ARCH's own, or the 64-bit kernel that runs it in compat mode),\n\
-         prints its lines and judges them.\n\
-         --kernel   stock (default) or patched: 6.1 with conformance/kernel/*.patch\n\
-         --kernel-dir  boot the kernel cached in DIR (e.g. an earlier patch revision's),\n\
-         \x20          judged as --kernel says\n\
-         --smp N    give QEMU N CPUs (default 1; for an SMP kernel, e.g. ci/kernels\n\
-         \x20          --patched --variant smp)\n\
-         --fetch    run ci/kernels to fetch or build a missing kernel (else fail)\n\
-         --console  print the whole console instead of the guest's lines\n\
-         stock kernels: {}\n\
-         patched kernels: {}",
+/// `--kernel`'s value (clap's value parser).
+fn parse_kind(name: &str) -> Result<KernelKind, String> {
+    KernelKind::from_name(name)
+        .ok_or_else(|| format!("unknown kernel {name:?} (stock, patched, loopback-zerocopy)"))
+}
+
+/// `system-boot`: builds ARCH's guest agent, boots it as PID 1 on a
+/// kernel under qemu-system (default: ARCH's own, or the 64-bit kernel
+/// that runs it in compat mode), prints its lines and judges them.
+#[derive(Debug, clap::Args)]
+#[command(after_help = boot_kernels_help())]
+pub struct BootArgs {
+    /// The guest's architecture.
+    #[arg(long, value_name = "ARCH", value_parser = crate::table::parse_arch)]
+    target: Arch,
+    /// The agent [default: rust where Rust has a backend, else c].
+    #[arg(long = "guest", value_parser = ["rust", "c"])]
+    lang: Option<String>,
+    /// The kernel's architecture (another than ARCH runs it in compat).
+    #[arg(long, value_name = "ARCH", value_parser = crate::table::parse_arch)]
+    kernel_arch: Option<Arch>,
+    /// stock, or patched (6.1 with conformance/kernel/*.patch).
+    #[arg(long = "kernel", value_name = "KIND", default_value = "stock", value_parser = parse_kind)]
+    kind: KernelKind,
+    /// Give up on the boot after this many seconds.
+    #[arg(long = "timeout", value_name = "SECS", default_value_t = 600)]
+    timeout_secs: u64,
+    /// Boot the kernel cached in DIR (e.g. an earlier patch revision's),
+    /// judged as --kernel says.
+    #[arg(long, value_name = "DIR")]
+    kernel_dir: Option<PathBuf>,
+    /// QEMU's CPUs (for an SMP kernel: ci/kernels --patched --variant smp).
+    #[arg(long = "smp", value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    cpus: u32,
+    /// Run ci/kernels to fetch or build a missing kernel (else fail).
+    #[arg(long)]
+    fetch: bool,
+    /// Print the whole console instead of the guest's lines.
+    #[arg(long = "console")]
+    show_console: bool,
+    /// Only these cases (default: all).
+    #[arg(value_name = "CASE")]
+    cases: Vec<msgzc_conformance_protocol::Case>,
+}
+
+/// Which kernels exist, for `--help`.
+fn boot_kernels_help() -> String {
+    format!(
+        "stock kernels: {}\npatched kernels: {}",
         KERNEL_ARCHS.map(Arch::name).join(" "),
         PATCHED_ARCHS.map(Arch::name).join(" ")
-    );
-    ExitCode::from(2)
+    )
 }
 
-/// `system-boot`'s options.
-struct BootArgs {
-    target: Arch,
-    lang: String,
-    kernel_arch: Option<Arch>,
-    kind: KernelKind,
-    timeout: Duration,
-    kernel_dir: Option<PathBuf>,
-    cpus: u32,
-    fetch: bool,
-    show_console: bool,
-    cases: Vec<String>,
-}
-
-fn parse_boot_args(args: &[String]) -> Option<BootArgs> {
-    let mut target = None;
-    let mut lang = None;
-    let mut o = BootArgs {
-        target: Arch::X86_64,
-        lang: String::new(),
-        kernel_arch: None,
-        kind: KernelKind::Stock,
-        timeout: Duration::from_secs(600),
-        kernel_dir: None,
-        cpus: 1,
-        fetch: false,
-        show_console: false,
-        cases: Vec::new(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let mut value = || it.next().map(String::as_str);
-        match a.as_str() {
-            "--target" => target = Some(Arch::from_name(value()?)?),
-            "--kernel-arch" => o.kernel_arch = Some(Arch::from_name(value()?)?),
-            "--guest" => match value()? {
-                l @ ("rust" | "c") => lang = Some(l.to_string()),
-                _ => return None,
-            },
-            "--kernel" => o.kind = KernelKind::from_name(value()?)?,
-            "--timeout" => o.timeout = Duration::from_secs(value()?.parse().ok()?),
-            "--kernel-dir" => o.kernel_dir = Some(PathBuf::from(value()?)),
-            "--smp" => match value()?.parse::<u32>().ok()? {
-                n @ 1..=64 => o.cpus = n,
-                _ => return None,
-            },
-            "--fetch" => o.fetch = true,
-            "--console" => o.show_console = true,
-            c if !c.starts_with('-') => o.cases.push(c.to_string()),
-            _ => return None,
+impl BootArgs {
+    /// The agent: as asked, else Rust where Rust has a backend.
+    fn lang(&self) -> &str {
+        match &self.lang {
+            Some(l) => l,
+            None if arches::rust_triple(self.target).is_some() => "rust",
+            None => "c",
         }
     }
-    o.target = target?;
-    // The Rust agent where Rust has a backend, else the C one.
-    o.lang = lang.unwrap_or_else(|| {
-        let rust = o.target.rust_triple().is_some();
-        (if rust { "rust" } else { "c" }).to_string()
-    });
-    Some(o)
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
 }
 
 /// The `system-boot` subcommand.
-pub fn main(args: &[String]) -> ExitCode {
-    let Some(o) = parse_boot_args(args) else {
-        return usage();
-    };
+pub fn main(o: BootArgs) -> ExitCode {
     match system_boot(&o) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -226,7 +208,7 @@ fn boot_kernel(o: &BootArgs) -> Result<Kernel, String> {
 /// Builds the agent, boots it and prints its lines and verdicts;
 /// `Ok(false)` when the boot or a case failed.
 fn system_boot(o: &BootArgs) -> Result<bool, String> {
-    let (target, lang) = (o.target, o.lang.as_str());
+    let (target, lang) = (o.target, o.lang());
     let kernel = boot_kernel(o)?;
     let t = Instant::now();
     let guest = if lang == "rust" {
@@ -244,8 +226,8 @@ fn system_boot(o: &BootArgs) -> Result<bool, String> {
         kernel.dir.display(),
         kernel.cpus
     );
-    let cases: Vec<&str> = o.cases.iter().map(String::as_str).collect();
-    let run = boot(&kernel, &guest, &guest_args(lang, &cases), o.timeout)?;
+    let cases: Vec<&str> = o.cases.iter().map(|c| c.name()).collect();
+    let run = boot(&kernel, &guest, &guest_args(lang, &cases), o.timeout())?;
     if o.show_console {
         print!("{}", run.transcript);
     } else {
@@ -257,7 +239,7 @@ fn system_boot(o: &BootArgs) -> Result<bool, String> {
 /// Prints the judged cases (only those asked for, if any); whether all
 /// passed and the boot ended cleanly.
 fn print_verdicts(o: &BootArgs, run: &SystemRun, cases: &[&str]) -> bool {
-    let (target, lang) = (o.target, o.lang.as_str());
+    let (target, lang) = (o.target, o.lang());
     let results = judge(run, target, lang);
     println!(
         "\nsystem: {target}/{lang} on {} {} kernel {}: {} in {:.1}s",
@@ -308,56 +290,56 @@ pub fn bench_table(transcript: &str) -> Option<String> {
         .then(|| body.join("\n").trim_end().to_string() + "\n")
 }
 
-/// `system-bench`'s options.
-struct BenchArgs {
+/// `system-bench`: `bench` as PID 1 on a kernel under qemu-system.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// The architecture (a Rust agent and a kernel of the kind asked).
+    #[arg(long, value_name = "ARCH", default_value = "x86_64",
+          value_parser = arches::parse_rust_arch)]
     target: Arch,
+    /// stock, patched or loopback-zerocopy (the patched kernel whose
+    /// loopback keeps MSG_ZEROCOPY pages).
+    #[arg(long = "kernel", value_name = "KIND", default_value = "patched", value_parser = parse_kind)]
     kind: KernelKind,
+    /// Write the bench's table here too.
+    #[arg(long, value_name = "PATH")]
     markdown: Option<String>,
-    timeout: Duration,
-    /// Put the kernel's msg_zerocopy selftest in the initramfs.
+    /// Give up on the boot after this many seconds.
+    #[arg(long = "timeout", value_name = "SECS", default_value_t = 1800)]
+    timeout_secs: u64,
+    /// Put the kernel's msg_zerocopy selftest (ci/msg-zerocopy) in the
+    /// initramfs as /msg_zerocopy, for `bench --selftest`.
+    #[arg(long)]
     selftest: bool,
+    /// `bench`'s own options [default: --net loopback --size 8192 --secs 2
+    /// --interval 1,32].
+    #[arg(last = true, value_name = "BENCH-ARGS")]
     bench: Vec<String>,
 }
 
-fn bench_usage() -> ExitCode {
-    eprintln!(
-        "usage: msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]\n\
-         \x20                                     [--selftest] [--markdown PATH] [--timeout SECS] [-- BENCH-ARGS]\n\
-         defaults: --target x86_64 --kernel patched -- --net loopback --size 8192 --secs 2 --interval 1,32\n\
-         --selftest: the kernel's own msg_zerocopy (ci/msg-zerocopy) as /msg_zerocopy, run by bench --selftest"
-    );
-    ExitCode::from(2)
-}
-
-fn parse_bench_args(args: &[String]) -> Option<BenchArgs> {
-    let mut o = BenchArgs {
-        target: Arch::X86_64,
-        kind: KernelKind::Patched,
-        markdown: None,
-        timeout: Duration::from_secs(1800),
-        selftest: false,
-        bench: ["--net", "loopback", "--size", "8192", "--secs", "2"]
-            .into_iter()
-            .chain(["--interval", "1,32"])
-            .map(String::from)
-            .collect(),
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--target" => o.target = Arch::from_name(it.next()?)?,
-            "--kernel" => o.kind = KernelKind::from_name(it.next()?)?,
-            "--markdown" => o.markdown = Some(it.next()?.clone()),
-            "--timeout" => o.timeout = Duration::from_secs(it.next()?.parse().ok()?),
-            "--selftest" => o.selftest = true,
-            "--" => {
-                o.bench = it.by_ref().cloned().collect();
-                break;
-            }
-            _ => return None,
-        }
+impl BenchArgs {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
     }
-    Some(o)
+
+    /// The bench's arguments: as given, or the default run.
+    fn bench_args(&self) -> Vec<String> {
+        if !self.bench.is_empty() {
+            return self.bench.clone();
+        }
+        [
+            "--net",
+            "loopback",
+            "--size",
+            "8192",
+            "--secs",
+            "2",
+            "--interval",
+            "1,32",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
 }
 
 /// `ci/msg-zerocopy`: the kernel selftest built from `kernel`'s source.
@@ -384,10 +366,7 @@ fn build_selftest(kernel: &Kernel) -> Result<PathBuf, String> {
 /// kernel under qemu-system, so that `zc-inline` meets a kernel that
 /// implements `SCM_ZC_NOTIFICATION`. Under TCG only the ratios between the
 /// modes of one run mean anything.
-pub fn bench_main(args: &[String]) -> ExitCode {
-    let Some(o) = parse_bench_args(args) else {
-        return bench_usage();
-    };
+pub fn bench_main(o: BenchArgs) -> ExitCode {
     match system_bench(&o) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -401,7 +380,7 @@ pub fn bench_main(args: &[String]) -> ExitCode {
 /// Boots the bench; `Ok(false)` when it ran but did not end cleanly.
 fn system_bench(o: &BenchArgs) -> Result<bool, String> {
     let (target, kind) = (o.target, o.kind);
-    if target.rust_triple().is_none() || !kind.has(target) {
+    if arches::rust_triple(target).is_none() || !kind.has(target) {
         return Err(format!(
             "needs a Rust agent and a {} {target} kernel",
             kind.name()
@@ -413,8 +392,9 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
     let kernel = Kernel::locate(target, kind, true)?;
     // The bench's agent side is still in the host crate.
     let guest = build::build_rust(target, &build::cache_dir(), Package::Host)?;
+    let bench_args = o.bench_args();
     let mut guest_args = vec!["bench"];
-    guest_args.extend(o.bench.iter().map(String::as_str));
+    guest_args.extend(bench_args.iter().map(String::as_str));
     let mut extra = Vec::new();
     let selftest;
     if o.selftest {
@@ -428,7 +408,7 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
         kind.name(),
         kernel.release
     );
-    let run = boot_with(&kernel, &guest, &extra, &guest_args, o.timeout)?;
+    let run = boot_with(&kernel, &guest, &extra, &guest_args, o.timeout())?;
     let Some(table) = bench_table(&run.transcript) else {
         return Err(format!(
             "no result table ({}); console:\n{}",
@@ -440,7 +420,7 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
         "msgzc-conformance system-bench --target {target} --kernel {}{} -- {}",
         kind.name(),
         if o.selftest { " --selftest" } else { "" },
-        o.bench.join(" ")
+        bench_args.join(" ")
     );
     let doc = format!(
         "Under `qemu-system-{}` (TCG, one vCPU) on the {} {target} kernel {}, \
