@@ -267,6 +267,39 @@ pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<P
     }
 }
 
+/// Runs `ci/qemu --targets ...` (instant when cached; otherwise it builds,
+/// showing its progress on stderr) and returns the bin dir it prints.
+pub(crate) fn patched_qemu(archs: &[Arch]) -> Result<PathBuf, String> {
+    let mut names: Vec<&str> = archs.iter().map(|&a| arches::info(a).qemu_user).collect();
+    names.sort_unstable();
+    names.dedup();
+    let script = workspace_root().join("ci/qemu");
+    let out = Command::new(&script)
+        .arg("--targets")
+        .arg(names.join(","))
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let dir = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(|l| PathBuf::from(l.trim()));
+    match dir {
+        Some(d) if out.status.success() && d.is_dir() => Ok(d),
+        _ => Err(format!(
+            "ci/qemu --targets {} failed ({})",
+            names.join(","),
+            out.status
+        )),
+    }
+}
+
+/// The patched qemu-user binary for `arch` in `ci/qemu`'s bin dir.
+pub(crate) fn patched_qemu_binary(dir: &Path, arch: Arch) -> PathBuf {
+    dir.join(format!("qemu-{}", arches::info(arch).qemu_user))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,8 +16,10 @@
 //! a warm run only rebuilds what changed.
 
 use crate::arches;
-use crate::build::{cross_env, rustc_key, rustflags, target_env, toolchain, touch_tree, which};
-use crate::runner::{patched_qemu, qemu_target};
+use crate::build::{
+    cross_env, patched_qemu, patched_qemu_binary, rustc_key, rustflags, target_env, toolchain,
+    touch_tree, which,
+};
 use msgzc_abi::Arch;
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -200,9 +202,12 @@ fn missing_tools(arch: Arch, qemu: &Result<PathBuf, String>) -> Vec<String> {
         m.push("timeout (coreutils)".to_string());
     }
     match qemu {
-        Ok(dir) if dir.join(format!("qemu-{}", qemu_target(arch))).is_file() => {}
-        Ok(_) => m.push(format!("patched qemu-{}", qemu_target(arch))),
-        Err(e) => m.push(format!("patched qemu-{} ({e})", qemu_target(arch))),
+        Ok(dir) if patched_qemu_binary(dir, arch).is_file() => {}
+        Ok(_) => m.push(format!("patched qemu-{}", arches::info(arch).qemu_user)),
+        Err(e) => m.push(format!(
+            "patched qemu-{} ({e})",
+            arches::info(arch).qemu_user
+        )),
     }
     m
 }
@@ -245,7 +250,7 @@ fn cargo_test(
     qemu: &Path,
     o: &CrateTestsArgs,
 ) -> Result<Command, String> {
-    let qemu = qemu.join(format!("qemu-{}", qemu_target(arch)));
+    let qemu = patched_qemu_binary(qemu, arch);
     let runner = format!(
         "timeout --kill-after=10 {BINARY_LIMIT_SECS} {}",
         qemu.display()

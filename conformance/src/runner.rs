@@ -31,8 +31,8 @@
 
 use crate::arches;
 use crate::build::{
-    build_c, build_rust, c_compiler, cache_dir, first_line, toolchain, which, workspace_root,
-    Package, DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_RUST_SRC,
+    build_c, build_rust, c_compiler, cache_dir, first_line, patched_qemu, patched_qemu_binary,
+    toolchain, which, workspace_root, Package, DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_RUST_SRC,
 };
 use crate::judge::{judge_abi_facts, judge_guest, CaseResult, Ctx, GuestLog, Outcome};
 use crate::system::{self, Kernel, KernelKind};
@@ -123,11 +123,6 @@ impl QemuSel {
     }
 }
 
-/// qemu's name for a target (`ppc`), from the registry.
-pub(crate) fn qemu_target(arch: Arch) -> &'static str {
-    arches::info(arch).qemu_user
-}
-
 /// The emulators of a run.
 struct Emulators {
     /// `--qemu`.
@@ -141,8 +136,8 @@ impl Emulators {
     /// The program that runs `arch` on an emulated tier.
     fn program(&self, tier: Tier, arch: Arch) -> PathBuf {
         match (tier, &self.patched) {
-            (Tier::QemuPatched, Ok(dir)) => dir.join(format!("qemu-{}", qemu_target(arch))),
-            (Tier::QemuPatched, Err(_)) => PathBuf::from(format!("qemu-{}", qemu_target(arch))),
+            (Tier::QemuPatched, Ok(dir)) => patched_qemu_binary(dir, arch),
+            (Tier::QemuPatched, Err(_)) => patched_qemu_binary(Path::new(""), arch),
             _ => PathBuf::from(toolchain(arch).qemu),
         }
     }
@@ -161,34 +156,6 @@ impl Emulators {
         } else {
             Tier::QemuUser
         }
-    }
-}
-
-/// Runs `ci/qemu --targets ...` (instant when cached; otherwise it builds,
-/// showing its progress on stderr) and returns the bin dir it prints.
-pub(crate) fn patched_qemu(archs: &[Arch]) -> Result<PathBuf, String> {
-    let mut names: Vec<&str> = archs.iter().map(|&a| qemu_target(a)).collect();
-    names.sort_unstable();
-    names.dedup();
-    let script = workspace_root().join("ci/qemu");
-    let out = Command::new(&script)
-        .arg("--targets")
-        .arg(names.join(","))
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("{}: {e}", script.display()))?;
-    let dir = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .last()
-        .map(|l| PathBuf::from(l.trim()));
-    match dir {
-        Some(d) if out.status.success() && d.is_dir() => Ok(d),
-        _ => Err(format!(
-            "ci/qemu --targets {} failed ({})",
-            names.join(","),
-            out.status
-        )),
     }
 }
 
@@ -211,6 +178,10 @@ impl Row {
         }
     }
 }
+
+/// The status of a row not run for want of a tool or kernel (its cases all
+/// say which).
+const MISSING: &str = "missing tools";
 
 struct RowResult {
     row: Row,
@@ -404,22 +375,43 @@ fn plan(o: &Opts, host: Arch) -> (Vec<Row>, Vec<Arch>) {
     (rows, no_kernel)
 }
 
+/// Something a row needs that is not there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Need {
+    /// A program or package `ci/bootstrap --cross` installs.
+    Tool(String),
+    /// The patched qemu-user of `ci/qemu` for this target.
+    PatchedQemu(Arch),
+    /// The system tier's kernel (why `ci/kernels` gave none).
+    Kernel(String),
+}
+
+impl std::fmt::Display for Need {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Need::Tool(t) => f.write_str(t),
+            Need::PatchedQemu(a) => write!(f, "patched qemu-{}", arches::info(*a).qemu_user),
+            Need::Kernel(e) => write!(f, "kernel: {e}"),
+        }
+    }
+}
+
 /// Tools a row needs that are missing.
-fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<String> {
+fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<Need> {
     let tc = toolchain(row.arch);
     let mut m = Vec::new();
     if c_compiler(row.arch, host).is_none() {
-        m.push(tc.gcc.to_string());
+        m.push(Need::Tool(tc.gcc.to_string()));
     }
     // The system tier runs abi_facts on the user tiers.
     let stock_qemu = row.tier == Tier::QemuUser
         || (matches!(row.tier, Tier::System(_))
             && facts_tier(row.arch, host, emu) == Tier::QemuUser);
     if stock_qemu && which(tc.qemu).is_none() {
-        m.push(tc.qemu.to_string());
+        m.push(Need::Tool(tc.qemu.to_string()));
     }
     if row.tier == Tier::QemuPatched && !emu.has_patched(row.arch) {
-        m.push(format!("patched qemu-{}", qemu_target(row.arch)));
+        m.push(Need::PatchedQemu(row.arch));
     }
     if row.lang == Lang::Rust && row.tier != Tier::Native {
         for (path, what) in [
@@ -428,7 +420,7 @@ fn missing_tools(row: Row, host: Arch, emu: &Emulators) -> Vec<String> {
             (DEBIAN_RUST_SRC, "the std sources (rust-web-src)"),
         ] {
             if !Path::new(path).exists() {
-                m.push(what.to_string());
+                m.push(Need::Tool(what.to_string()));
             }
         }
     }
@@ -843,7 +835,7 @@ fn install_missing(rows: &[Row], host: Arch, sel: QemuSel) {
     let needs = |r: &Row| {
         missing_tools(*r, host, &no_emu)
             .iter()
-            .any(|m| !m.starts_with("patched "))
+            .any(|m| !matches!(m, Need::PatchedQemu(_)))
     };
     if !rows.iter().any(needs) {
         return;
@@ -1026,7 +1018,7 @@ fn run_one(
         (Tier::System(kind), Some(k)) => match &s.kernels[&(kind, k)] {
             Ok(kn) => Some(kn),
             Err(e) => {
-                missing.push(format!("kernel: {e}"));
+                missing.push(Need::Kernel(e.clone()));
                 None
             }
         },
@@ -1054,25 +1046,26 @@ fn run_one(
 fn not_run(
     o: &Opts,
     row: Row,
-    missing: &[String],
+    missing: &[Need],
     kernel: Option<&Kernel>,
     any: &mut Missing,
 ) -> RowResult {
-    let patched_only = missing.iter().all(|m| m.starts_with("patched "));
-    let kernel_only = missing.iter().all(|m| m.starts_with("kernel: "));
+    let patched_only = missing.iter().all(|m| matches!(m, Need::PatchedQemu(_)));
+    let kernel_only = missing.iter().all(|m| matches!(m, Need::Kernel(_)));
     any.tools |= !patched_only && !kernel_only;
     any.patched |= patched_only;
     let how = if patched_only {
         format!(
             "build: ci/qemu --targets {} (root for its packages)",
-            qemu_target(row.arch)
+            arches::info(row.arch).qemu_user
         )
     } else if kernel_only {
         "ci/kernels needs root the first time".to_string()
     } else {
         format!("install: {BOOTSTRAP} (root)")
     };
-    let why = format!("missing {}; {how}", missing.join(", "));
+    let names: Vec<String> = missing.iter().map(Need::to_string).collect();
+    let why = format!("missing {}; {how}", names.join(", "));
     let outcome = if o.require_all {
         Outcome::Fail(why)
     } else {
@@ -1091,7 +1084,7 @@ fn not_run(
             .collect(),
         build_secs: 0.0,
         run_secs: 0.0,
-        status: "not run".into(),
+        status: MISSING.into(),
         output: String::new(),
     }
 }
@@ -1110,9 +1103,10 @@ fn print_row(o: &Opts, r: &RowResult, shown_missing: &mut bool) {
         count("kern-unsup"),
         count("skip")
     );
-    for c in &r.cases {
+    let missing = r.status == MISSING;
+    for c in r.cases.iter().filter(|_| !missing) {
         match &c.outcome {
-            Outcome::Fail(w) if !w.starts_with("missing") => {
+            Outcome::Fail(w) => {
                 println!("      FAIL {}: {w}", c.case);
                 let log = GuestLog::parse(&r.output);
                 for l in log.case_text(c.case).iter().take(12) {
@@ -1120,16 +1114,18 @@ fn print_row(o: &Opts, r: &RowResult, shown_missing: &mut bool) {
                     println!("        | {l}");
                 }
             }
-            Outcome::Skip(w) if !w.starts_with("missing") => {
-                println!("      skip {}: {w}", c.case)
-            }
+            Outcome::Skip(w) => println!("      skip {}: {w}", c.case),
             _ => {}
         }
     }
-    let missing_line = r.cases.iter().find_map(|c| match &c.outcome {
-        Outcome::Skip(w) | Outcome::Fail(w) if w.starts_with("missing") => Some(w),
-        _ => None,
-    });
+    let missing_line = r
+        .cases
+        .iter()
+        .filter(|_| missing)
+        .find_map(|c| match &c.outcome {
+            Outcome::Skip(w) | Outcome::Fail(w) => Some(w),
+            _ => None,
+        });
     if let Some(w) = missing_line {
         if o.verbose || !*shown_missing {
             println!("      {w}");
@@ -1553,10 +1549,15 @@ mod tests {
 
     #[test]
     fn patched_binaries_are_found_by_qemu_name() {
-        assert_eq!(qemu_target(Arch::Powerpc), "ppc");
-        assert_eq!(qemu_target(Arch::I686), "i386");
-        assert_eq!(qemu_target(Arch::Armv7), "arm");
-        assert_eq!(qemu_target(Arch::Powerpc64le), "ppc64le");
+        let dir = Path::new("/q");
+        for (arch, bin) in [
+            (Arch::Powerpc, "/q/qemu-ppc"),
+            (Arch::I686, "/q/qemu-i386"),
+            (Arch::Armv7, "/q/qemu-arm"),
+            (Arch::Powerpc64le, "/q/qemu-ppc64le"),
+        ] {
+            assert_eq!(patched_qemu_binary(dir, arch), Path::new(bin));
+        }
         let emu = Emulators {
             sel: QemuSel::Patched,
             patched: Ok(PathBuf::from("/cache/bin")),
