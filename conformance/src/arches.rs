@@ -698,15 +698,8 @@ mod tests {
         }
     }
 
-    /// `arches`' options as the binary parses them.
     fn parse(args: &[&str]) -> Result<ArchesArgs, clap::Error> {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            a: ArchesArgs,
-        }
-        let argv = std::iter::once("arches").chain(args.iter().copied());
-        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.a)
+        crate::parse_args(args)
     }
 
     #[test]

@@ -1026,15 +1026,8 @@ pub(super) mod tests {
 
     /// `bench`'s words as the binary parses them.
     pub(in crate::bench) fn parse(s: &str) -> Result<BenchArgs, String> {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            a: BenchArgs,
-        }
-        let argv = std::iter::once("bench").chain(s.split_whitespace());
-        <Cli as clap::Parser>::try_parse_from(argv)
-            .map(|c| c.a)
-            .map_err(|e| e.to_string())
+        let words: Vec<&str> = s.split_whitespace().collect();
+        crate::parse_args(&words).map_err(|e| e.to_string())
     }
 
     #[test]

@@ -443,13 +443,7 @@ mod tests {
     }
 
     fn parse(args: &[&str]) -> Result<CrateTestsArgs, clap::Error> {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            a: CrateTestsArgs,
-        }
-        let argv = std::iter::once("crate-tests").chain(args.iter().copied());
-        <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.a)
+        crate::parse_args(args)
     }
 
     #[test]

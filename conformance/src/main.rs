@@ -105,6 +105,19 @@ fn raw(_: Raw) -> Vec<String> {
     std::env::args().skip(2).collect()
 }
 
+/// Parses `args` (the words after the subcommand) into one subcommand's
+/// options, as the binary would: for the subcommands' unit tests.
+#[cfg(test)]
+pub(crate) fn parse_args<A: clap::Args>(args: &[&str]) -> Result<A, clap::Error> {
+    #[derive(Parser)]
+    struct One<A: clap::Args> {
+        #[command(flatten)]
+        a: A,
+    }
+    let argv = std::iter::once("msgzc-conformance").chain(args.iter().copied());
+    One::<A>::try_parse_from(argv).map(|o| o.a)
+}
+
 fn main() -> ExitCode {
     match Cli::parse().cmd {
         Cmd::Run(a) => runner::run(a),

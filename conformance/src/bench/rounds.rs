@@ -354,15 +354,7 @@ mod tests {
 
     #[test]
     fn common_options_and_numbers() {
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            c: Common,
-        }
-        let parse = |args: &[&str]| {
-            let argv = std::iter::once("bench").chain(args.iter().copied());
-            <Cli as clap::Parser>::try_parse_from(argv).map(|c| c.c)
-        };
+        let parse = |args: &[&str]| crate::parse_args::<Common>(args);
         let c = parse(&["--secs", "2.5", "--cpu", "3"]).unwrap();
         assert_eq!((c.secs, c.rounds, c.cpu), (2.5, 5, Some(3)));
         assert_eq!(c.args(), "--secs 2.5 --rounds 5 --cpu 3");
