@@ -432,6 +432,7 @@ fn guest_verdict(
 
 /// What every case's judge reads: the run, the re-decoded buffers (and
 /// those read from the error queue), the lines.
+#[derive(Clone, Copy)]
 struct Judged<'a> {
     ctx: Ctx,
     raws: &'a [Raw<'a>],
@@ -446,21 +447,21 @@ fn dispatch(case: Case, j: &Judged<'_>, findings: &mut Vec<String>) -> Result<Ou
     match case {
         Case::AbiFacts => Err("abi_facts is judged from its own program's output".into()),
         Case::NativeFacts => native_facts(ctx.arch, lines, findings),
-        Case::FirstEnable => first_enable::first_enable(ctx, raws, recvs, lines),
+        Case::FirstEnable => first_enable::first_enable(j),
         Case::ZcTcp4 | Case::ZcTcp6 | Case::ZcUdp4 | Case::ZcUdp6 => errqueue::zc_sends(recvs),
-        Case::Probe => probe::probe(ctx, raws, recvs, lines),
-        Case::Hybrid => probe::hybrid(ctx, raws, recvs, lines),
+        Case::Probe => probe::probe(j),
+        Case::Hybrid => probe::hybrid(j),
         Case::InlineTcp4 | Case::InlineTcp6 | Case::InlineUdp4 | Case::InlineUdp6 => {
-            inline::inline(ctx, raws, recvs, lines)
+            inline::inline(j)
         }
-        Case::BadPlaceholder => bad_placeholder(ctx, raws, recvs, lines),
-        Case::FailedSend => copyback::failed_send(ctx, raws, recvs, lines),
-        Case::Restart => copyback::restart(ctx, raws, recvs, lines),
-        Case::MixedCmsgs => copyback::mixed_cmsgs(ctx, raws, recvs, lines),
-        Case::SendmmsgEor => copyback::sendmmsg_eor(ctx, raws, recvs, lines),
-        Case::ReadonlyControl => copyback::readonly_control(ctx, raws, recvs, lines),
-        Case::SendmmsgZc => batch::sendmmsg_zc(ctx, raws, recvs, lines),
-        Case::GsoZc => batch::gso_zc(ctx, raws, recvs, lines),
+        Case::BadPlaceholder => bad_placeholder(j),
+        Case::FailedSend => copyback::failed_send(j),
+        Case::Restart => copyback::restart(j),
+        Case::MixedCmsgs => copyback::mixed_cmsgs(j),
+        Case::SendmmsgEor => copyback::sendmmsg_eor(j),
+        Case::ReadonlyControl => copyback::readonly_control(j),
+        Case::SendmmsgZc => batch::sendmmsg_zc(j),
+        Case::GsoZc => batch::gso_zc(j),
         Case::CmsgRoundtrip => roundtrip(ctx, raws, lines),
         Case::Ctrunc => errqueue::ctrunc(ctx, recvs, findings),
         Case::Icmp => errqueue::icmp(ctx, recvs, findings),
@@ -542,12 +543,13 @@ fn host_bad_placeholder(t: Target, capacity: u32, elems: usize) -> Vec<u8> {
 /// `bad_placeholder`: each malformed placeholder (and a good one on a
 /// socket without `SO_ZEROCOPY`) refused with the target's `EINVAL`, and
 /// the one completion still on the error queue afterwards.
-fn bad_placeholder(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+fn bad_placeholder(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     let einval = i64::from(t.family.errno().einval);
     let (ret, e) = call_result(lines, "send_MSG_ZEROCOPY")?;

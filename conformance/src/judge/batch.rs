@@ -7,7 +7,7 @@
 use super::copyback::{
     answered_in_place, built, calls, dir, exactly, one_sent, placeholder, queued, untouched, values,
 };
-use super::{call_result, first, Ctx, Line, Outcome, Raw};
+use super::{call_result, first, Ctx, Judged, Line, Outcome, Raw};
 use msgzc_abi::Target;
 use msgzc_cmsg::ZcRange;
 use msgzc_conformance_protocol::unhex;
@@ -63,12 +63,13 @@ fn inline_ids(lines: &[Line]) -> Result<Vec<ZcRange>, String> {
 /// Every id of `0..2 * ZC_BATCH` completes exactly once (placeholders and
 /// error queue together), and receiver `a` gets the even datagrams, `b`
 /// the odd ones, in order, each with its own bytes.
-pub(super) fn sendmmsg_zc(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn sendmmsg_zc(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let n = ZC_BATCH as i64;
     let rounds = [calls(lines, "sendmmsg"), calls(lines, "sendmmsg_notify")];
     if rounds.iter().any(|r| r[..] != [(n, 0)]) {
@@ -184,12 +185,13 @@ fn entries(ctx: Ctx, raws: &[Raw<'_>], lines: &[Line]) -> Result<Vec<ZcRange>, S
 /// message's `u16` unconverted, the host kernel reads a segment size
 /// larger than the payload and sends it whole: one datagram, one id. That,
 /// and only that, is [`Outcome::EmulatorUnsupported`].
-pub(super) fn gso_zc(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn gso_zc(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     let segment = |b: &mut msgzc_cmsg::ControlBuilder<'_>| {
         b.udp_segment(GSO_SEGMENT).expect("fits");

@@ -8,7 +8,7 @@
 //! proposal they end as [`Outcome::KernelUnsupported`] at best, never as a
 //! pass.
 
-use super::{call_result, coverage, read_i32, value, Ctx, Line, Outcome, Raw};
+use super::{call_result, coverage, read_i32, value, Ctx, Judged, Line, Outcome, Raw};
 use msgzc_abi::{Endian, Target, SOL_IP};
 use msgzc_cmsg::{ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange};
 use msgzc_conformance_protocol::{
@@ -181,12 +181,13 @@ pub(super) fn untouched(sent: &Raw<'_>, after: &Raw<'_>, what: &str) -> Result<(
 /// proposal the placeholder comes back written in place with all
 /// [`QUEUED_SENDS`] completions and the error queue is then empty; on one
 /// without, the buffer comes back as sent and the queue holds them all.
-pub(super) fn failed_send(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn failed_send(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     let sol_socket = t.family.socket().sol_socket;
     let build = move |b: &mut ControlBuilder<'_>| {
@@ -225,12 +226,13 @@ pub(super) fn failed_send(
 /// answered. A kernel with the proposal must still return the send's
 /// byte count (never `EFAULT`) and leave every completion on the error
 /// queue; one without refuses the placeholder with `EINVAL`.
-pub(super) fn readonly_control(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn readonly_control(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     queued_sends(lines, QUEUED_SENDS)?;
     let sent = one_sent(t, raws, &placeholder, "placeholder")?;
@@ -263,12 +265,13 @@ pub(super) fn readonly_control(
 /// `restart`: the blocking send, interrupted by a signal once and
 /// restarted, must return [`PAYLOAD`] with its placeholder answered in
 /// place, and the completions queued before it must turn up exactly once.
-pub(super) fn restart(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn restart(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     queued_sends(lines, QUEUED_SENDS)?;
     if value(lines, "filled")? <= 0 {
@@ -311,12 +314,13 @@ pub(super) fn restart(
 /// reused for [`MIXED_SENDS`] sends. With the proposal every send goes out,
 /// each answer is written in place with `IP_TTL` left as it was, every
 /// datagram arrives with [`MIXED_TTL`], and the completions add up.
-pub(super) fn mixed_cmsgs(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn mixed_cmsgs(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     let ttl = word(t, MIXED_TTL);
     let build = move |b: &mut ControlBuilder<'_>| {
@@ -408,12 +412,13 @@ fn check_ttls(t: Target, grams: &[&Raw<'_>], lines: &[Line]) -> Result<(), Strin
 /// its `msg_flags`; with the proposal every call sends all
 /// [`MMSG_ENTRIES`], each entry's answer is written in place, and the
 /// completions add up.
-pub(super) fn sendmmsg_eor(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn sendmmsg_eor(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     let ph = built(t, &placeholder);
     let sents = dir(raws, "send");

@@ -20,7 +20,7 @@
 //! run. On a kernel without the proposal the case ends `kern-unsup` at best.
 
 use super::copyback::{calls, dir, exactly, one_sent, outcome_as, placeholder, queued, untouched};
-use super::{call_result, value, Ctx, Line, Outcome, Raw};
+use super::{call_result, value, Ctx, Judged, Line, Outcome, Raw};
 use msgzc_conformance_protocol::{FIRST_SENDS, FIRST_THREADS, PAYLOAD};
 
 /// What the placeholder sends that went out left behind.
@@ -80,12 +80,13 @@ fn answers(ctx: Ctx, raws: &[Raw<'_>], lines: &[Line]) -> Result<Answers, String
 }
 
 /// `first_enable`: see the module.
-pub(super) fn first_enable(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn first_enable(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let first = match value(lines, "first_enable")? {
         0 => false,
         1 => true,

@@ -3,7 +3,8 @@
 //! queue.
 
 use super::{
-    check_placeholder, check_probe_line, coverage, first, seen, Ctx, Line, Outcome, Raw, Seen,
+    check_placeholder, check_probe_line, coverage, first, seen, Ctx, Judged, Line, Outcome, Raw,
+    Seen,
 };
 use msgzc_abi::Target;
 use msgzc_cmsg::ZcRange;
@@ -13,12 +14,13 @@ use msgzc_conformance_protocol::{PAYLOAD, SENDS};
 /// completions together cover every send exactly once; on a kernel with
 /// the proposal both halves must have carried some, on one without the
 /// placeholder must have been refused or ignored (kernel-unsupported).
-pub(super) fn inline(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn inline(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     check_placeholder(t, raws)?;
     if let Some(r) = recvs.iter().find(|r| !r.host.items.is_empty()) {

@@ -4,19 +4,20 @@
 //! from the error queue).
 
 use super::{
-    call_result, check_placeholder, check_probe_line, coverage, first, host_outcome, seen, Ctx,
-    Line, Outcome, Raw, Seen,
+    call_result, check_placeholder, check_probe_line, coverage, first, host_outcome, seen, Judged,
+    Outcome, Seen,
 };
 use msgzc_conformance_protocol::SENDS;
 
 /// `probe`: what the kernel did with one placeholder, and no completion
 /// for a send that was no zerocopy send.
-pub(super) fn probe(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn probe(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     check_placeholder(t, raws)?;
     let (ret, e) = call_result(lines, "sendmsg_placeholder")?;
@@ -53,12 +54,13 @@ pub(super) fn probe(
 
 /// `hybrid`: every send completed once, inline or on the error queue, in
 /// the mode the kernel calls for.
-pub(super) fn hybrid(
-    ctx: Ctx,
-    raws: &[Raw<'_>],
-    recvs: &[&Raw<'_>],
-    lines: &[Line],
-) -> Result<Outcome, String> {
+pub(super) fn hybrid(j: &Judged<'_>) -> Result<Outcome, String> {
+    let Judged {
+        ctx,
+        raws,
+        recvs,
+        lines,
+    } = *j;
     let t = ctx.t();
     check_placeholder(t, raws)?;
     let mode = first(lines, "MODE", None)
