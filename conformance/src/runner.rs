@@ -1502,7 +1502,7 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.tier == Tier::System(KernelKind::Stock)));
-        assert_eq!(none, [Arch::Riscv64, Arch::Powerpc, Arch::Mips64]);
+        assert_eq!(none, [Arch::Powerpc, Arch::Mips64]);
         // i686: its own kernel and x86_64's compat layer; armv7 and mipsel
         // likewise on aarch64 and mips64el.
         let kernels = |arch: Arch, rows: &[Row]| -> Vec<Option<Arch>> {
@@ -1521,15 +1521,15 @@ mod tests {
         );
         // Every kernel's own guest, and i686, armv7, mipsel and sparc again
         // in compat.
-        assert_eq!(rows.len(), 12 + 4);
+        assert_eq!(rows.len(), 13 + 4);
         let (patched, none) = plan_of("--all --tier system --kernel patched --guest both");
-        assert_eq!(none.len(), Arch::ALL.len() - 7);
+        assert_eq!(none.len(), Arch::ALL.len() - 8);
         assert!(patched
             .iter()
             .all(|r| r.tier == Tier::System(KernelKind::Patched)));
-        // x86_64, i686 (own + compat), mips, sparc64, sparc (compat): two
-        // agents; alpha, hppa: C only.
-        assert_eq!(patched.len(), 2 * 6 + 2);
+        // x86_64, i686 (own + compat), riscv64, mips, sparc64, sparc
+        // (compat): two agents; alpha, hppa: C only.
+        assert_eq!(patched.len(), 2 * 7 + 2);
         let (side, _) = plan_of("--target aarch64 --tier all --kernel both");
         let tiers: Vec<Tier> = side.iter().map(|r| r.tier).collect();
         assert_eq!(

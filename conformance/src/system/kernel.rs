@@ -255,7 +255,11 @@ mod tests {
             default_kernel(Arch::Hppa, KernelKind::Patched),
             Some(Arch::Hppa)
         );
-        assert_eq!(default_kernel(Arch::Riscv64, KernelKind::Stock), None);
+        assert_eq!(
+            default_kernel(Arch::Riscv64, KernelKind::Patched),
+            Some(Arch::Riscv64)
+        );
+        assert_eq!(kernels_for(Arch::Sparc, KernelKind::Stock), [Arch::Sparc64]);
         for k in PATCHED_ARCHS {
             assert!(
                 KernelKind::Stock.has(k),
