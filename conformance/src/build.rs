@@ -160,34 +160,17 @@ pub(crate) fn touch_tree(dir: &Path) {
     }
 }
 
-/// What [`build_rust`] cross-builds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Package {
-    /// `msgzc-conformance-agent`: the guest alone (the runner's rows, the
-    /// system tier's boots).
-    Agent,
-    /// `msgzc-conformance`, the whole host: `system-bench` runs its
-    /// `bench` as PID 1, which the agent crate does not have yet.
-    Host,
-}
+/// What [`build_rust`] cross-builds, package and binary:
+/// `msgzc-conformance-agent`, the guest and the bench's agent side (the
+/// runner's rows, the system tier's boots and benches).
+const AGENT: &str = "msgzc-conformance-agent";
 
-impl Package {
-    /// The package's and its binary's name.
-    fn name(self) -> &'static str {
-        match self {
-            Package::Agent => "msgzc-conformance-agent",
-            Package::Host => "msgzc-conformance",
-        }
-    }
-}
-
-/// The workspace's sources a cross-build of any [`Package`] reads.
-const SOURCES: [&str; 5] = [
+/// The workspace's sources a cross-build of the agent reads.
+const SOURCES: [&str; 4] = [
     "abi/src",
     "cmsg/src",
     "conformance/protocol/src",
     "conformance/agent/src",
-    "conformance/src",
 ];
 
 /// `CARGO_TARGET_<T>_...`'s `<T>` for a triple.
@@ -222,17 +205,17 @@ pub(crate) fn cross_env(cmd: &mut Command, arch: Arch, target_dir: &Path) {
     }
 }
 
-/// Cross-builds `package` for `arch` with Debian's Rust and
+/// Cross-builds the agent ([`AGENT`]) for `arch` with Debian's Rust and
 /// `-Zbuild-std`; returns the binary.
-pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<PathBuf, String> {
+pub(crate) fn build_rust(arch: Arch, cache: &Path) -> Result<PathBuf, String> {
     let triple = arches::rust_triple(arch).ok_or("no Rust target")?;
     let target_dir = cache.join(rustc_key());
     let logs = cache.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
     let log = logs.join(format!("build-{triple}.log"));
     let mut cmd = Command::new(DEBIAN_CARGO);
-    cmd.args(["build", "--locked", "--release", "-p", package.name()])
-        .args(["--bin", package.name(), "--target", triple])
+    cmd.args(["build", "--locked", "--release", "-p", AGENT])
+        .args(["--bin", AGENT, "--target", triple])
         .arg("-Zbuild-std=std,panic_abort");
     cross_env(&mut cmd, arch, &target_dir);
     // Cargo fingerprints workspace crates by workspace-relative paths and
@@ -257,7 +240,7 @@ pub(crate) fn build_rust(arch: Arch, cache: &Path, package: Package) -> Result<P
     );
     if out.status.success() {
         let _ = std::fs::write(&marker, &here);
-        Ok(target_dir.join(triple).join("release").join(package.name()))
+        Ok(target_dir.join(triple).join("release").join(AGENT))
     } else {
         let why = stderr
             .lines()

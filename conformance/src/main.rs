@@ -31,7 +31,8 @@
 //!                         copy against zerocopy by payload size
 //! msgzc-conformance system-bench [--target ARCH] [--kernel stock|patched|loopback-zerocopy]
 //!                         [--selftest] [--markdown PATH] [-- BENCH-ARGS]
-//!                                  the same, as PID 1 under qemu-system
+//!                                  the same matrix, the agent as PID 1
+//!                                  under qemu-system
 //! ```
 //!
 //! The guest agent performs real system calls and prints one line per
@@ -50,7 +51,7 @@ mod system;
 mod table;
 
 use clap::{Parser, Subcommand};
-use msgzc_conformance_agent::{guest, pid1, view};
+use msgzc_conformance_agent::{guest, view};
 use std::process::ExitCode;
 
 /// Runs the send/notify cases on every target and judges each raw control
@@ -126,15 +127,6 @@ fn main() -> ExitCode {
         Cmd::Decode(a) => table::decode(a),
         Cmd::Judge(a) => runner::judge_saved(a),
         Cmd::Guest(r) => guest::main(&raw(r)),
-        // As PID 1 on a bare kernel (the system tier's bench): the agent's
-        // setup, then power off instead of returning.
-        Cmd::Bench(a) if std::process::id() == 1 => {
-            pid1::setup();
-            let code = bench::main(a);
-            println!("DONE");
-            pid1::power_off();
-            code
-        }
         Cmd::Bench(a) => bench::main(a),
         Cmd::SystemBoot(a) => system::main(a),
         Cmd::SystemBench(a) => system::bench_main(a),

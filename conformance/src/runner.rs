@@ -32,7 +32,7 @@
 use crate::arches;
 use crate::build::{
     build_c, build_rust, c_compiler, cache_dir, first_line, patched_qemu, patched_qemu_binary,
-    toolchain, which, workspace_root, Package, DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_RUST_SRC,
+    toolchain, which, workspace_root, DEBIAN_CARGO, DEBIAN_RUSTC, DEBIAN_RUST_SRC,
 };
 use crate::judge::{judge_abi_facts, judge_guest, CaseResult, Ctx, GuestLog, Outcome};
 use crate::system::{self, Kernel, KernelKind};
@@ -507,7 +507,7 @@ fn facts_tier(arch: Arch, host: Arch, emu: &Emulators) -> Tier {
 fn build_guest(row: Row, host: Arch, cache: &Path) -> Result<PathBuf, String> {
     match (row.lang, row.tier) {
         (Lang::Rust, Tier::Native) => std::env::current_exe().map_err(|e| e.to_string()),
-        (Lang::Rust, _) => build_rust(row.arch, cache, Package::Agent),
+        (Lang::Rust, _) => build_rust(row.arch, cache),
         (Lang::C, _) => {
             let out = cache.join("c").join(row.arch.name()).join("guest");
             let src = workspace_root().join("conformance/guest-c/guest.c");

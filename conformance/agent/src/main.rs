@@ -1,5 +1,6 @@
-//! `msgzc-conformance-agent [guest] [CASE..]`: the guest agent alone, as
-//! the runner cross-builds it for foreign targets.
+//! `msgzc-conformance-agent [guest] [CASE..]` or `msgzc-conformance-agent
+//! bench WORDS`: the agent alone, as the runner and the system tier
+//! cross-build it for foreign targets.
 
 use std::process::ExitCode;
 

@@ -3,6 +3,8 @@
 //! (`CASE name=..`, `CALL ..`, `RAW ..`, `END ..`, ... `DONE`), with a
 //! writer ([`Record`]) and a parser ([`Line`], [`GuestLog`]).
 //!
+//! The benchmark's request and result lines are in [`bench`].
+//!
 //! The C guest (`conformance/guest-c/guest.c`) prints the same lines by
 //! hand; this crate is the format's one Rust description.
 //!
@@ -24,6 +26,7 @@
 //! assert_eq!(end.status(), Some(Status::Ok));
 //! ```
 
+pub mod bench;
 mod cases;
 mod facts;
 mod line;

@@ -89,9 +89,10 @@ fn run(o: &Opts) -> ExitCode {
 #[cfg(feature = "async-bench")]
 mod tokio_runs {
     use super::super::rounds::{self, Rounds, Run, Spread};
-    use super::super::{Measured, Mode as BenchMode, Proto};
     use super::{Mode, Opts};
     use msgzc_cmsg::sys::tokio::AsyncZcSender;
+    use msgzc_conformance_agent::bench::engine;
+    use msgzc_conformance_protocol::bench::{Measured, Mode as BenchMode, Proto, WINDOW};
     use std::fmt::Write as _;
     use std::net::{SocketAddr, TcpStream};
     use std::process::ExitCode;
@@ -105,9 +106,9 @@ mod tokio_runs {
         let cpu0 = rounds::thread_cpu();
         let m: Measured = match mode {
             Mode::BlockingZc => {
-                super::super::run_zc(s, BenchMode::Drain, payload, o.interval, o.common.secs)?
+                engine::run_zc(s, BenchMode::Drain, payload, o.interval, o.common.secs)?
             }
-            _ => super::super::run_copy(s, payload, o.common.secs)?,
+            _ => engine::run_copy(s, payload, o.common.secs)?,
         };
         Ok(Run {
             units: m.bytes,
@@ -127,8 +128,8 @@ mod tokio_runs {
         payload: Arc<[u8]>,
         secs: f64,
     ) -> Result<Run, String> {
-        let mut zc = AsyncZcSender::<_, Arc<[u8]>>::with_window(s, super::super::WINDOW)
-            .map_err(|e| e.to_string())?;
+        let mut zc =
+            AsyncZcSender::<_, Arc<[u8]>>::with_window(s, WINDOW).map_err(|e| e.to_string())?;
         let mut run = Run::default();
         let (start, cpu0) = (Instant::now(), rounds::thread_cpu());
         while start.elapsed().as_secs_f64() < secs {

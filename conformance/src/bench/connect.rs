@@ -6,27 +6,11 @@
 //! `msgzc:` summary (`conformance/kernel/test-only/selftest-inline.patch`),
 //! so that one parser reads both senders ([`super::kernel::parse_summary`]).
 
-use super::{send_on, Measured, Opts, Proto};
+use super::Opts;
+use msgzc_conformance_agent::bench::engine::{pin, send_on};
+use msgzc_conformance_protocol::bench::{Measured, Proto};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
-
-/// Pins the calling thread to `cpu`, as the selftest's `-C` does.
-pub(super) fn pin(cpu: usize) -> Result<(), String> {
-    // SAFETY: an all-zero cpu_set_t is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` < CPU_SETSIZE (checked when parsed), inside `set`.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is
-    // the calling thread.
-    let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) };
-    if r < 0 {
-        return Err(format!(
-            "pin to CPU {cpu}: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    Ok(())
-}
 
 /// The selftest's payload, `'a' + i % 26`: its UDP receiver compares the
 /// first bytes of every datagram with it and exits on a mismatch.
@@ -58,7 +42,7 @@ fn protocol(o: &Opts, to: SocketAddr) -> Result<Proto, String> {
         .protos
         .iter()
         .copied()
-        .filter(|p| matches!(p, Proto::Tcp4 | Proto::Udp4) == to.is_ipv4())
+        .filter(|p| p.is_ipv4() == to.is_ipv4())
         .collect();
     match fits[..] {
         [p] => Ok(p),
@@ -102,9 +86,9 @@ pub(super) fn main(o: &Opts) -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::super::kernel::parse_summary;
-    use super::super::Calls;
     use super::*;
+    use msgzc_conformance_agent::bench::kernel::parse_summary;
+    use msgzc_conformance_protocol::bench::Calls;
 
     #[test]
     fn summary_reads_back_with_the_selftests_parser() {

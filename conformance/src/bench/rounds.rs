@@ -8,7 +8,8 @@
 //! modes of the same round, and the tables give the median and range of
 //! those per-round ratios.
 
-use super::{connect, receiver, Net, Proto};
+use msgzc_conformance_agent::bench::engine::{self, Network};
+use msgzc_conformance_protocol::bench::Proto;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -220,15 +221,7 @@ pub(super) fn interleave(
     Rounds { runs }
 }
 
-/// The calling thread's CPU time (user and system), in seconds.
-pub(super) fn thread_cpu() -> f64 {
-    // SAFETY: an all-zero rusage is valid and getrusage only writes it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is writable for the call.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
-}
+pub(super) use engine::thread_cpu;
 
 /// Runs `send(receiver's address)` on a new thread (pinned to `cpu`)
 /// against a receiver thread on loopback that reads everything.
@@ -241,7 +234,7 @@ pub(super) fn with_receiver(
     let (tx, rx) = mpsc::channel();
     let rx_thread = {
         let stop = stop.clone();
-        thread::spawn(move || receiver(Net::Loopback, proto, stop, tx))
+        thread::spawn(move || engine::receiver(Network::Loopback, proto, stop, tx))
     };
     let res = rx
         .recv()
@@ -249,7 +242,7 @@ pub(super) fn with_receiver(
         .and_then(|a| a)
         .and_then(|to| {
             thread::spawn(move || {
-                cpu.map_or(Ok(()), connect::pin)?;
+                cpu.map_or(Ok(()), engine::pin)?;
                 send(to)
             })
             .join()
@@ -270,14 +263,11 @@ pub(super) fn loadavg() -> String {
 /// The machine line of a table.
 pub(super) fn machine(load: (&str, &str)) -> String {
     let mut t = String::new();
+    let m = msgzc_conformance_agent::bench::machine();
     let _ = write!(
         t,
         "Linux {}, {} CPU(s) ({}); load average (1, 5, 15 min) {} before, {} after.",
-        super::kernel(),
-        thread::available_parallelism().map_or(0, |n| n.get()),
-        super::cpu_model(),
-        load.0,
-        load.1
+        m.kernel, m.cpus, m.model, load.0, load.1
     );
     t
 }

@@ -19,9 +19,12 @@
 //! copy's own (new pages, a copy per fragment), it is a bound, not the
 //! break-even on a device that keeps the pages.
 
-use super::kernel;
 use super::rounds::median;
-use super::{measure, open_net, Measured, Mode, Net, Opts, Proto};
+use super::{calibration_line, header, names, Opts};
+use msgzc_conformance_agent::bench::engine::{measure, open_net, Network};
+use msgzc_conformance_agent::bench::{self as agent, kernel};
+use msgzc_conformance_protocol::bench::{Measured, Mode, Proto};
+use std::process::ExitCode;
 
 /// One size's rounds on one network and protocol.
 struct Point {
@@ -75,7 +78,7 @@ impl Point {
 
 /// One size's interleaved rounds.
 fn rounds(
-    net: &Net,
+    net: &Network,
     proto: Proto,
     o: &Opts,
     size: usize,
@@ -106,7 +109,7 @@ fn rounds(
 
 /// Runs the sweep for one network and protocol: the sizes measured, and
 /// a table line for each that could not be.
-fn sweep_one(net: &Net, proto: Proto, o: &Opts, sizes: &[usize]) -> (Vec<Point>, Vec<String>) {
+fn sweep_one(net: &Network, proto: Proto, o: &Opts, sizes: &[usize]) -> (Vec<Point>, Vec<String>) {
     let (mut points, mut failed) = (Vec::new(), Vec::new());
     for &size in sizes {
         let rounds = match rounds(net, proto, o, size) {
@@ -114,7 +117,7 @@ fn sweep_one(net: &Net, proto: Proto, o: &Opts, sizes: &[usize]) -> (Vec<Point>,
             Err(e) => {
                 let line = format!(
                     "| {} | {} | {size} | unavailable: {e} | | | | | | |",
-                    net.name(),
+                    net.net(),
                     proto.name()
                 );
                 println!("{line}");
@@ -128,7 +131,7 @@ fn sweep_one(net: &Net, proto: Proto, o: &Opts, sizes: &[usize]) -> (Vec<Point>,
             rounds,
             copy_us,
         };
-        println!("{}", row(net.name(), proto, &p));
+        println!("{}", row(net.net().name(), proto, &p));
         points.push(p);
     }
     (points, failed)
@@ -174,19 +177,26 @@ fn note(net: &str, proto: Proto, points: &[Point]) -> String {
 
 /// `bench --sweep`: runs it, prints the table and writes it to
 /// `--markdown`; fails when a loopback measurement failed.
-pub(super) fn main(o: &Opts, sizes: &[usize], header: &str) -> std::process::ExitCode {
-    let (table, ok) = run(o, sizes, header);
+pub(super) fn main(o: &Opts, sizes: &[usize]) -> ExitCode {
+    agent::loopback_up();
+    let (lo, hi) = (sizes.iter().min(), sizes.iter().max());
+    let payload = format!("{}..{}", lo.unwrap_or(&0), hi.unwrap_or(&0));
+    let header = header(&agent::machine(), &payload, o.common.secs);
+    println!("{header}");
+    let calibration = calibration_line(&kernel::calibrate(o.size).map_err(|e| e.to_string()));
+    println!("{calibration}");
+    let (table, ok) = run(o, sizes, &format!("{header}.\n\n{calibration}"));
     println!("\n{table}");
     if let Some(p) = &o.common.markdown {
         if let Err(e) = std::fs::write(p, &table) {
             eprintln!("{p}: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     }
     if ok {
-        std::process::ExitCode::SUCCESS
+        ExitCode::SUCCESS
     } else {
-        std::process::ExitCode::FAILURE
+        ExitCode::FAILURE
     }
 }
 
@@ -196,8 +206,8 @@ fn run(o: &Opts, sizes: &[usize], header: &str) -> (String, bool) {
     let mut t = format!(
         "{header}\n\nCommand: `cargo run --release -p msgzc-conformance -- bench --sweep {} --net {} --proto {} --interval {} --secs {} --rounds {}`\n\n",
         sizes.iter().map(usize::to_string).collect::<Vec<_>>().join(","),
-        o.nets.join(","),
-        o.protos.iter().map(|p| p.name()).collect::<Vec<_>>().join(","),
+        names(&o.nets),
+        names(&o.protos),
         o.intervals[0],
         o.common.secs,
         o.common.rounds,
@@ -210,6 +220,7 @@ fn run(o: &Opts, sizes: &[usize], header: &str) -> (String, bool) {
     let mut notes = Vec::new();
     for &net_name in &o.nets {
         let (veth, net) = open_net(net_name);
+        let net_name = net_name.name();
         for &proto in &o.protos {
             let (points, failed) = match &net {
                 Ok(n) => sweep_one(n, proto, o, sizes),

@@ -18,8 +18,9 @@
 //! drops does not slow the sender.
 
 use super::rounds::{self, Common, Rounds, Run, Spread};
-use super::Proto;
 use msgzc_cmsg::sys::{self, BatchStop, Datagram, SendErrorKind, Sent, ZcSocket};
+use msgzc_conformance_agent::bench::engine;
+use msgzc_conformance_protocol::bench::Proto;
 use std::fmt::Write as _;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd};
@@ -279,7 +280,7 @@ fn run_copy(s: UdpSocket, mode: Mode, payload: &[u8], o: &Opts) -> Result<Run, S
 fn one(o: &Opts, mode: Mode) -> Result<Run, String> {
     let (proto, opts) = (o.proto, o.clone());
     rounds::with_receiver(proto, o.common.cpu, move |to: SocketAddr| {
-        let s = UdpSocket::bind(proto.addr()).map_err(|e| e.to_string())?;
+        let s = UdpSocket::bind(engine::loopback(proto)).map_err(|e| e.to_string())?;
         s.connect(to).map_err(|e| e.to_string())?;
         let payload = vec![0x5au8; opts.size * opts.batch];
         match mode {

@@ -11,9 +11,10 @@
 //! (our MB/s over the selftest's), and the table gives their median and
 //! range, with the load average before and after.
 
-use super::kernel::{self, children_cpu, Receiver};
-use super::rounds::median;
-use super::{Measured, Opts, Proto};
+use super::rounds::{loadavg, median};
+use super::Opts;
+use msgzc_conformance_agent::bench::kernel::{self, children_cpu, Receiver};
+use msgzc_conformance_protocol::bench::{Measured, Proto};
 use std::fmt::Write as _;
 use std::process::{Command, ExitCode, Stdio};
 
@@ -36,9 +37,10 @@ fn one(o: &Opts, bin: &str, proto: Proto, interval: usize, ours: bool) -> Result
         Receiver::start(bin, proto, o.size, t, Some(o.receiver_cpu)).map_err(|e| e.to_string())?;
     let (name, out) = if ours {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let to = match proto {
-            Proto::Tcp4 | Proto::Udp4 => format!("127.0.0.1:{}", rx.port),
-            Proto::Tcp6 | Proto::Udp6 => format!("[::1]:{}", rx.port),
+        let to = if proto.is_ipv4() {
+            format!("127.0.0.1:{}", rx.port)
+        } else {
+            format!("[::1]:{}", rx.port)
         };
         let out = Command::new(&exe)
             .args(["bench", "--connect", &to, "--proto", proto.name()])
@@ -59,12 +61,6 @@ fn one(o: &Opts, bin: &str, proto: Proto, interval: usize, ours: bool) -> Result
     let sender_cpu = children_cpu() - cpu0;
     rx.stop();
     kernel::sender_result(&name, out, sender_cpu).map_err(|e| e.to_string())
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Runs every round; prints one line per run.
@@ -180,12 +176,11 @@ fn markdown(o: &Opts, bin: &str, cells: &[Cell], load: (&str, &str)) -> String {
         .parent()
         .and_then(|d| d.file_name())
         .map_or(bin.into(), |d| d.to_string_lossy());
+    let m = msgzc_conformance_agent::bench::machine();
     let _ = writeln!(
         t,
         "Linux {}, {} CPU(s) ({}), msg_zerocopy from `ci/msg-zerocopy` ({shown}).\n",
-        super::kernel(),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        super::cpu_model()
+        m.kernel, m.cpus, m.model
     );
     let ivs: Vec<String> = o.intervals.iter().map(usize::to_string).collect();
     let protos: Vec<&str> = o.protos.iter().map(|p| p.name()).collect();

@@ -1,6 +1,8 @@
 //! The console: the guest's protocol lines sorted from the firmware's and
 //! kernel's noise.
 
+use msgzc_conformance_protocol::bench;
+
 /// What the console showed, sorted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Console {
@@ -16,11 +18,17 @@ pub struct Console {
     pub done: bool,
 }
 
-/// The first words of the guest protocol's lines.
+/// The first words of the guest protocol's lines (the bench agent's
+/// [`bench::KINDS`] besides).
 const KINDS: [&str; 13] = [
     "GUEST", "CASE", "FACTS", "CALL", "RAW", "VALUE", "PROBE", "MODE", "INLINE", "DATA", "NOTE",
     "END", "DONE",
 ];
+
+/// Whether `kind` starts a line of the guests' protocol.
+fn is_kind(kind: &str) -> bool {
+    KINDS.contains(&kind) || bench::KINDS.contains(&kind)
+}
 
 /// Drops terminal escape sequences (firmware clears screens) and control
 /// characters other than tab.
@@ -72,7 +80,7 @@ pub fn parse_console(raw: &str) -> Console {
             continue;
         }
         let kind = line.split_whitespace().next().unwrap_or("");
-        if !KINDS.contains(&kind) || (kind == "DONE" && line != "DONE") {
+        if !is_kind(kind) || (kind == "DONE" && line != "DONE") {
             continue;
         }
         if kind == "DONE" {

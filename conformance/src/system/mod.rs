@@ -42,9 +42,11 @@ mod kernel;
 mod qemu;
 
 use crate::arches;
-use crate::build::{self, Package};
+use crate::bench::Matrix;
+use crate::build;
 use crate::judge::{judge_guest, Ctx, GuestLog, Outcome};
 use msgzc_abi::Arch;
+use msgzc_conformance_protocol::bench::Record;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -90,7 +92,7 @@ fn build_c_guest(arch: Arch) -> Result<PathBuf, String> {
 
 /// The Rust agent for `arch`, built as `run` builds it.
 fn build_rust_guest(arch: Arch) -> Result<PathBuf, String> {
-    build::build_rust(arch, &build::cache_dir(), Package::Agent)
+    build::build_rust(arch, &build::cache_dir())
 }
 
 /// The agent's `/init` arguments: the Rust binary needs its `guest`
@@ -273,24 +275,7 @@ fn print_verdicts(o: &BootArgs, run: &SystemRun, cases: &[&str]) -> bool {
     ok
 }
 
-/// The bench's own lines in a console transcript: from its table's
-/// header (`msgzc bench: ...`, printed twice: first as the run starts,
-/// then above the table) up to `DONE`.
-pub fn bench_table(transcript: &str) -> Option<String> {
-    let lines: Vec<&str> = transcript.lines().map(str::trim_end).collect();
-    let start = lines.iter().rposition(|l| l.starts_with("msgzc bench:"))?;
-    let body: Vec<&str> = lines[start..]
-        .iter()
-        .take_while(|l| **l != "DONE")
-        .filter(|l| !l.starts_with("NOTE "))
-        .copied()
-        .collect();
-    body.iter()
-        .any(|l| l.starts_with('|'))
-        .then(|| body.join("\n").trim_end().to_string() + "\n")
-}
-
-/// `system-bench`: `bench` as PID 1 on a kernel under qemu-system.
+/// `system-bench`: the bench agent as PID 1 on a kernel under qemu-system.
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     /// The architecture (a Rust agent and a kernel of the kind asked).
@@ -311,8 +296,8 @@ pub struct BenchArgs {
     /// initramfs as /msg_zerocopy, for `bench --selftest`.
     #[arg(long)]
     selftest: bool,
-    /// `bench`'s own options [default: --net loopback --size 8192 --secs 2
-    /// --interval 1,32].
+    /// `bench`'s own options, of its main matrix only [default: --net
+    /// loopback --size 8192 --secs 2 --interval 1,32].
     #[arg(last = true, value_name = "BENCH-ARGS")]
     bench: Vec<String>,
 }
@@ -362,9 +347,11 @@ fn build_selftest(kernel: &Kernel) -> Result<PathBuf, String> {
     Ok(PathBuf::from(path))
 }
 
-/// The `system-bench` subcommand: `msgzc-conformance bench` as PID 1 on a
-/// kernel under qemu-system, so that `zc-inline` meets a kernel that
-/// implements `SCM_ZC_NOTIFICATION`. Under TCG only the ratios between the
+/// The `system-bench` subcommand: the bench's main matrix with the agent
+/// (`msgzc-conformance-agent bench WORDS`) as PID 1 on a kernel under
+/// qemu-system, so that `zc-inline` meets a kernel that implements
+/// `SCM_ZC_NOTIFICATION`; its `SAMPLE` lines, read from the console, make
+/// the table a local `bench` makes. Under TCG only the ratios between the
 /// modes of one run mean anything.
 pub fn bench_main(o: BenchArgs) -> ExitCode {
     match system_bench(&o) {
@@ -390,32 +377,32 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
         return Err("--selftest: ci/msg-zerocopy builds for x86_64 only".into());
     }
     let kernel = Kernel::locate(target, kind, true)?;
-    // The bench's agent side is still in the host crate.
-    let guest = build::build_rust(target, &build::cache_dir(), Package::Host)?;
+    // The options are the host's (clap); the agent gets the typed request.
     let bench_args = o.bench_args();
+    let matrix = Matrix::parse(&bench_args)?;
+    let selftest_path = o.selftest.then_some("/msg_zerocopy");
+    let words = matrix.words(selftest_path)?;
+    let t = Instant::now();
+    let guest = build::build_rust(target, &build::cache_dir())?;
+    let built = t.elapsed().as_secs_f64();
     let mut guest_args = vec!["bench"];
-    guest_args.extend(bench_args.iter().map(String::as_str));
+    guest_args.extend(words.iter().map(String::as_str));
     let mut extra = Vec::new();
     let selftest;
     if o.selftest {
         selftest = build_selftest(&kernel)?;
         extra.push(("msg_zerocopy", selftest.as_path()));
-        guest_args.extend(["--selftest", "/msg_zerocopy"]);
     }
     eprintln!(
-        "system-bench: {} on {} {target} kernel {} (qemu-system, TCG)",
+        "system-bench: {} (agent built in {built:.1}s) on {} {target} kernel {} (qemu-system, TCG)",
         guest_args.join(" "),
         kind.name(),
         kernel.release
     );
     let run = boot_with(&kernel, &guest, &extra, &guest_args, o.timeout())?;
-    let Some(table) = bench_table(&run.transcript) else {
-        return Err(format!(
-            "no result table ({}); console:\n{}",
-            run.status(),
-            run.transcript
-        ));
-    };
+    let table = bench_records(&run.guest_output())
+        .and_then(|records| matrix.table(records, selftest_path))
+        .map_err(|e| format!("{e} ({}); console:\n{}", run.status(), run.transcript))?;
     let cmd = format!(
         "msgzc-conformance system-bench --target {target} --kernel {}{} -- {}",
         kind.name(),
@@ -440,20 +427,74 @@ fn system_bench(o: &BenchArgs) -> Result<bool, String> {
     Ok(run.status() == "ok")
 }
 
+/// The bench agent's records in a run's console; none is an error, as is
+/// a line that does not read back.
+fn bench_records(guest_output: &str) -> Result<Vec<Record>, String> {
+    let records = Record::parse_all(guest_output).map_err(|e| e.to_string())?;
+    if records.iter().any(|r| matches!(r, Record::Sample(_))) {
+        Ok(records)
+    } else {
+        Err("no sample".into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// The agent's records survive the console (kernel noise between
+    /// them) and make the table a local run makes.
     #[test]
-    fn bench_table_is_cut_from_the_console() {
-        let t = "SeaBIOS\nNOTE kernel=6.1.158 machine=x86_64\n\
-                 msgzc bench: Linux 6.1.158, 1 CPU(s)\n\
-                 loopback tcp4 interval 1 copy 10.0 MB/s\n\n\
-                 msgzc bench: Linux 6.1.158, 1 CPU(s).\n\nCommand: x\n\
-                 | net | proto |\n|---|---|\n| loopback | tcp4 |\nDONE\nreboot: Power down\n";
-        let table = bench_table(t).unwrap();
-        assert!(table.starts_with("msgzc bench: Linux 6.1.158, 1 CPU(s).\n"));
-        assert!(table.ends_with("| loopback | tcp4 |\n"));
-        assert!(!table.contains("DONE"));
-        assert_eq!(bench_table("msgzc bench: x\nno table\nDONE\n"), None);
+    fn bench_records_come_from_the_console() {
+        use msgzc_conformance_protocol::bench::{Machine, Mode, Net, Proto, Sample};
+        let matrix = Matrix::parse(
+            &["--net", "loopback", "--proto", "udp4", "--interval", "1"].map(String::from),
+        )
+        .unwrap();
+        let sample = |mode, result| {
+            Record::Sample(Sample {
+                net: Net::Loopback,
+                proto: Proto::Udp4,
+                interval: 1,
+                mode,
+                result,
+            })
+        };
+        let records = [
+            Record::Machine(Machine {
+                kernel: "6.1.158".into(),
+                cpus: 1,
+                model: "QEMU TCG".into(),
+            }),
+            Record::Calibration(Err("no /tmp".into())),
+            sample(Mode::Copy, Ok(Default::default())),
+            sample(
+                Mode::Inline,
+                Err("kernel ignores SCM_ZC_NOTIFICATION".into()),
+            ),
+        ];
+        let mut raw = String::from("SeaBIOS\r\nNOTE kernel=6.1.158 machine=x86_64\n");
+        for r in &records {
+            raw.push_str(&format!("{r}\r\n[    3.1] random: crng init done\n"));
+        }
+        raw.push_str("DONE\nreboot: Power down\n");
+        let lines = console::parse_console(&raw).lines.join("\n");
+        let got = bench_records(&lines).unwrap();
+        assert_eq!(got, records);
+        let table = matrix.table(got, None).unwrap();
+        assert!(table.starts_with("msgzc bench: Linux 6.1.158, 1 CPU(s) (QEMU TCG), payload 8192 bytes, 1 s per mode.\n\nCalibration: unavailable (no /tmp)\n"));
+        assert!(table.contains(
+            "| loopback | udp4 | 1 | zc-inline | unavailable: kernel ignores SCM_ZC_NOTIFICATION |"
+        ));
+        assert_eq!(bench_records("NOTE x=1\nDONE\n").unwrap_err(), "no sample");
+        assert!(bench_records("SAMPLE net=loopback\n").is_err());
+        for bad in [
+            "--udp-batch",
+            "--sweep 1024",
+            "--connect 127.0.0.1:9",
+            "--net wifi",
+        ] {
+            let words: Vec<String> = bad.split(' ').map(String::from).collect();
+            assert!(Matrix::parse(&words).is_err(), "{bad}");
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! CPU time is both processes' (`RUSAGE_CHILDREN`), as the bench's own
 //! modes count their sender and receiver threads.
 
-use super::{Calls, Measured, Proto};
+use msgzc_conformance_protocol::bench::{Calibration, Calls, Measured, Proto};
 use std::fmt;
 use std::os::unix::fs::FileExt;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Why a kernel-selftest run has no result.
 #[derive(Debug)]
-pub(super) enum KernelRunError {
+pub enum KernelRunError {
     /// The binary could not be started.
     Spawn(String, std::io::Error),
     /// The receiver did not bind its port in time.
@@ -27,7 +27,12 @@ pub(super) enum KernelRunError {
     /// The sender printed no complete `msgzc:` line.
     NoSummary,
     /// Sends that got no completion.
-    Missing { completions: u64, expected: u64 },
+    Missing {
+        /// Completions the sender read.
+        completions: u64,
+        /// Sends it made.
+        expected: u64,
+    },
 }
 
 impl fmt::Display for KernelRunError {
@@ -49,7 +54,7 @@ impl fmt::Display for KernelRunError {
 
 /// The sender's `msgzc:` line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Summary {
+pub struct Summary {
     ms: u64,
     bytes: u64,
     sends: u64,
@@ -64,7 +69,7 @@ pub(super) struct Summary {
 }
 
 /// The last `msgzc:` line of `stderr`, if every field is there.
-pub(super) fn parse_summary(stderr: &str) -> Option<Summary> {
+pub fn parse_summary(stderr: &str) -> Option<Summary> {
     let line = stderr
         .lines()
         .rev()
@@ -95,7 +100,9 @@ pub(super) fn parse_summary(stderr: &str) -> Option<Summary> {
 }
 
 impl Summary {
-    pub(super) fn measured(&self, cpu_secs: f64) -> Result<Measured, KernelRunError> {
+    /// The measurement, with `cpu_secs` as its CPU time; sends without a
+    /// completion make it an error.
+    pub fn measured(&self, cpu_secs: f64) -> Result<Measured, KernelRunError> {
         if self.completions < self.expected {
             return Err(KernelRunError::Missing {
                 completions: self.completions,
@@ -123,7 +130,7 @@ impl Summary {
 /// Whether a `/proc/net/{tcp,tcp6,udp,udp6}` table has a socket on local
 /// `port` in `state` (hex, as the table writes it: `0A` listen, `07` an
 /// unconnected UDP socket).
-pub(super) fn table_has(table: &str, port: u16, state: &str) -> bool {
+pub(crate) fn table_has(table: &str, port: u16, state: &str) -> bool {
     let want = format!("{port:04X}");
     table.lines().skip(1).any(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -142,7 +149,7 @@ fn bound(proto: Proto, port: u16) -> bool {
 }
 
 /// CPU time of the waited-for children, in seconds.
-pub(super) fn children_cpu() -> f64 {
+pub fn children_cpu() -> f64 {
     // SAFETY: an all-zero rusage is valid and getrusage only writes it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is writable for the call.
@@ -155,7 +162,7 @@ pub(super) fn children_cpu() -> f64 {
 static NEXT_PORT: AtomicU16 = AtomicU16::new(8000);
 
 /// The selftest's arguments shared by receiver and sender.
-pub(super) fn common_args(proto: Proto, size: usize, port: u16) -> Vec<String> {
+fn common_args(proto: Proto, size: usize, port: u16) -> Vec<String> {
     let (fam, addr) = match proto {
         Proto::Tcp4 | Proto::Udp4 => ("-4", "127.0.0.1"),
         Proto::Tcp6 | Proto::Udp6 => ("-6", "::1"),
@@ -192,7 +199,7 @@ fn last_line(bin: &str, b: &[u8]) -> String {
 }
 
 /// The selftest's receiver (`-r`) on a fresh port, bound and listening.
-pub(super) struct Receiver {
+pub struct Receiver {
     child: Child,
     /// Its port on the loopback address of the protocol's family.
     pub port: u16,
@@ -201,7 +208,7 @@ pub(super) struct Receiver {
 impl Receiver {
     /// Starts a receiver for `proto` that runs `t + 2` seconds (longer
     /// than any sender it serves), pinned to `cpu` when given.
-    pub(super) fn start(
+    pub fn start(
         bin: &str,
         proto: Proto,
         size: usize,
@@ -241,7 +248,7 @@ impl Receiver {
 
     /// Ends the receiver: it runs longer than the sender and has done its
     /// part once the sender is done.
-    pub(super) fn stop(mut self) {
+    pub fn stop(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -249,7 +256,7 @@ impl Receiver {
 
 /// The measurement in a finished sender's `msgzc:` line; `cpu_secs` is
 /// the CPU time to report with it.
-pub(super) fn sender_result(
+pub fn sender_result(
     bin: &str,
     out: std::io::Result<Output>,
     cpu_secs: f64,
@@ -270,7 +277,7 @@ pub(super) fn sender_result(
 /// The selftest's sender: `-z` (error queue) or `-n` (inline), reading
 /// completions every `interval` sends, for `t` seconds (plus the 0.2 its
 /// `-t` adds), pinned to `cpu` when given.
-pub(super) fn sender(
+pub fn sender(
     bin: &str,
     proto: Proto,
     port: u16,
@@ -294,14 +301,14 @@ pub(super) fn sender(
 }
 
 /// Whole seconds for the selftest's `-t`, for a run of about `secs`.
-pub(super) fn whole_secs(secs: f64) -> u64 {
+pub fn whole_secs(secs: f64) -> u64 {
     secs.ceil().max(1.0) as u64
 }
 
 /// One run of the kernel selftest, unpinned: the error-queue way (`-z`)
 /// or inline (`-n`), reading completions every `interval` sends, for
 /// about `secs` (the selftest's `-t` takes whole seconds and adds 0.2).
-pub(super) fn run(
+pub fn run(
     bin: &str,
     proto: Proto,
     inline: bool,
@@ -315,41 +322,6 @@ pub(super) fn run(
     let out = sender(bin, proto, rx.port, (size, interval, t), inline, None).output();
     rx.stop();
     sender_result(bin, out, children_cpu() - cpu0)
-}
-
-/// What one system call and the kernel's copy of one payload cost here.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Calibration {
-    /// `getppid`, in µs.
-    pub syscall_us: f64,
-    /// `pread` of one byte from the page cache, in µs.
-    pub small_us: f64,
-    /// `pread` of `size` bytes from the page cache, in µs.
-    pub big_us: f64,
-    /// The payload size.
-    pub size: usize,
-}
-
-impl Calibration {
-    /// The copy's share: the large read less the one-byte read.
-    pub fn copy_us(&self) -> f64 {
-        (self.big_us - self.small_us).max(0.0)
-    }
-
-    /// One line for the table's header.
-    pub fn line(&self) -> String {
-        format!(
-            "Calibration: system call {:.3} µs; copy of one {}-byte payload {:.3} µs \
-             (pread of {} B {:.3} µs less pread of 1 B {:.3} µs); copy / system call {:.1}",
-            self.syscall_us,
-            self.size,
-            self.copy_us(),
-            self.size,
-            self.big_us,
-            self.small_us,
-            self.copy_us() / self.syscall_us.max(1e-9)
-        )
-    }
 }
 
 /// Mean µs per call of `f`, run in batches for about `budget`.
@@ -367,7 +339,7 @@ fn time_us(budget: Duration, mut f: impl FnMut()) -> f64 {
 
 /// Times `getppid` and `pread` of 1 and `size` bytes of a file that is in
 /// the page cache (written just before; in the guest, the initramfs).
-pub(super) fn calibrate(size: usize) -> std::io::Result<Calibration> {
+pub fn calibrate(size: usize) -> std::io::Result<Calibration> {
     let dir = std::env::temp_dir();
     let dir = if dir.is_dir() { dir } else { "/".into() };
     let path = dir.join(format!("msgzc-calibrate-{}", std::process::id()));
@@ -451,6 +423,7 @@ mod tests {
     fn calibration_measures_something() {
         let c = calibrate(65_435).unwrap();
         assert!(c.syscall_us > 0.0 && c.small_us > 0.0 && c.big_us > 0.0);
-        assert!(c.line().contains("65435-byte payload"));
+        assert_eq!(c.size, 65_435);
+        assert!(c.copy_us() >= 0.0);
     }
 }
