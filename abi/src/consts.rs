@@ -29,6 +29,10 @@ pub struct SocketNumbers {
     /// `SO_ERROR`: read-only option that returns and clears the socket's
     /// pending error (which keeps `poll` reporting `POLLERR`).
     pub so_error: i32,
+    /// `SO_SNDBUF`: the send buffer's size.
+    pub so_sndbuf: i32,
+    /// `SO_RCVBUF`: the receive buffer's size.
+    pub so_rcvbuf: i32,
     /// `SOCK_STREAM` (mips swaps it with `SOCK_DGRAM`).
     pub sock_stream: i32,
     /// `SOCK_DGRAM`.
@@ -52,7 +56,8 @@ pub struct SocketNumbers {
 ///   `SO_TIMESTAMPING_NEW 0x0043`.
 ///
 /// `SO_TYPE` is 3 in `asm-generic/socket.h` and 0x1008 in the alpha, mips,
-/// parisc and sparc headers; `SO_ERROR` is 4 and 0x1007. `SOCK_STREAM 1`/`SOCK_DGRAM 2` come from
+/// parisc and sparc headers; `SO_ERROR` is 4 and 0x1007, `SO_SNDBUF` 7 and
+/// 0x1001, `SO_RCVBUF` 8 and 0x1002. `SOCK_STREAM 1`/`SOCK_DGRAM 2` come from
 /// `include/linux/net.h` (`enum sock_type`), except mips
 /// (`arch/mips/include/asm/socket.h`: `SOCK_DGRAM 1`, `SOCK_STREAM 2`,
 /// mirrored by glibc's mips `bits/socket_type.h`).
@@ -68,6 +73,8 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_new: 65,
         so_type: 3,
         so_error: 4,
+        so_sndbuf: 7,
+        so_rcvbuf: 8,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -79,6 +86,8 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_new: 65,
         so_type: 0x1008,
         so_error: 0x1007,
+        so_sndbuf: 0x1001,
+        so_rcvbuf: 0x1002,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -90,6 +99,8 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_new: 65,
         so_type: 0x1008,
         so_error: 0x1007,
+        so_sndbuf: 0x1001,
+        so_rcvbuf: 0x1002,
         sock_stream: 2,
         sock_dgram: 1,
     },
@@ -101,6 +112,8 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_new: 0x403a,
         so_type: 0x1008,
         so_error: 0x1007,
+        so_sndbuf: 0x1001,
+        so_rcvbuf: 0x1002,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -112,6 +125,8 @@ const SOCKET: [SocketNumbers; 5] = [
         so_timestamping_new: 0x0043,
         so_type: 0x1008,
         so_error: 0x1007,
+        so_sndbuf: 0x1001,
+        so_rcvbuf: 0x1002,
         sock_stream: 1,
         sock_dgram: 2,
     },
@@ -482,6 +497,17 @@ mod tests {
             let s = f.socket();
             (s.so_type, s.so_error, s.sock_stream, s.sock_dgram)
         });
+        let buffers = Family::ALL.map(|f| (f.socket().so_sndbuf, f.socket().so_rcvbuf));
+        assert_eq!(
+            buffers,
+            [
+                (7, 8),
+                (0x1001, 0x1002),
+                (0x1001, 0x1002),
+                (0x1001, 0x1002),
+                (0x1001, 0x1002)
+            ]
+        );
         assert_eq!(
             types,
             [

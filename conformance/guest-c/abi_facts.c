@@ -86,6 +86,8 @@ static void abi_facts(void)
 	NUM(SOL_SOCKET);
 	NUM(SO_TYPE);
 	NUM(SO_ERROR);
+	NUM(SO_SNDBUF);
+	NUM(SO_RCVBUF);
 	NUM(SOCK_STREAM);
 	NUM(SOCK_DGRAM);
 #ifdef SO_ZEROCOPY

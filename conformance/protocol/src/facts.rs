@@ -57,6 +57,8 @@ pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
         ("SOL_SOCKET", num(s.sol_socket.into())),
         ("SO_TYPE", num(s.so_type.into())),
         ("SO_ERROR", num(s.so_error.into())),
+        ("SO_SNDBUF", num(s.so_sndbuf.into())),
+        ("SO_RCVBUF", num(s.so_rcvbuf.into())),
         ("SOCK_STREAM", num(s.sock_stream.into())),
         ("SOCK_DGRAM", num(s.sock_dgram.into())),
         ("SO_ZEROCOPY", num(s.so_zerocopy.into())),

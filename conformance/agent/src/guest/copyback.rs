@@ -623,6 +623,10 @@ fn mmsg_rounds(
     verdict(wrong, format!("{sent} messages sent, MSG_EOR kept"))
 }
 
+/// This target's socket-level numbers, from msgzc-abi's table (the libc
+/// crate's are mips64's generic ones since 0.2.190).
+const SOCKET: msgzc_abi::SocketNumbers = NATIVE.family.socket();
+
 /// Signals the `restart` case's handler has taken.
 static SIGNALS: AtomicU32 = AtomicU32::new(0);
 
@@ -630,22 +634,23 @@ extern "C" fn count_signal(_: libc::c_int) {
     SIGNALS.fetch_add(1, Ordering::SeqCst);
 }
 
-/// `SIGUSR1` handled by [`count_signal`] with `SA_RESTART`; returns the
-/// previous action.
-fn catch_sigusr1() -> Result<libc::sigaction, i32> {
-    // SAFETY: sigaction is plain old data; the handler is async-signal-safe
-    // (one atomic add) and the old action is written by the call.
-    unsafe {
-        let mut sa: libc::sigaction = core::mem::zeroed();
-        sa.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        sa.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut sa.sa_mask);
-        let mut old: libc::sigaction = core::mem::zeroed();
-        if libc::sigaction(libc::SIGUSR1, &sa, &mut old) != 0 {
-            return Err(errno());
-        }
-        Ok(old)
+/// The signal `restart` sends itself. SIGALRM is 14 on every Linux
+/// architecture, so the libc crate's number is right everywhere (its
+/// SIGUSR1 for mips64 is not since 0.2.190: the generic 10, SIGBUS there).
+const RESTART_SIGNAL: libc::c_int = libc::SIGALRM;
+
+/// [`RESTART_SIGNAL`] handled by [`count_signal`], restarting interrupted
+/// calls: glibc's `signal()` installs BSD semantics (`SA_RESTART`), and
+/// avoids the libc crate's `struct sigaction`, whose mips64 layout is wrong
+/// since 0.2.190. Returns the previous handler.
+fn catch_restart_signal() -> Result<libc::sighandler_t, i32> {
+    let handler = count_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler is async-signal-safe (one atomic add).
+    let old = unsafe { libc::signal(RESTART_SIGNAL, handler) };
+    if old == libc::SIG_ERR {
+        return Err(errno());
     }
+    Ok(old)
 }
 
 /// Sets an `int` socket option.
@@ -707,7 +712,7 @@ fn fill(fd: BorrowedFd<'_>) -> Result<usize, String> {
 /// `restart`: [`QUEUED_SENDS`] completions queued on a TCP socket, its send
 /// buffer filled (the receiver reads nothing), then a blocking `sendmsg` of
 /// [`PAYLOAD`] bytes with a placeholder. Once it blocks another thread
-/// signals this one (`SIGUSR1`, handled with `SA_RESTART`), so the call
+/// signals this one ([`RESTART_SIGNAL`], handled with `SA_RESTART`), so the call
 /// returns `ERESTARTSYS` inside the kernel and is restarted with the same
 /// arguments; later that thread drains the receiver and the send completes.
 /// The restarted call must not fail, and every completion must show up once,
@@ -715,7 +720,7 @@ fn fill(fd: BorrowedFd<'_>) -> Result<usize, String> {
 pub(super) fn restart() -> End {
     let pair = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|l| {
         // Inherited by the accepted socket: a small window fills fast.
-        let _ = set_int(l.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF, 4096);
+        let _ = set_int(l.as_fd(), SOCKET.sol_socket, SOCKET.so_rcvbuf, 4096);
         let c = TcpStream::connect(l.local_addr()?)?;
         let (s, _) = l.accept()?;
         Ok((c, s))
@@ -736,9 +741,9 @@ pub(super) fn restart() -> End {
     }
     poll_err(fd, 1000);
     std::thread::sleep(Duration::from_millis(100));
-    let old = match catch_sigusr1() {
+    let old = match catch_restart_signal() {
         Ok(o) => o,
-        Err(e) => return End::Fail(format!("sigaction: errno {e}")),
+        Err(e) => return End::Fail(format!("signal: errno {e}")),
     };
     let (end, helper) = restart_send(fd, s);
     // The helper reads until this end is shut down.
@@ -746,8 +751,8 @@ pub(super) fn restart() -> End {
     if let Some(h) = helper {
         let _ = h.join();
     }
-    // SAFETY: the action saved above.
-    unsafe { libc::sigaction(libc::SIGUSR1, &old, core::ptr::null_mut()) };
+    // SAFETY: the handler saved above.
+    unsafe { libc::signal(RESTART_SIGNAL, old) };
     end
 }
 
@@ -755,7 +760,7 @@ pub(super) fn restart() -> End {
 /// signals and then drains the receiver, to be joined once the sender is
 /// shut down.
 fn restart_send(fd: BorrowedFd<'_>, s: TcpStream) -> (End, Option<JoinHandle<u64>>) {
-    let _ = set_int(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, 4096);
+    let _ = set_int(fd, SOCKET.sol_socket, SOCKET.so_sndbuf, 4096);
     match fill(fd) {
         Ok(n) => println!("VALUE name=filled v={n}"),
         Err(e) => return (End::Fail(e), None),
@@ -768,7 +773,7 @@ fn restart_send(fd: BorrowedFd<'_>, s: TcpStream) -> (End, Option<JoinHandle<u64
         if ready.recv().is_ok() {
             std::thread::sleep(Duration::from_millis(300));
             // SAFETY: `me` is the live thread blocked in sendmsg below.
-            unsafe { libc::pthread_kill(me, libc::SIGUSR1) };
+            unsafe { libc::pthread_kill(me, RESTART_SIGNAL) };
             std::thread::sleep(Duration::from_millis(300));
         }
         std::io::copy(&mut s, &mut std::io::sink()).unwrap_or(0)
