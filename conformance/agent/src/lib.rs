@@ -2,7 +2,7 @@
 //! system calls on the target it was compiled for and prints one line per
 //! step ([`msgzc_conformance_protocol`]'s format); the host judges.
 //!
-//! It also holds the benchmark's measurement side ([`bench`]), which the
+//! It also holds the benchmark's measurement side ([`mod@bench`]), which the
 //! host's `bench` calls in-process and `system-bench` boots as PID 1.
 //!
 //! It is its own crate so that a foreign agent build (`-Zbuild-std`, one

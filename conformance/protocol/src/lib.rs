@@ -3,7 +3,7 @@
 //! (`CASE name=..`, `CALL ..`, `RAW ..`, `END ..`, ... `DONE`), with a
 //! writer ([`Record`]) and a parser ([`Line`], [`GuestLog`]).
 //!
-//! The benchmark's request and result lines are in [`bench`].
+//! The benchmark's request and result lines are in [`mod@bench`].
 //!
 //! The C guest (`conformance/guest-c/guest.c`) prints the same lines by
 //! hand; this crate is the format's one Rust description.

@@ -4,7 +4,7 @@
 //!
 //! Each interval prints one line in the format of the selftest's own
 //! `msgzc:` summary (`conformance/kernel/test-only/selftest-inline.patch`),
-//! so that one parser reads both senders ([`super::kernel::parse_summary`]).
+//! so that one parser reads both senders ([`msgzc_conformance_agent::bench::kernel::parse_summary`]).
 
 use super::Opts;
 use msgzc_conformance_agent::bench::engine::{pin, send_on};
