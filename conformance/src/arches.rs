@@ -226,7 +226,9 @@ pub const ARCHES: [ArchInfo; Arch::ALL.len()] = [
          machine: machine("mipsel", &["-M", "malta", "-m", "256"], "ttyS0",
                           debian("4kc-malta"))),
     row!(Mips64, build_std("mips64-unknown-linux-gnuabi64"),
-         "mips64-linux-gnuabi64", "mips64", "mips64", machine: None),
+         "mips64-linux-gnuabi64", "mips64", "mips64",
+         machine: machine("mips64", &["-M", "malta", "-cpu", "5KEc", "-m", "256"], "ttyS0",
+                          vmlinux("mips", Arch::Mips64))),
     row!(Mips64el, build_std("mips64el-unknown-linux-gnuabi64"),
          "mips64el-linux-gnuabi64", "mips64el", "mips64el",
          machine: machine("mips64el", &["-M", "malta", "-cpu", "5KEc", "-m", "256"], "ttyS0",
@@ -682,7 +684,7 @@ mod tests {
     fn kernels_have_machines_and_builds_have_compilers() {
         // Not powerpc and mips64 yet, nor 32-bit sparc (which runs on
         // sparc64's kernel).
-        assert_eq!(KERNEL_ARCHS.len(), 13);
+        assert_eq!(KERNEL_ARCHS.len(), 14);
         assert!(!KERNEL_ARCHS.contains(&Arch::Sparc));
         assert_eq!(
             PATCHED_ARCHS,
@@ -691,6 +693,7 @@ mod tests {
                 Arch::I686,
                 Arch::Riscv64,
                 Arch::Mips,
+                Arch::Mips64,
                 Arch::Sparc64,
                 Arch::Alpha,
                 Arch::Hppa

@@ -1502,9 +1502,9 @@ mod tests {
         assert!(rows
             .iter()
             .all(|r| r.tier == Tier::System(KernelKind::Stock)));
-        assert_eq!(none, [Arch::Powerpc, Arch::Mips64]);
-        // i686: its own kernel and x86_64's compat layer; armv7 and mipsel
-        // likewise on aarch64 and mips64el.
+        assert_eq!(none, [Arch::Powerpc]);
+        // i686: its own kernel and x86_64's compat layer; armv7, mipsel and
+        // mips likewise on aarch64, mips64el and mips64.
         let kernels = |arch: Arch, rows: &[Row]| -> Vec<Option<Arch>> {
             rows.iter()
                 .filter(|r| r.arch == arch)
@@ -1519,17 +1519,21 @@ mod tests {
             kernels(Arch::Mipsel, &rows),
             [Some(Arch::Mipsel), Some(Arch::Mips64el)]
         );
-        // Every kernel's own guest, and i686, armv7, mipsel and sparc again
-        // in compat.
-        assert_eq!(rows.len(), 13 + 4);
+        assert_eq!(
+            kernels(Arch::Mips, &rows),
+            [Some(Arch::Mips), Some(Arch::Mips64)]
+        );
+        // Every kernel's own guest, and i686, armv7, mipsel, mips and sparc
+        // again in compat.
+        assert_eq!(rows.len(), 14 + 5);
         let (patched, none) = plan_of("--all --tier system --kernel patched --guest both");
-        assert_eq!(none.len(), Arch::ALL.len() - 8);
+        assert_eq!(none.len(), Arch::ALL.len() - 9);
         assert!(patched
             .iter()
             .all(|r| r.tier == Tier::System(KernelKind::Patched)));
-        // x86_64, i686 (own + compat), riscv64, mips, sparc64, sparc
-        // (compat): two agents; alpha, hppa: C only.
-        assert_eq!(patched.len(), 2 * 7 + 2);
+        // x86_64, i686 (own + compat), riscv64, mips (own + compat),
+        // mips64, sparc64, sparc (compat): two agents; alpha, hppa: C only.
+        assert_eq!(patched.len(), 2 * 9 + 2);
         let (side, _) = plan_of("--target aarch64 --tier all --kernel both");
         let tiers: Vec<Tier> = side.iter().map(|r| r.tier).collect();
         assert_eq!(

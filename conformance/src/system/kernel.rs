@@ -269,7 +269,8 @@ mod tests {
         assert!(can_run(Arch::Aarch64, Arch::Armv7));
         assert!(can_run(Arch::Mips64el, Arch::Mipsel));
         assert!(!can_run(Arch::Mips64el, Arch::Mips));
-        assert!(!can_run(Arch::Mips64, Arch::Mips));
+        assert!(can_run(Arch::Mips64, Arch::Mips));
+        assert!(!can_run(Arch::Mips64, Arch::Mipsel));
         for k in KERNEL_ARCHS {
             assert!(machine(k).is_some(), "{k}");
         }
