@@ -31,14 +31,16 @@ impl KernelKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [KernelKind; 3] = [
+        KernelKind::Stock,
+        KernelKind::Patched,
+        KernelKind::LoopbackZc,
+    ];
+
     /// Parses [`name`](Self::name).
     pub fn from_name(s: &str) -> Option<KernelKind> {
-        match s {
-            "stock" => Some(KernelKind::Stock),
-            "patched" => Some(KernelKind::Patched),
-            "loopback-zerocopy" => Some(KernelKind::LoopbackZc),
-            _ => None,
-        }
+        KernelKind::ALL.into_iter().find(|k| k.name() == s)
     }
 
     /// The architectures with a kernel of this kind.
