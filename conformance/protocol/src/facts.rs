@@ -39,14 +39,23 @@ pub fn jobj(fields: &[(&str, String)]) -> String {
 
 /// Key → value (as JSON text) for one target, from the `abi` crate only.
 pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
+    let mut row = vec![("target", jstr(arch.name()))];
+    row.extend(layout_and_socket(arch));
+    row.extend(errqueue_and_addresses(arch));
+    row
+}
+
+fn num(v: i64) -> String {
+    v.to_string()
+}
+
+/// Word size, `cmsghdr` layout, socket options and `MSG_*` flags.
+fn layout_and_socket(arch: Arch) -> Vec<(&'static str, String)> {
     let t = arch.target();
     let n = t.numbers();
     let s = n.socket;
-    let e = n.errno;
     let l = t.cmsg();
-    let num = |v: i64| v.to_string();
     vec![
-        ("target", jstr(arch.name())),
         ("big_endian", t.is_big_endian().to_string()),
         ("long_bytes", num(t.word.bytes() as i64)),
         ("cmsghdr_size", num(l.header_size() as i64)),
@@ -80,6 +89,14 @@ pub fn table_row(arch: Arch) -> Vec<(&'static str, String)> {
         ("SOL_UDP", num(n.sol_udp.into())),
         ("UDP_SEGMENT", num(n.udp_segment.into())),
         ("UIO_MAXIOV", num(n.uio_maxiov.into())),
+    ]
+}
+
+/// The error queue's origins and errnos, and the address layouts.
+fn errqueue_and_addresses(arch: Arch) -> Vec<(&'static str, String)> {
+    let n = arch.target().numbers();
+    let e = n.errno;
+    vec![
         ("SO_EE_ORIGIN_NONE", num(ErrOrigin::None.raw().into())),
         ("SO_EE_ORIGIN_LOCAL", num(ErrOrigin::Local.raw().into())),
         ("SO_EE_ORIGIN_ICMP", num(ErrOrigin::Icmp.raw().into())),

@@ -413,15 +413,7 @@ pub(super) fn mixed_cmsgs() -> End {
         };
         let e = errno();
         call("sendmsg_mixed", ret as isize, e);
-        let v = raw("after", c.as_bytes(), h.controllen().min(len), h.flags());
-        if (h.controllen(), h.flags()) != (len, 0) || v.msgs.len() != 2 {
-            wrong.push(format!(
-                "send {i}: msg_controllen {} of {len}, msg_flags {:#x}, messages {}",
-                h.controllen(),
-                h.flags(),
-                v.msgs_field()
-            ));
-        }
+        check_both_kept(i, &h, &c, len, &mut wrong);
         let done = match answer(&c, h.controllen(), h.flags()) {
             Ok(d) => d,
             Err(err) => {
@@ -454,6 +446,20 @@ pub(super) fn mixed_cmsgs() -> End {
         wrong,
         format!("{sent} sends, the TTL on each, both messages kept"),
     )
+}
+
+/// After `mixed_cmsgs`' send `i`: the kernel left `msg_controllen` and
+/// `msg_flags` as given, and the buffer still walks as both messages.
+fn check_both_kept(i: u32, h: &Hdr, c: &Control<'_>, len: usize, wrong: &mut Vec<String>) {
+    let v = raw("after", c.as_bytes(), h.controllen().min(len), h.flags());
+    if (h.controllen(), h.flags()) != (len, 0) || v.msgs.len() != 2 {
+        wrong.push(format!(
+            "send {i}: msg_controllen {} of {len}, msg_flags {:#x}, messages {}",
+            h.controllen(),
+            h.flags(),
+            v.msgs_field()
+        ));
+    }
 }
 
 fn recv_ttl_on(rx: &UdpSocket) -> Result<(), i32> {
