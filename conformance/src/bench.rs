@@ -281,15 +281,7 @@ pub(crate) struct Matrix(Opts);
 impl Matrix {
     /// `bench`'s words (options of the main matrix only).
     pub(crate) fn parse(words: &[String]) -> Result<Matrix, String> {
-        #[derive(clap::Parser)]
-        #[command(name = "bench", no_binary_name = true)]
-        struct Cli {
-            #[command(flatten)]
-            a: BenchArgs,
-        }
-        let a = <Cli as clap::Parser>::try_parse_from(words)
-            .map_err(|e| e.to_string())?
-            .a;
+        let a: BenchArgs = crate::parse_args(words).map_err(|e| e.to_string())?;
         if a.rounds.is_some() {
             return Err("--udp-batch and --async-tcp run on the host only".into());
         }

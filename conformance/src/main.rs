@@ -107,15 +107,16 @@ fn raw(_: Raw) -> Vec<String> {
 }
 
 /// Parses `args` (the words after the subcommand) into one subcommand's
-/// options, as the binary would: for the subcommands' unit tests.
-#[cfg(test)]
-pub(crate) fn parse_args<A: clap::Args>(args: &[&str]) -> Result<A, clap::Error> {
+/// options, as the binary would: for words that come from elsewhere than
+/// the command line (`system-bench` passing its options on to `bench`'s
+/// matrix) and for the subcommands' unit tests.
+pub(crate) fn parse_args<A: clap::Args, S: AsRef<str>>(args: &[S]) -> Result<A, clap::Error> {
     #[derive(Parser)]
     struct One<A: clap::Args> {
         #[command(flatten)]
         a: A,
     }
-    let argv = std::iter::once("msgzc-conformance").chain(args.iter().copied());
+    let argv = std::iter::once("msgzc-conformance").chain(args.iter().map(AsRef::as_ref));
     One::<A>::try_parse_from(argv).map(|o| o.a)
 }
 

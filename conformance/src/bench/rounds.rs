@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn common_options_and_numbers() {
-        let parse = |args: &[&str]| crate::parse_args::<Common>(args);
+        let parse = |args: &[&str]| crate::parse_args::<Common, _>(args);
         let c = parse(&["--secs", "2.5", "--cpu", "3"]).unwrap();
         assert_eq!((c.secs, c.rounds, c.cpu), (2.5, 5, Some(3)));
         assert_eq!(c.args(), "--secs 2.5 --rounds 5 --cpu 3");
