@@ -207,8 +207,12 @@ pub const ARCHES: [ArchInfo; Arch::ALL.len()] = [
     row!(Riscv64, prebuilt("riscv64gc-unknown-linux-gnu"),
          "riscv64-linux-gnu", "riscv64", "riscv64",
          machine: machine("riscv64", &["-M", "virt", "-m", "256"], "ttyS0", riscv_image())),
+    // ppce500 boots the ELF vmlinux itself (no firmware); e500mc has the
+    // classic FPU that powerpc-linux-gnu code uses (e500v2 has only SPE).
     row!(Powerpc, prebuilt("powerpc-unknown-linux-gnu"),
-         "powerpc-linux-gnu", "powerpc", "ppc", machine: None),
+         "powerpc-linux-gnu", "powerpc", "ppc",
+         machine: machine("ppc", &["-M", "ppce500", "-cpu", "e500mc", "-m", "256"], "ttyS0",
+                          vmlinux("powerpc", Arch::Powerpc))),
     row!(Powerpc64le, prebuilt("powerpc64le-unknown-linux-gnu"),
          "powerpc64le-linux-gnu", "ppc64el", "ppc64le",
          machine: machine("ppc64", &["-M", "pseries", "-cpu", "power9", "-m", "1024"],
@@ -682,9 +686,9 @@ mod tests {
 
     #[test]
     fn kernels_have_machines_and_builds_have_compilers() {
-        // Not powerpc and mips64 yet, nor 32-bit sparc (which runs on
-        // sparc64's kernel).
-        assert_eq!(KERNEL_ARCHS.len(), 14);
+        // Every architecture but 32-bit sparc (which runs on sparc64's
+        // kernel).
+        assert_eq!(KERNEL_ARCHS.len(), Arch::ALL.len() - 1);
         assert!(!KERNEL_ARCHS.contains(&Arch::Sparc));
         assert_eq!(
             PATCHED_ARCHS,
@@ -692,6 +696,7 @@ mod tests {
                 Arch::X86_64,
                 Arch::I686,
                 Arch::Riscv64,
+                Arch::Powerpc,
                 Arch::Mips,
                 Arch::Mips64,
                 Arch::Sparc64,
@@ -725,7 +730,8 @@ mod tests {
         let a = parse(&["--field", "name,qemu-user,patched"]).unwrap();
         let out = columns(&a.field);
         assert_eq!(out.lines().count(), Arch::ALL.len());
-        assert!(out.lines().any(|l| l == "powerpc ppc no"));
+        assert!(out.lines().any(|l| l == "powerpc ppc yes"));
+        assert!(out.lines().any(|l| l == "aarch64 aarch64 no"));
         assert!(out.lines().any(|l| l == "sparc sparc32plus no"));
         assert!(out.lines().any(|l| l == "hppa hppa yes"));
         assert!(parse(&["--field", "name,nosuch"]).is_err());

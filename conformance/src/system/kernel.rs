@@ -273,6 +273,13 @@ mod tests {
         assert!(!can_run(Arch::Mips64el, Arch::Mips));
         assert!(can_run(Arch::Mips64, Arch::Mips));
         assert!(!can_run(Arch::Mips64, Arch::Mipsel));
+        // 32-bit powerpc has its own kernel; powerpc64le runs no
+        // big-endian compat guest.
+        assert_eq!(
+            kernels_for(Arch::Powerpc, KernelKind::Patched),
+            [Arch::Powerpc]
+        );
+        assert!(!can_run(Arch::Powerpc64le, Arch::Powerpc));
         for k in KERNEL_ARCHS {
             assert!(machine(k).is_some(), "{k}");
         }
