@@ -127,7 +127,8 @@ pub enum WalkErrorKind {
         /// Bytes left from this header to `msg_controllen`.
         remaining: usize,
     },
-    /// `cmsg_len` (or it aligned) does not fit this host's `usize`.
+    /// `cmsg_len` does not fit this host's `usize` (a 64-bit layout walked
+    /// on a 32-bit host).
     LenOverflow {
         /// The `cmsg_len` read.
         len: u64,

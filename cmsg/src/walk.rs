@@ -91,24 +91,17 @@ pub struct Cmsg<'a> {
 #[derive(Clone, Debug)]
 pub struct Walker<'a> {
     target: Target,
-    /// `buf[offset..controllen]`: what is left to walk, starting with the
-    /// previous message (none at first). Keeping the rest rather than the
-    /// whole buffer and an index lets every slice below be bounded by
-    /// checks already made, with no second bounds check.
-    rest: &'a [u8],
-    /// Offset of `rest` in the buffer, for [`Cmsg::offset`] and errors.
-    offset: usize,
-    /// The previous message's `CMSG_SPACE` (0 at first): where the next
-    /// header starts in `rest`. While [`State::Walking`], less than
-    /// `rest.len()`; a last message whose padding the kernel cut (or that
-    /// ends the buffer exactly) moves the walk to [`State::End`] instead.
-    ///
-    /// Clamping each step to the rest (`min(CMSG_SPACE, rest.len())`) put
-    /// a compare and a select into the chain that carries one header's
-    /// address to the next, which is what bounds a walk's speed. This way
-    /// that chain is the load, mask and add of C's `CMSG_NXTHDR`, and
-    /// whether anything follows is a branch beside it, in the state.
-    skip: usize,
+    /// `buf[..controllen]`.
+    buf: &'a [u8],
+    /// Offset of the next header: the sum of the previous messages'
+    /// `CMSG_SPACE`, so a multiple of the layout's alignment. While
+    /// [`State::Walking`], less than `buf.len()`; a last message whose
+    /// padding the kernel cut (or that ends the buffer exactly) moves the
+    /// walk to [`State::End`] instead.
+    next: usize,
+    /// `next` with its alignment bits set (`next + align - 1`), carried
+    /// beside it rather than derived from it: see [`Walker::step`].
+    next_or_mask: usize,
     truncated: bool,
     state: State,
 }
@@ -139,16 +132,16 @@ impl<'a> Walker<'a> {
     /// ```
     #[inline]
     pub fn new(target: Target, buf: &'a [u8], controllen: usize, flags: MsgFlags) -> Self {
-        let (rest, state) = match buf.get(..controllen) {
+        let (buf, state) = match buf.get(..controllen) {
             Some([]) => (&buf[..0], State::End),
             Some(b) => (b, State::Walking),
             None => (&buf[..0], State::BadControlLen(controllen, buf.len())),
         };
         Walker {
             target,
-            rest,
-            offset: 0,
-            skip: 0,
+            buf,
+            next: 0,
+            next_or_mask: target.cmsg().align() - 1,
             truncated: flags.contains(MsgFlags::CTRUNC),
             state,
         }
@@ -176,24 +169,23 @@ impl<'a> Walker<'a> {
     #[inline]
     fn end(&mut self) -> Option<Result<Cmsg<'a>, WalkError>> {
         self.state = State::Done;
-        self.truncated.then(|| {
-            Err(WalkError {
-                kind: WalkErrorKind::Truncated,
-                offset: self.offset + self.rest.len(),
-            })
-        })
+        self.truncated.then_some(Err(WalkError {
+            kind: WalkErrorKind::Truncated,
+            offset: self.buf.len(),
+        }))
     }
 
     #[inline]
     fn step(&mut self) -> Option<Result<Cmsg<'a>, WalkError>> {
         let layout = self.target.cmsg();
         let hdr_size = layout.header_size();
-        // Past the previous message and its padding; `skip < rest.len()`
-        // while walking (see `skip`), so this never takes the `else`.
-        let Some(rest) = self.rest.get(self.skip..) else {
+        let mask = layout.align() - 1;
+        let offset = self.next;
+        // `next < buf.len()` while walking (see `next`), so this never
+        // takes the `else`.
+        let Some(rest) = self.buf.get(offset..) else {
             return self.end();
         };
-        let offset = self.offset + self.skip;
         let Some(h) = read_header(self.target, rest) else {
             return self.fail(WalkErrorKind::TrailingBytes { len: rest.len() }, offset);
         };
@@ -213,17 +205,23 @@ impl<'a> Walker<'a> {
                 offset,
             );
         }
-        let Some(space) = layout.checked_align(len) else {
-            return self.fail(WalkErrorKind::LenOverflow { len: h.len }, offset);
-        };
         // hdr_size <= len <= rest.len(), checked above.
         let data = &rest[hdr_size..len];
-        self.rest = rest;
-        self.offset = offset;
-        self.skip = space;
+        // The next header is at CMSG_ALIGN(offset + len) (offset + CMSG_ALIGN
+        // (len), offset being aligned); no overflow, as offset + len <=
+        // buf.len(). The chain from loading one `cmsg_len` to the next
+        // header's address is what bounds a walk's speed: C's CMSG_NXTHDR
+        // puts an add, a mask and an add on it. Adding `len` to `offset |
+        // mask`, carried from the previous step, leaves an add and a mask;
+        // the same sum `| mask` is the next step's `offset | mask`. (Derived
+        // from `offset` instead, the compiler folds the `| mask` back into
+        // a third add on the chain.)
+        let sum = self.next_or_mask + len;
+        self.next = sum & !mask;
+        self.next_or_mask = sum | mask;
         // Nothing after this message, or only part of its padding (cut, as
         // the kernel may cut the last message's).
-        if space >= rest.len() {
+        if self.next >= self.buf.len() {
             self.state = State::End;
         }
         Some(Ok(Cmsg {
