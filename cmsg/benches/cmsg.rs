@@ -9,118 +9,18 @@
 //! (`ZcSocket`), end to end on loopback.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
+mod walks;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use msgzc_abi::proposal::v8;
 use msgzc_cmsg::sys::{Sent, ZcSender, ZcSocket, NATIVE};
-use msgzc_cmsg::{
-    decode_errqueue, CompletionTracker, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Walker,
-    ZcOutcome, ZcRange,
-};
+use msgzc_cmsg::{CompletionTracker, ControlBuf, ControlBuilder, MsgFlags, ZcOutcome, ZcRange};
 use std::hint::black_box;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A native-layout error-queue buffer with `n` zerocopy notifications.
-fn errqueue_buffer(n: usize) -> (ControlBuf<1024>, usize) {
-    let mut buf = ControlBuf::<1024>::new();
-    let mut b = ControlBuilder::new(NATIVE, buf.as_mut_bytes()).unwrap();
-    for i in 0..n as u32 {
-        let mut ee = [0u8; 16];
-        ee[4] = 5; // SO_EE_ORIGIN_ZEROCOPY
-        ee[6] = 1; // copied
-        ee[8..12].copy_from_slice(&(i * 10).to_ne_bytes());
-        ee[12..16].copy_from_slice(&(i * 10 + 9).to_ne_bytes());
-        b.push(0, 11, &ee).unwrap();
-    }
-    let len = b.finish().len();
-    (buf, len)
-}
-
-fn msgzc_walk(buf: &[u8], len: usize) -> u64 {
-    let mut acc = 0u64;
-    for m in Walker::new(NATIVE, buf, len, MsgFlags::ERRQUEUE) {
-        let Ok(m) = m else { break };
-        if let Ok(ErrqueueItem::Zerocopy(r)) = decode_errqueue(NATIVE, &m) {
-            acc += r.count() + u64::from(r.copied);
-        }
-    }
-    acc
-}
-
-fn libc_walk(buf: &mut [u8], len: usize) -> u64 {
-    // SAFETY: msghdr is plain old data.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_control = buf.as_mut_ptr().cast();
-    msg.msg_controllen = len as _;
-    let mut acc = 0u64;
-    // SAFETY: the C idiom: the buffer is aligned and well formed (built
-    // above), and CMSG_NXTHDR bounds each step by msg_controllen.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_IP && (*c).cmsg_type == libc::IP_RECVERR {
-                let ee =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::sock_extended_err>());
-                if ee.ee_errno == 0 && ee.ee_origin == 5 {
-                    let count = u64::from(ee.ee_data.wrapping_sub(ee.ee_info)) + 1;
-                    acc += count + u64::from(ee.ee_code & 1);
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    acc
-}
-
-/// [`libc_walk`] with the checks the safe walker and decoder must make, as
-/// a careful C reader adds them: `msg_controllen` within the buffer it was
-/// given (the safe API takes both, so it must), each `cmsg_len` at least a
-/// header and
-/// inside `msg_controllen` (`CMSG_FIRSTHDR` checks neither, `CMSG_NXTHDR`
-/// only that the *next* header starts inside), a message long enough for a
-/// `sock_extended_err` before reading one, and the IPv6 form of the error
-/// message too, which the kernel sends on IPv6 sockets (the kernel's
-/// `msg_zerocopy` selftest accepts both).
-fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
-    if len > buf.len() {
-        return 0;
-    }
-    // SAFETY: msghdr is plain old data.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_control = buf.as_mut_ptr().cast();
-    msg.msg_controllen = len as _;
-    let end = buf.as_ptr() as usize + len;
-    let mut acc = 0u64;
-    // SAFETY: the buffer is aligned; every header CMSG_* returns lies
-    // inside msg_controllen, and its data is read only when cmsg_len says
-    // it is there and inside too.
-    unsafe {
-        let hdr = libc::CMSG_LEN(0) as usize;
-        let ee_len = libc::CMSG_LEN(std::mem::size_of::<libc::sock_extended_err>() as u32) as usize;
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            let clen = (*c).cmsg_len as usize;
-            if clen < hdr || clen > end - c as usize {
-                break;
-            }
-            let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
-            let recverr = (level == libc::SOL_IP && ty == libc::IP_RECVERR)
-                || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR);
-            if recverr && clen >= ee_len {
-                let ee =
-                    std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::sock_extended_err>());
-                if ee.ee_errno == 0 && ee.ee_origin == 5 {
-                    let count = u64::from(ee.ee_data.wrapping_sub(ee.ee_info)) + 1;
-                    acc += count + u64::from(ee.ee_code & 1);
-                }
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    acc
-}
+use walks::{errqueue_buffer, libc_checked_walk, libc_walk, msgzc_walk};
 
 fn bench_walk(c: &mut Criterion) {
     let mut g = c.benchmark_group("errqueue_walk_decode");
