@@ -9,6 +9,7 @@
 //! (`ZcSocket`), end to end on loopback.
 #![allow(missing_docs)] // criterion's macros generate undocumented items
 
+#[allow(dead_code)] // the walk-alone variants are walk_paired's
 mod walks;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};

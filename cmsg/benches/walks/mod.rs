@@ -103,3 +103,41 @@ pub fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
     }
     acc
 }
+
+/// The walk alone, as [`msgzc_walk`] does it: the sum of the data lengths.
+pub fn msgzc_walk_only(buf: &[u8], len: usize) -> u64 {
+    let mut acc = 0u64;
+    for m in Walker::new(NATIVE, buf, len, MsgFlags::ERRQUEUE) {
+        let Ok(m) = m else { break };
+        acc += m.data.len() as u64;
+    }
+    acc
+}
+
+/// The walk alone, as [`libc_checked_walk`] does it.
+pub fn libc_checked_walk_only(buf: &mut [u8], len: usize) -> u64 {
+    if len > buf.len() {
+        return 0;
+    }
+    // SAFETY: msghdr is plain old data.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_control = buf.as_mut_ptr().cast();
+    msg.msg_controllen = len as _;
+    let end = buf.as_ptr() as usize + len;
+    let mut acc = 0u64;
+    // SAFETY: as in libc_checked_walk: every header CMSG_* returns lies
+    // inside msg_controllen, and its length is checked before use.
+    unsafe {
+        let hdr = libc::CMSG_LEN(0) as usize;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            let clen = (*c).cmsg_len as usize;
+            if clen < hdr || clen > end - c as usize {
+                break;
+            }
+            acc += (clen - hdr) as u64;
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    acc
+}
