@@ -91,11 +91,14 @@ pub struct Cmsg<'a> {
 #[derive(Clone, Debug)]
 pub struct Walker<'a> {
     target: Target,
-    /// `buf[..controllen]`.
+    /// The buffer as given; the walk reads only `buf[..controllen]`.
     buf: &'a [u8],
+    /// `msg_controllen`, as given: the first step fails if it is past
+    /// `buf.len()`.
+    controllen: usize,
     /// Offset of the next header: the sum of the previous messages'
     /// `CMSG_SPACE`, so a multiple of the layout's alignment. While
-    /// [`State::Walking`], less than `buf.len()`; a last message whose
+    /// [`State::Walking`], less than `controllen`; a last message whose
     /// padding the kernel cut (or that ends the buffer exactly) moves the
     /// walk to [`State::End`] instead.
     next: usize,
@@ -109,8 +112,6 @@ pub struct Walker<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Walking,
-    /// A `ControlLenPastBuffer` error is pending.
-    BadControlLen(usize, usize),
     /// Past the last message: `Truncated` is pending if `MSG_CTRUNC` was
     /// set.
     End,
@@ -132,18 +133,14 @@ impl<'a> Walker<'a> {
     /// ```
     #[inline]
     pub fn new(target: Target, buf: &'a [u8], controllen: usize, flags: MsgFlags) -> Self {
-        let (buf, state) = match buf.get(..controllen) {
-            Some([]) => (&buf[..0], State::End),
-            Some(b) => (b, State::Walking),
-            None => (&buf[..0], State::BadControlLen(controllen, buf.len())),
-        };
         Walker {
             target,
             buf,
+            controllen,
             next: 0,
             next_or_mask: target.cmsg().align() - 1,
             truncated: flags.contains(MsgFlags::CTRUNC),
-            state,
+            state: State::Walking,
         }
     }
 
@@ -171,7 +168,7 @@ impl<'a> Walker<'a> {
         self.state = State::Done;
         self.truncated.then_some(Err(WalkError {
             kind: WalkErrorKind::Truncated,
-            offset: self.buf.len(),
+            offset: self.controllen,
         }))
     }
 
@@ -181,12 +178,22 @@ impl<'a> Walker<'a> {
         let hdr_size = layout.header_size();
         let mask = layout.align() - 1;
         let offset = self.next;
-        // `next < buf.len()` while walking (see `next`), so this never
-        // takes the `else`.
-        let Some(rest) = self.buf.get(offset..) else {
-            return self.end();
+        // While walking, `next < controllen` (see `next`), so this fails
+        // only for a `controllen` past the buffer, at the first step.
+        // (Checking it here rather than in `new` leaves one compare
+        // before the first header instead of a select and two.)
+        let Some(rest) = self.buf.get(offset..self.controllen) else {
+            let (controllen, buffer) = (self.controllen, self.buf.len());
+            return self.fail(
+                WalkErrorKind::ControlLenPastBuffer { controllen, buffer },
+                0,
+            );
         };
         let Some(h) = read_header(self.target, rest) else {
+            // Nothing at all (`controllen` 0), or too little for a header.
+            if rest.is_empty() {
+                return self.end();
+            }
             return self.fail(WalkErrorKind::TrailingBytes { len: rest.len() }, offset);
         };
         let Ok(len) = usize::try_from(h.len) else {
@@ -221,7 +228,7 @@ impl<'a> Walker<'a> {
         self.next_or_mask = sum | mask;
         // Nothing after this message, or only part of its padding (cut, as
         // the kernel may cut the last message's).
-        if self.next >= self.buf.len() {
+        if self.next >= self.controllen {
             self.state = State::End;
         }
         Some(Ok(Cmsg {
@@ -240,10 +247,6 @@ impl<'a> Iterator for Walker<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self.state {
             State::Done => None,
-            State::BadControlLen(controllen, buffer) => self.fail(
-                WalkErrorKind::ControlLenPastBuffer { controllen, buffer },
-                0,
-            ),
             State::Walking => self.step(),
             State::End => self.end(),
         }
