@@ -97,25 +97,16 @@ pub struct Walker<'a> {
     /// `buf.len()`.
     controllen: usize,
     /// Offset of the next header: the sum of the previous messages'
-    /// `CMSG_SPACE`, so a multiple of the layout's alignment. While
-    /// [`State::Walking`], less than `controllen`; a last message whose
-    /// padding the kernel cut (or that ends the buffer exactly) moves the
-    /// walk to [`State::End`] instead.
+    /// `CMSG_SPACE`, so a multiple of the layout's alignment. At or past
+    /// `controllen` after the last message (past it when the kernel cut
+    /// that message's padding).
     next: usize,
     /// `next` with its alignment bits set (`next + align - 1`), carried
     /// beside it rather than derived from it: see [`Walker::step`].
     next_or_mask: usize,
     truncated: bool,
-    state: State,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    Walking,
-    /// Past the last message: `Truncated` is pending if `MSG_CTRUNC` was
-    /// set.
-    End,
-    Done,
+    /// Set once the walk has ended or failed: the walker is fused.
+    done: bool,
 }
 
 impl<'a> Walker<'a> {
@@ -140,7 +131,7 @@ impl<'a> Walker<'a> {
             next: 0,
             next_or_mask: target.cmsg().align() - 1,
             truncated: flags.contains(MsgFlags::CTRUNC),
-            state: State::Walking,
+            done: false,
         }
     }
 
@@ -158,14 +149,14 @@ impl<'a> Walker<'a> {
 
     #[inline]
     fn fail(&mut self, kind: WalkErrorKind, offset: usize) -> Option<Result<Cmsg<'a>, WalkError>> {
-        self.state = State::Done;
+        self.done = true;
         Some(Err(WalkError { kind, offset }))
     }
 
     /// Past the last message: `MSG_CTRUNC`'s error, or nothing.
     #[inline]
     fn end(&mut self) -> Option<Result<Cmsg<'a>, WalkError>> {
-        self.state = State::Done;
+        self.done = true;
         self.truncated.then_some(Err(WalkError {
             kind: WalkErrorKind::Truncated,
             offset: self.controllen,
@@ -178,10 +169,15 @@ impl<'a> Walker<'a> {
         let hdr_size = layout.header_size();
         let mask = layout.align() - 1;
         let offset = self.next;
-        // While walking, `next < controllen` (see `next`), so this fails
-        // only for a `controllen` past the buffer, at the first step.
-        // (Checking it here rather than in `new` leaves one compare
-        // before the first header instead of a select and two.)
+        // Nothing after the last message, or only part of its padding (cut,
+        // as the kernel may cut the last message's).
+        if offset >= self.controllen {
+            return self.end();
+        }
+        // `offset < controllen` now, so this fails only for a `controllen`
+        // past the buffer, at the first step. (Checking it here rather than
+        // in `new` leaves one compare before the first header instead of a
+        // select and two.)
         let Some(rest) = self.buf.get(offset..self.controllen) else {
             let (controllen, buffer) = (self.controllen, self.buf.len());
             return self.fail(
@@ -190,10 +186,6 @@ impl<'a> Walker<'a> {
             );
         };
         let Some(h) = read_header(self.target, rest) else {
-            // Nothing at all (`controllen` 0), or too little for a header.
-            if rest.is_empty() {
-                return self.end();
-            }
             return self.fail(WalkErrorKind::TrailingBytes { len: rest.len() }, offset);
         };
         let Ok(len) = usize::try_from(h.len) else {
@@ -226,11 +218,6 @@ impl<'a> Walker<'a> {
         let sum = self.next_or_mask + len;
         self.next = sum & !mask;
         self.next_or_mask = sum | mask;
-        // Nothing after this message, or only part of its padding (cut, as
-        // the kernel may cut the last message's).
-        if self.next >= self.controllen {
-            self.state = State::End;
-        }
         Some(Ok(Cmsg {
             level: h.level,
             ty: h.ty,
@@ -245,11 +232,10 @@ impl<'a> Iterator for Walker<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        match self.state {
-            State::Done => None,
-            State::Walking => self.step(),
-            State::End => self.end(),
+        if self.done {
+            return None;
         }
+        self.step()
     }
 }
 
