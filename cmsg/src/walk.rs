@@ -96,14 +96,12 @@ pub struct Walker<'a> {
     /// `msg_controllen`, as given: the first step fails if it is past
     /// `buf.len()`.
     controllen: usize,
-    /// Offset of the next header: the sum of the previous messages'
-    /// `CMSG_SPACE`, so a multiple of the layout's alignment. At or past
-    /// `controllen` after the last message (past it when the kernel cut
-    /// that message's padding).
-    next: usize,
-    /// `next` with its alignment bits set (`next + align - 1`), carried
-    /// beside it rather than derived from it: see [`Walker::step`].
-    next_or_mask: usize,
+    /// The previous message's offset with the layout's alignment bits set
+    /// (`offset + align - 1`; `align - 1` before the first message).
+    /// Offsets are sums of `CMSG_SPACE`s, so multiples of the alignment.
+    prev_or_mask: usize,
+    /// The previous message's `cmsg_len` (0 before the first).
+    prev_len: usize,
     truncated: bool,
     /// Set once the walk has ended or failed: the walker is fused.
     done: bool,
@@ -128,8 +126,8 @@ impl<'a> Walker<'a> {
             target,
             buf,
             controllen,
-            next: 0,
-            next_or_mask: target.cmsg().align() - 1,
+            prev_or_mask: target.cmsg().align() - 1,
+            prev_len: 0,
             truncated: flags.contains(MsgFlags::CTRUNC),
             done: false,
         }
@@ -168,22 +166,35 @@ impl<'a> Walker<'a> {
         let layout = self.target.cmsg();
         let hdr_size = layout.header_size();
         let mask = layout.align() - 1;
-        let offset = self.next;
-        // Nothing after the last message, or only part of its padding (cut,
-        // as the kernel may cut the last message's).
-        if offset >= self.controllen {
+        // This header is at CMSG_ALIGN(previous offset + its len), that is
+        // the previous offset + CMSG_ALIGN(len), offsets being aligned; no
+        // overflow, as that offset + len <= controllen <= buf.len(). The
+        // chain from loading one `cmsg_len` to the next header's address
+        // bounds a walk's speed: C's CMSG_NXTHDR puts an add, a mask and an
+        // add on it. Adding `len` to `offset | mask` puts an add and a mask
+        // (the compiler's own rewrite, `(offset + len) + mask`, would put
+        // back the third add), and the same sum `| mask` is the next step's
+        // `offset | mask`. Done here, from the previous message, the first
+        // step takes the same path as the others, and a one-message buffer
+        // costs no more than C's.
+        let sum = self.prev_or_mask + self.prev_len;
+        let offset = sum & !mask;
+        // Nothing left: past the last message, or inside its padding (the
+        // kernel may cut the last message's).
+        let Some(rest) = self
+            .buf
+            .get(offset..self.controllen)
+            .filter(|r| !r.is_empty())
+        else {
+            // Only the first step can find `controllen` past the buffer.
+            if self.controllen > self.buf.len() {
+                let (controllen, buffer) = (self.controllen, self.buf.len());
+                return self.fail(
+                    WalkErrorKind::ControlLenPastBuffer { controllen, buffer },
+                    0,
+                );
+            }
             return self.end();
-        }
-        // `offset < controllen` now, so this fails only for a `controllen`
-        // past the buffer, at the first step. (Checking it here rather than
-        // in `new` leaves one compare before the first header instead of a
-        // select and two.)
-        let Some(rest) = self.buf.get(offset..self.controllen) else {
-            let (controllen, buffer) = (self.controllen, self.buf.len());
-            return self.fail(
-                WalkErrorKind::ControlLenPastBuffer { controllen, buffer },
-                0,
-            );
         };
         let Some(h) = read_header(self.target, rest) else {
             return self.fail(WalkErrorKind::TrailingBytes { len: rest.len() }, offset);
@@ -206,18 +217,8 @@ impl<'a> Walker<'a> {
         }
         // hdr_size <= len <= rest.len(), checked above.
         let data = &rest[hdr_size..len];
-        // The next header is at CMSG_ALIGN(offset + len) (offset + CMSG_ALIGN
-        // (len), offset being aligned); no overflow, as offset + len <=
-        // buf.len(). The chain from loading one `cmsg_len` to the next
-        // header's address is what bounds a walk's speed: C's CMSG_NXTHDR
-        // puts an add, a mask and an add on it. Adding `len` to `offset |
-        // mask`, carried from the previous step, leaves an add and a mask;
-        // the same sum `| mask` is the next step's `offset | mask`. (Derived
-        // from `offset` instead, the compiler folds the `| mask` back into
-        // a third add on the chain.)
-        let sum = self.next_or_mask + len;
-        self.next = sum & !mask;
-        self.next_or_mask = sum | mask;
+        self.prev_or_mask = sum | mask;
+        self.prev_len = len;
         Some(Ok(Cmsg {
             level: h.level,
             ty: h.ty,
