@@ -3,17 +3,20 @@
 //! each variant, in rotating order, so that what disturbs one round (the
 //! machine's load, its clock) disturbs all three alike.
 //!
-//! Prints, for 1 and 8 notifications, the ratio of the fastest blocks
-//! (noise on a shared machine only ever adds time, so the fastest block is
-//! the closest to a variant's cost) and the median and spread of the
-//! per-round ratios. `cargo bench -p msgzc-cmsg --bench walk_paired`; run
-//! without `--bench` (as `cargo test --benches` does, unoptimized) it makes
-//! a few rounds as a smoke test and prints no figures.
+//! Each process measures every variant for 1 and 8 notifications: the
+//! median of the per-round ratios (msgzc's time over a baseline's in the
+//! same round) and each variant's fastest block (noise only ever adds
+//! time). The same code's speed also differs from one process to the next
+//! (by up to a third, the C baselines' as much as msgzc's), so the
+//! benchmark runs itself in several processes and reports the median over
+//! them with their range. `cargo bench -p msgzc-cmsg --bench walk_paired`;
+//! run without `--bench` (as `cargo test --benches` does, unoptimized) it
+//! makes a few rounds as a smoke test and prints no figures.
 //!
 //! What it cannot remove: at a few nanoseconds a call, where the compiler
-//! places each loop moves all three by up to a third from one build to the
-//! next (the same C loop measured 2.7 and 4.3 ns in two builds that
-//! differed only in msgzc's code). Compare ratios within one build.
+//! places each loop moves all of them from one build to the next (the same
+//! C loop measured 2.7 and 4.3 ns in two builds that differed only in
+//! msgzc's code). Compare ratios within one build.
 
 mod walks;
 
@@ -79,7 +82,19 @@ fn quantile(v: &[f64], q: f64) -> f64 {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-fn measure(work: Work, n: usize, rounds: usize, print: bool) {
+/// One process's result for one (work, notifications, baseline).
+struct Row {
+    work: &'static str,
+    n: usize,
+    baseline: &'static str,
+    /// Fastest block per call, msgzc and the baseline, in ns.
+    ours: f64,
+    theirs: f64,
+    /// The median of the per-round ratios.
+    median: f64,
+}
+
+fn measure(work: Work, n: usize, rounds: usize) -> Vec<Row> {
     let (mut buf, len) = errqueue_buffer(n);
     let expect = msgzc_walk(buf.as_bytes(), len);
     assert_eq!(libc_walk(buf.as_mut_bytes(), len), expect);
@@ -102,44 +117,127 @@ fn measure(work: Work, n: usize, rounds: usize, print: bool) {
             r.push(t[0].as_secs_f64() / t[baseline + 1].as_secs_f64());
         }
     }
-    if !print {
-        return;
-    }
     let per_call = |d: Duration| d.as_secs_f64() * 1e9 / f64::from(CALLS);
+    let mut rows = Vec::new();
     for (baseline, r) in ratios.iter_mut().enumerate() {
         r.sort_by(f64::total_cmp);
-        let (ours, theirs) = (per_call(fastest[0]), per_call(fastest[baseline + 1]));
+        rows.push(Row {
+            work: work.name(),
+            n,
+            baseline: variants[baseline + 1],
+            ours: per_call(fastest[0]),
+            theirs: per_call(fastest[baseline + 1]),
+            median: quantile(r, 0.5),
+        });
+    }
+    rows
+}
+
+fn measure_all(rounds: usize) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for work in [Work::WalkDecode, Work::WalkOnly] {
+        for n in [1, 8] {
+            rows.extend(measure(work, n, rounds));
+        }
+    }
+    rows
+}
+
+/// Set in the processes the measurement runs in.
+const CHILD: &str = "MSGZC_WALK_PAIRED_CHILD";
+/// Processes per measurement: the same loop's speed differs from one
+/// process to the next (by up to a third on the development machine, for
+/// the C baseline as much as for msgzc), so one process is one sample.
+const PROCESSES: usize = 6;
+const ROUNDS: usize = 4000;
+
+/// Runs the measurement in [`PROCESSES`] fresh processes, one after the
+/// other, and reads their rows (tab-separated on stdout).
+fn run_processes() -> Vec<Vec<Row>> {
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    (0..PROCESSES)
+        .map(|_| {
+            let out = std::process::Command::new(&exe)
+                .arg("--bench")
+                .env(CHILD, "1")
+                .output()
+                .expect("the benchmark runs itself");
+            assert!(out.status.success(), "a measuring process failed");
+            let text = String::from_utf8(out.stdout).expect("rows are text");
+            let rows = measure_rows_from(&text);
+            assert_eq!(rows.len(), 6, "every process reports every row");
+            rows
+        })
+        .collect()
+}
+
+fn measure_rows_from(text: &str) -> Vec<Row> {
+    let names = |s: &str| -> &'static str {
+        ["walk + decode", "walk alone", "libc", "libc_checked"]
+            .into_iter()
+            .find(|&k| k == s)
+            .expect("a known name")
+    };
+    text.lines()
+        .filter_map(|l| l.strip_prefix("row\t"))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            let num = |i: usize| f[i].parse::<f64>().expect("a number");
+            Row {
+                work: names(f[0]),
+                n: f[1].parse().expect("a count"),
+                baseline: names(f[2]),
+                ours: num(3),
+                theirs: num(4),
+                median: num(5),
+            }
+        })
+        .collect()
+}
+
+fn print_summary(processes: &[Vec<Row>]) {
+    println!(
+        "{} processes, each {ROUNDS} rounds of {CALLS} calls per variant; per process, the fastest \
+         block of each variant and the median of the per-round ratios; below, the median over the \
+         processes and their range",
+        processes.len()
+    );
+    println!();
+    println!("| work | notifications | baseline | msgzc | baseline | ratio, median (range) |");
+    println!("|---|---|---|---|---|---|");
+    for (i, row) in processes[0].iter().enumerate() {
+        let pick = |f: fn(&Row) -> f64| {
+            let mut v: Vec<f64> = processes.iter().map(|p| f(&p[i])).collect();
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let (ours, theirs, ratio) = (pick(|r| r.ours), pick(|r| r.theirs), pick(|r| r.median));
         println!(
-            "| {} | {n} | {ours:.2} ns | {} | {theirs:.2} ns | {:.3} | {:.3} ({:.3}–{:.3}) |",
-            work.name(),
-            variants[baseline + 1],
-            ours / theirs,
-            quantile(r, 0.5),
-            quantile(r, 0.1),
-            quantile(r, 0.9),
+            "| {} | {} | {} | {:.2} ns | {:.2} ns | {:.3} ({:.3}–{:.3}) |",
+            row.work,
+            row.n,
+            row.baseline,
+            quantile(&ours, 0.5),
+            quantile(&theirs, 0.5),
+            quantile(&ratio, 0.5),
+            ratio[0],
+            ratio[ratio.len() - 1],
         );
     }
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    if !full {
-        for work in [Work::WalkDecode, Work::WalkOnly] {
-            for n in [1, 8] {
-                measure(work, n, 10, false);
-            }
+    if std::env::var_os(CHILD).is_some() {
+        for r in measure_all(ROUNDS) {
+            let (w, n, b) = (r.work, r.n, r.baseline);
+            println!("row\t{w}\t{n}\t{b}\t{}\t{}\t{}", r.ours, r.theirs, r.median);
         }
+        return;
+    }
+    if !std::env::args().any(|a| a == "--bench") {
+        measure_all(10);
         println!("walk_paired: smoke test passed (run with --bench to measure)");
         return;
     }
-    let rounds = 4000;
-    println!("{rounds} rounds of {CALLS} calls per variant");
-    println!();
-    println!("| work | notifications | msgzc (fastest) | baseline | baseline (fastest) | ratio | per-round ratio, median (p10–p90) |");
-    println!("|---|---|---|---|---|---|---|");
-    for work in [Work::WalkDecode, Work::WalkOnly] {
-        for n in [1, 8] {
-            measure(work, n, rounds, true);
-        }
-    }
+    print_summary(&run_processes());
 }
