@@ -172,11 +172,11 @@ impl<'a> Walker<'a> {
         // chain from loading one `cmsg_len` to the next header's address
         // bounds a walk's speed: C's CMSG_NXTHDR puts an add, a mask and an
         // add on it. Adding `len` to `offset | mask` puts an add and a mask
-        // (the compiler's own rewrite, `(offset + len) + mask`, would put
-        // back the third add), and the same sum `| mask` is the next step's
-        // `offset | mask`. Done here, from the previous message, the first
-        // step takes the same path as the others, and a one-message buffer
-        // costs no more than C's.
+        // (written as `(offset + len + mask) & !mask`, the compiler keeps
+        // three operations), and the same sum `| mask` is the next step's
+        // `offset | mask`. Done here, from the previous message, rather than
+        // at the end of the previous step, the first step takes the loop's
+        // own path instead of a jump past this arithmetic.
         let sum = self.prev_or_mask + self.prev_len;
         let offset = sum & !mask;
         // Nothing left: past the last message, or inside its padding (the
