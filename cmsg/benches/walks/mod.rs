@@ -59,38 +59,24 @@ pub fn libc_walk(buf: &mut [u8], len: usize) -> u64 {
 /// [`libc_walk`] with the checks the safe walker and decoder must make, as
 /// a careful C reader adds them: `msg_controllen` within the buffer it was
 /// given (the safe API takes both, so it must), each `cmsg_len` at least a
-/// header and
-/// inside `msg_controllen` (`CMSG_FIRSTHDR` checks neither, `CMSG_NXTHDR`
-/// only that the *next* header starts inside), a message long enough for a
-/// `sock_extended_err` before reading one, and the IPv6 form of the error
-/// message too, which the kernel sends on IPv6 sockets (the kernel's
-/// `msg_zerocopy` selftest accepts both).
+/// header and inside `msg_controllen` (`CMSG_FIRSTHDR` checks neither,
+/// `CMSG_NXTHDR` only that the *next* header starts inside), a message long
+/// enough for a `sock_extended_err` before reading one, and the IPv6 form
+/// of the error message too, which the kernel sends on IPv6 sockets (the
+/// kernel's `msg_zerocopy` selftest accepts both).
 pub fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
-    if len > buf.len() {
-        return 0;
-    }
-    // SAFETY: msghdr is plain old data.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_control = buf.as_mut_ptr().cast();
-    msg.msg_controllen = len as _;
-    let end = buf.as_ptr() as usize + len;
     let mut acc = 0u64;
-    // SAFETY: the buffer is aligned; every header CMSG_* returns lies
-    // inside msg_controllen, and its data is read only when cmsg_len says
-    // it is there and inside too.
-    unsafe {
-        let hdr = libc::CMSG_LEN(0) as usize;
-        let ee_len = libc::CMSG_LEN(std::mem::size_of::<libc::sock_extended_err>() as u32) as usize;
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            let clen = (*c).cmsg_len as usize;
-            if clen < hdr || clen > end - c as usize {
-                break;
-            }
+    // SAFETY: CMSG_LEN is arithmetic.
+    let ee_len = unsafe { libc::CMSG_LEN(std::mem::size_of::<libc::sock_extended_err>() as u32) };
+    libc_checked_each(buf, len, |c, clen| {
+        // SAFETY: `c` is a header inside the buffer whose `cmsg_len`
+        // (`clen`) was checked to lie inside it too; the error is read
+        // only when that length covers one.
+        unsafe {
             let (level, ty) = ((*c).cmsg_level, (*c).cmsg_type);
             let recverr = (level == libc::SOL_IP && ty == libc::IP_RECVERR)
                 || (level == libc::SOL_IPV6 && ty == libc::IPV6_RECVERR);
-            if recverr && clen >= ee_len {
+            if recverr && clen >= ee_len as usize {
                 let ee =
                     std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::sock_extended_err>());
                 if ee.ee_errno == 0 && ee.ee_origin == 5 {
@@ -98,9 +84,8 @@ pub fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
                     acc += count + u64::from(ee.ee_code & 1);
                 }
             }
-            c = libc::CMSG_NXTHDR(&msg, c);
         }
-    }
+    });
     acc
 }
 
@@ -116,17 +101,32 @@ pub fn msgzc_walk_only(buf: &[u8], len: usize) -> u64 {
 
 /// The walk alone, as [`libc_checked_walk`] does it.
 pub fn libc_checked_walk_only(buf: &mut [u8], len: usize) -> u64 {
+    let mut acc = 0u64;
+    // SAFETY: CMSG_LEN is arithmetic.
+    let hdr = unsafe { libc::CMSG_LEN(0) } as usize;
+    libc_checked_each(buf, len, |_, clen| acc += (clen - hdr) as u64);
+    acc
+}
+
+/// [`libc_checked_walk`]'s walk: `each` gets every header that passed the
+/// checks, with its `cmsg_len`.
+#[inline(always)]
+fn libc_checked_each(
+    buf: &mut [u8],
+    len: usize,
+    mut each: impl FnMut(*const libc::cmsghdr, usize),
+) {
     if len > buf.len() {
-        return 0;
+        return;
     }
     // SAFETY: msghdr is plain old data.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_control = buf.as_mut_ptr().cast();
     msg.msg_controllen = len as _;
     let end = buf.as_ptr() as usize + len;
-    let mut acc = 0u64;
-    // SAFETY: as in libc_checked_walk: every header CMSG_* returns lies
-    // inside msg_controllen, and its length is checked before use.
+    // SAFETY: the buffer is aligned; every header CMSG_* returns lies
+    // inside msg_controllen, and `each` gets it only when its cmsg_len is
+    // at least a header and inside too.
     unsafe {
         let hdr = libc::CMSG_LEN(0) as usize;
         let mut c = libc::CMSG_FIRSTHDR(&msg);
@@ -135,9 +135,8 @@ pub fn libc_checked_walk_only(buf: &mut [u8], len: usize) -> u64 {
             if clen < hdr || clen > end - c as usize {
                 break;
             }
-            acc += (clen - hdr) as u64;
+            each(c, clen);
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    acc
 }
