@@ -1,7 +1,7 @@
 //! Walk + decode of an error-queue buffer (and the walk alone), msgzc
-//! against the same work in C (`walks`), measured as pairs: every round times a block of calls of
-//! each variant, in rotating order, so that what disturbs one round (the
-//! machine's load, its clock) disturbs all three alike.
+//! against the same work in C (`walks`), measured as pairs: every round
+//! times a block of calls of each variant, in rotating order, so that what
+//! disturbs one round (the machine's load, its clock) disturbs all alike.
 //!
 //! Each process measures every variant for 1 and 8 notifications: the
 //! median of the per-round ratios (msgzc's time over a baseline's in the
@@ -30,6 +30,10 @@ use walks::{
 /// Calls per timed block: long against the clock's resolution, short
 /// against the machine's drifts.
 const CALLS: u32 = 1000;
+
+/// What is measured, and for how many notifications.
+const WORKS: [Work; 2] = [Work::WalkDecode, Work::WalkOnly];
+const NOTIFICATIONS: [usize; 2] = [1, 8];
 
 /// What is measured: the walk and the decode, as a drain does them, or
 /// the walk alone (its chain from one `cmsg_len` to the next header).
@@ -96,11 +100,6 @@ struct Row {
 
 fn measure(work: Work, n: usize, rounds: usize) -> Vec<Row> {
     let (mut buf, len) = errqueue_buffer(n);
-    let expect = msgzc_walk(buf.as_bytes(), len);
-    assert_eq!(libc_walk(buf.as_mut_bytes(), len), expect);
-    assert_eq!(libc_checked_walk(buf.as_mut_bytes(), len), expect);
-    let walked = msgzc_walk_only(buf.as_bytes(), len);
-    assert_eq!(libc_checked_walk_only(buf.as_mut_bytes(), len), walked);
     let variants = work.variants();
     let mut fastest = vec![Duration::MAX; variants.len()];
     let mut ratios = vec![Vec::with_capacity(rounds); variants.len() - 1];
@@ -133,14 +132,31 @@ fn measure(work: Work, n: usize, rounds: usize) -> Vec<Row> {
     rows
 }
 
+/// Every variant's answer for `n` notifications agrees with msgzc's.
+fn check_agreement(n: usize) {
+    let (mut buf, len) = errqueue_buffer(n);
+    let expect = msgzc_walk(buf.as_bytes(), len);
+    assert_eq!(libc_walk(buf.as_mut_bytes(), len), expect);
+    assert_eq!(libc_checked_walk(buf.as_mut_bytes(), len), expect);
+    let walked = msgzc_walk_only(buf.as_bytes(), len);
+    assert_eq!(libc_checked_walk_only(buf.as_mut_bytes(), len), walked);
+}
+
 fn measure_all(rounds: usize) -> Vec<Row> {
+    NOTIFICATIONS.into_iter().for_each(check_agreement);
     let mut rows = Vec::new();
-    for work in [Work::WalkDecode, Work::WalkOnly] {
-        for n in [1, 8] {
+    for work in WORKS {
+        for n in NOTIFICATIONS {
             rows.extend(measure(work, n, rounds));
         }
     }
     rows
+}
+
+/// Rows per process: one per baseline, work and notification count.
+fn rows_per_process() -> usize {
+    let baselines: usize = WORKS.iter().map(|w| w.variants().len() - 1).sum();
+    baselines * NOTIFICATIONS.len()
 }
 
 /// Set in the processes the measurement runs in.
@@ -165,7 +181,11 @@ fn run_processes() -> Vec<Vec<Row>> {
             assert!(out.status.success(), "a measuring process failed");
             let text = String::from_utf8(out.stdout).expect("rows are text");
             let rows = measure_rows_from(&text);
-            assert_eq!(rows.len(), 6, "every process reports every row");
+            assert_eq!(
+                rows.len(),
+                rows_per_process(),
+                "every process reports every row"
+            );
             rows
         })
         .collect()
@@ -203,7 +223,9 @@ fn print_summary(processes: &[Vec<Row>]) {
         processes.len()
     );
     println!();
-    println!("| work | notifications | baseline | msgzc | baseline | ratio, median (range) |");
+    println!(
+        "| work | notifications | baseline | msgzc, fastest | baseline, fastest | ratio, median (range) |"
+    );
     println!("|---|---|---|---|---|---|");
     for (i, row) in processes[0].iter().enumerate() {
         let pick = |f: fn(&Row) -> f64| {

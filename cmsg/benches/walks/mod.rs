@@ -1,4 +1,5 @@
-//! The error-queue walk and decode, three ways, shared by the criterion
+//! The error-queue walk and decode three ways (msgzc, C trusting the
+//! buffer, careful C) and the walk alone two ways, shared by the criterion
 //! benchmark (`cmsg.rs`) and the paired one (`walk_paired.rs`).
 
 use msgzc_cmsg::sys::NATIVE;
