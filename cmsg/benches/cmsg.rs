@@ -21,7 +21,7 @@ use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use walks::{errqueue_buffer, libc_checked_walk, libc_walk, msgzc_walk};
+use walks::{errqueue_buffer, libc_checked_walk, libc_walk, msgzc_walk, time_walk};
 
 fn bench_walk(c: &mut Criterion) {
     let mut g = c.benchmark_group("errqueue_walk_decode");
@@ -30,16 +30,24 @@ fn bench_walk(c: &mut Criterion) {
         let expect = msgzc_walk(buf.as_bytes(), len);
         assert_eq!(libc_walk(buf.as_mut_bytes(), len), expect);
         assert_eq!(libc_checked_walk(buf.as_mut_bytes(), len), expect);
-        // `len` is opaque too: a caller gets it from each recvmsg, so
-        // no check on it may be hoisted out of the loop.
+        // Timed in every copy of the timing loop (see `walks`), with
+        // `buf` and `len` opaque, as a caller gets them from each recvmsg.
         g.bench_with_input(BenchmarkId::new("msgzc", n), &n, |b, _| {
-            b.iter(|| msgzc_walk(black_box(buf.as_bytes()), black_box(len)))
+            b.iter_custom(|iters| {
+                time_walk(
+                    #[inline(always)]
+                    |b: &mut [u8], l| msgzc_walk(b, l),
+                    buf.as_mut_bytes(),
+                    len,
+                    iters,
+                )
+            })
         });
         g.bench_with_input(BenchmarkId::new("libc", n), &n, |b, _| {
-            b.iter(|| libc_walk(black_box(buf.as_mut_bytes()), black_box(len)))
+            b.iter_custom(|iters| time_walk(libc_walk, buf.as_mut_bytes(), len, iters))
         });
         g.bench_with_input(BenchmarkId::new("libc_checked", n), &n, |b, _| {
-            b.iter(|| libc_checked_walk(black_box(buf.as_mut_bytes()), black_box(len)))
+            b.iter_custom(|iters| time_walk(libc_checked_walk, buf.as_mut_bytes(), len, iters))
         });
     }
     g.finish();

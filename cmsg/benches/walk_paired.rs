@@ -5,31 +5,27 @@
 //!
 //! Each process measures every variant for 1 and 8 notifications: the
 //! median of the per-round ratios (msgzc's time over a baseline's in the
-//! same round) and each variant's fastest block (noise only ever adds
-//! time). The same code's speed also differs from one process to the next
-//! (by up to a third, the C baselines' as much as msgzc's), so the
-//! benchmark runs itself in several processes and reports the median over
-//! them with their range. `cargo bench -p msgzc-cmsg --bench walk_paired`;
-//! run without `--bench` (as `cargo test --benches` does, unoptimized) it
-//! makes a few rounds as a smoke test and prints no figures.
-//!
-//! What it cannot remove: at a few nanoseconds a call, where the compiler
-//! places each loop moves all of them from one build to the next (the same
-//! C loop measured 2.7 and 4.3 ns in two builds that differed only in
-//! msgzc's code). Compare ratios within one build.
+//! same round) and each variant's fastest round (noise only ever adds
+//! time). A variant's block runs in every copy of the timing loop, each
+//! placed differently in the code (see `walks`), so that no figure rests
+//! on where one loop happened to land. The same code's speed also differs
+//! a little from one process to the next, so the benchmark runs itself in
+//! several processes and reports the median over them with their range.
+//! `cargo bench -p msgzc-cmsg --bench walk_paired`; run without `--bench`
+//! (as `cargo test --benches` does, unoptimized) it makes a few rounds as
+//! a smoke test and prints no figures.
 
 mod walks;
 
-use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use walks::{
     errqueue_buffer, libc_checked_walk, libc_checked_walk_only, libc_walk, msgzc_walk,
-    msgzc_walk_only,
+    msgzc_walk_only, time_walk, OFFSETS,
 };
 
-/// Calls per timed block: long against the clock's resolution, short
-/// against the machine's drifts.
-const CALLS: u32 = 1000;
+/// Calls per copy of the timing loop in a block: long against the clock's
+/// resolution, short against the machine's drifts.
+const CALLS: u64 = 1000;
 
 /// What is measured, and for how many notifications.
 const WORKS: [Work; 2] = [Work::WalkDecode, Work::WalkOnly];
@@ -60,24 +56,28 @@ impl Work {
     }
 }
 
-/// One timed block of `walk`; `len` is opaque, as a caller gets it from
-/// each `recvmsg`.
-#[inline(never)]
-fn time_block<F: Fn(&mut [u8], usize) -> u64>(walk: F, buf: &mut [u8], len: usize) -> Duration {
-    let start = Instant::now();
-    for _ in 0..CALLS {
-        black_box(walk(black_box(&mut *buf), black_box(len)));
-    }
-    start.elapsed()
-}
-
+/// One timed block of `variant` of `work`: [`CALLS`] calls in each copy of
+/// the timing loop.
 fn time_variant(work: Work, variant: usize, buf: &mut [u8], len: usize) -> Duration {
+    let calls = CALLS * OFFSETS as u64;
     match (work, variant) {
-        (Work::WalkDecode, 0) => time_block(|b: &mut [u8], l| msgzc_walk(b, l), buf, len),
-        (Work::WalkDecode, 1) => time_block(libc_walk, buf, len),
-        (Work::WalkDecode, _) => time_block(libc_checked_walk, buf, len),
-        (Work::WalkOnly, 0) => time_block(|b: &mut [u8], l| msgzc_walk_only(b, l), buf, len),
-        (Work::WalkOnly, _) => time_block(libc_checked_walk_only, buf, len),
+        (Work::WalkDecode, 0) => time_walk(
+            #[inline(always)]
+            |b: &mut [u8], l| msgzc_walk(b, l),
+            buf,
+            len,
+            calls,
+        ),
+        (Work::WalkDecode, 1) => time_walk(libc_walk, buf, len, calls),
+        (Work::WalkDecode, _) => time_walk(libc_checked_walk, buf, len, calls),
+        (Work::WalkOnly, 0) => time_walk(
+            #[inline(always)]
+            |b: &mut [u8], l| msgzc_walk_only(b, l),
+            buf,
+            len,
+            calls,
+        ),
+        (Work::WalkOnly, _) => time_walk(libc_checked_walk_only, buf, len, calls),
     }
 }
 
@@ -91,7 +91,7 @@ struct Row {
     work: &'static str,
     n: usize,
     baseline: &'static str,
-    /// Fastest block per call, msgzc and the baseline, in ns.
+    /// Fastest round per call, msgzc and the baseline, in ns.
     ours: f64,
     theirs: f64,
     /// The median of the per-round ratios.
@@ -116,7 +116,7 @@ fn measure(work: Work, n: usize, rounds: usize) -> Vec<Row> {
             r.push(t[0].as_secs_f64() / t[baseline + 1].as_secs_f64());
         }
     }
-    let per_call = |d: Duration| d.as_secs_f64() * 1e9 / f64::from(CALLS);
+    let per_call = |d: Duration| d.as_secs_f64() * 1e9 / (CALLS * OFFSETS as u64) as f64;
     let mut rows = Vec::new();
     for (baseline, r) in ratios.iter_mut().enumerate() {
         r.sort_by(f64::total_cmp);
@@ -161,11 +161,11 @@ fn rows_per_process() -> usize {
 
 /// Set in the processes the measurement runs in.
 const CHILD: &str = "MSGZC_WALK_PAIRED_CHILD";
-/// Processes per measurement: the same loop's speed differs from one
-/// process to the next (by up to a third on the development machine, for
-/// the C baseline as much as for msgzc), so one process is one sample.
+/// Processes per measurement: the same loop's speed differs a little from
+/// one process to the next (where the loader put the code and the data),
+/// so one process is one sample.
 const PROCESSES: usize = 6;
-const ROUNDS: usize = 4000;
+const ROUNDS: usize = 1000;
 
 /// Runs the measurement in [`PROCESSES`] fresh processes, one after the
 /// other, and reads their rows (tab-separated on stdout).
@@ -217,9 +217,9 @@ fn measure_rows_from(text: &str) -> Vec<Row> {
 
 fn print_summary(processes: &[Vec<Row>]) {
     println!(
-        "{} processes, each {ROUNDS} rounds of {CALLS} calls per variant; per process, the fastest \
-         block of each variant and the median of the per-round ratios; below, the median over the \
-         processes and their range",
+        "{} processes, each {ROUNDS} rounds; a round times {CALLS} calls of each variant in each of \
+         {OFFSETS} copies of the timing loop; per process, the fastest round of each variant and \
+         the median of the per-round ratios; below, the median over the processes and their range",
         processes.len()
     );
     println!();

@@ -1,9 +1,90 @@
 //! The error-queue walk and decode three ways (msgzc, C trusting the
 //! buffer, careful C) and the walk alone two ways, shared by the criterion
-//! benchmark (`cmsg.rs`) and the paired one (`walk_paired.rs`).
+//! benchmark (`cmsg.rs`) and the paired one (`walk_paired.rs`), and the
+//! timing loop both measure them with.
+//!
+//! At a few nanoseconds a call, where the compiler happens to place a
+//! walk's loop moves its time by as much as any change to the walk itself:
+//! the same C loop measured 2.7 ns in one build and 4.3 ns in another that
+//! differed only in msgzc's code. So [`time_walk`] runs a walk in
+//! [`OFFSETS`] copies of its timing loop, each placed at a different
+//! offset inside a 64-byte line, and a figure is their average rather
+//! than one placement's luck. The walks are `#[inline(always)]` so that
+//! each copy holds its own.
 
 use msgzc_cmsg::sys::NATIVE;
 use msgzc_cmsg::{decode_errqueue, ControlBuf, ControlBuilder, ErrqueueItem, MsgFlags, Walker};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// Copies of the timing loop: the compiler starts a loop on a 16-byte
+/// boundary, so copies 16, 32, 48 and 64 bytes of no-ops further in put
+/// it at every such boundary of a 64-byte line.
+pub const OFFSETS: usize = 4;
+
+/// Defines a copy of the timing loop with `$pad` bytes of no-ops first.
+macro_rules! timing_loop_at {
+    ($name:ident, $pad:literal) => {
+        #[inline(never)]
+        fn $name<F: Fn(&mut [u8], usize) -> u64>(
+            walk: &F,
+            buf: &mut [u8],
+            len: usize,
+            calls: u64,
+        ) -> Duration {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the template is no-ops only: no register, flag,
+            // memory or stack changes. (Elsewhere the copies are alike.)
+            unsafe {
+                std::arch::asm!(
+                    concat!(".nops ", $pad),
+                    options(nomem, nostack, preserves_flags)
+                )
+            };
+            timing_loop(walk, buf, len, calls)
+        }
+    };
+}
+timing_loop_at!(timing_loop_16, 16);
+timing_loop_at!(timing_loop_32, 32);
+timing_loop_at!(timing_loop_48, 48);
+timing_loop_at!(timing_loop_64, 64);
+
+/// `calls` calls of `walk`; `buf` and `len` are opaque to the compiler, as
+/// a caller gets them from each `recvmsg`.
+#[inline(always)]
+fn timing_loop<F: Fn(&mut [u8], usize) -> u64>(
+    walk: &F,
+    buf: &mut [u8],
+    len: usize,
+    calls: u64,
+) -> Duration {
+    let start = Instant::now();
+    for _ in 0..calls {
+        black_box(walk(black_box(&mut *buf), black_box(len)));
+    }
+    start.elapsed()
+}
+
+/// The time of `calls` calls of `walk`, spread evenly over the [`OFFSETS`]
+/// copies of the timing loop.
+pub fn time_walk<F: Fn(&mut [u8], usize) -> u64>(
+    walk: F,
+    buf: &mut [u8],
+    len: usize,
+    calls: u64,
+) -> Duration {
+    let share =
+        |k: usize| calls / OFFSETS as u64 + u64::from(k < (calls % OFFSETS as u64) as usize);
+    (0..OFFSETS)
+        .map(|k| match k {
+            0 => timing_loop_16(&walk, buf, len, share(k)),
+            1 => timing_loop_32(&walk, buf, len, share(k)),
+            2 => timing_loop_48(&walk, buf, len, share(k)),
+            _ => timing_loop_64(&walk, buf, len, share(k)),
+        })
+        .sum()
+}
 
 /// A native-layout error-queue buffer with `n` zerocopy notifications.
 pub fn errqueue_buffer(n: usize) -> (ControlBuf<1024>, usize) {
@@ -21,6 +102,7 @@ pub fn errqueue_buffer(n: usize) -> (ControlBuf<1024>, usize) {
     (buf, len)
 }
 
+#[inline(always)]
 pub fn msgzc_walk(buf: &[u8], len: usize) -> u64 {
     let mut acc = 0u64;
     for m in Walker::new(NATIVE, buf, len, MsgFlags::ERRQUEUE) {
@@ -32,6 +114,7 @@ pub fn msgzc_walk(buf: &[u8], len: usize) -> u64 {
     acc
 }
 
+#[inline(always)]
 pub fn libc_walk(buf: &mut [u8], len: usize) -> u64 {
     // SAFETY: msghdr is plain old data.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -65,6 +148,7 @@ pub fn libc_walk(buf: &mut [u8], len: usize) -> u64 {
 /// enough for a `sock_extended_err` before reading one, and the IPv6 form
 /// of the error message too, which the kernel sends on IPv6 sockets (the
 /// kernel's `msg_zerocopy` selftest accepts both).
+#[inline(always)]
 pub fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
     let mut acc = 0u64;
     // SAFETY: CMSG_LEN is arithmetic.
@@ -91,6 +175,7 @@ pub fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
 }
 
 /// The walk alone, as [`msgzc_walk`] does it: the sum of the data lengths.
+#[inline(always)]
 pub fn msgzc_walk_only(buf: &[u8], len: usize) -> u64 {
     let mut acc = 0u64;
     for m in Walker::new(NATIVE, buf, len, MsgFlags::ERRQUEUE) {
@@ -101,6 +186,7 @@ pub fn msgzc_walk_only(buf: &[u8], len: usize) -> u64 {
 }
 
 /// The walk alone, as [`libc_checked_walk`] does it.
+#[inline(always)]
 pub fn libc_checked_walk_only(buf: &mut [u8], len: usize) -> u64 {
     let mut acc = 0u64;
     // SAFETY: CMSG_LEN is arithmetic.
