@@ -39,42 +39,43 @@ async fn tcp_pair() -> Result<(TcpStream, TcpStream)> {
     Ok((stream, peer))
 }
 
-/// With the peer not reading, the send buffer fills and completions stay
-/// pending in the kernel: a blocked `send` must sleep, not spin (the
-/// socket's own tokio readiness would report "write closed" after the
-/// first completion and never wait again). Dropping that send loses
-/// nothing: once the peer reads, `flush` sends the rest and every byte
-/// arrives in order.
+/// With the peer not reading, the send buffer fills: the send that finds
+/// it full must sleep, not spin, and dropping it (after 300 ms) loses
+/// nothing. The kernel may have taken part of that buffer (the sender
+/// then keeps the rest and `flush` sends it) or none of it (it is dropped
+/// with the future); which depends on the kernel's buffer sizes, and a
+/// kernel may also take the rest later without ever reporting the socket
+/// writable (Linux 6.18 does), so the test accepts both and checks that
+/// the peer gets every earlier chunk whole, in order, then that one whole
+/// or not at all, and that every chunk sent comes back once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_send_sleeps_and_survives_cancellation() -> Result {
     let (stream, mut peer) = tcp_pair().await?;
     let mut zc = AsyncZcSender::new(stream)?;
     let chunk = 256 << 10;
-    let mut sent = Vec::new();
-    let mut blocked = false;
+    let mut blocked = None;
     for k in 0..64u8 {
-        let buf = vec![k; chunk];
-        match tokio::time::timeout(Duration::from_millis(300), zc.send(buf)).await {
-            Ok(r) => r?,
-            Err(_elapsed) => {
-                blocked = true;
-                sent.push(k);
-                break;
-            }
+        let before = (zc.wait_counts(), zc.sender().socket().syscalls());
+        let send = zc.send(vec![k; chunk]);
+        if tokio::time::timeout(Duration::from_millis(300), send)
+            .await
+            .is_err()
+        {
+            blocked = Some((k, before));
+            break;
         }
-        sent.push(k);
     }
-    assert!(blocked, "the send buffer never filled");
-    let before = (zc.wait_counts(), zc.sender().socket().syscalls());
-    // Blocked for another 300 ms with completions pending: count wakeups.
-    let again = tokio::time::timeout(Duration::from_millis(300), zc.flush()).await;
-    assert!(again.is_err(), "flush finished with the peer not reading");
+    let Some((k, before)) = blocked else {
+        panic!("the send buffer never filled");
+    };
+    // Blocked for 300 ms with completions pending: a few system calls
+    // before it blocked, then a few wakeups at most, not thousands.
     let after = (zc.wait_counts(), zc.sender().socket().syscalls());
     let wakeups = after.0.wakeups - before.0.wakeups;
     let sendmsg = after.1.sendmsg - before.1.sendmsg;
     assert!(
-        wakeups <= 4 && sendmsg <= 4,
-        "{wakeups} wakeups, {sendmsg} sendmsg while blocked"
+        wakeups <= 4 && sendmsg <= 8,
+        "{wakeups} wakeups, {sendmsg} sendmsg in a blocked send"
     );
 
     let reader = tokio::spawn(async move {
@@ -86,15 +87,13 @@ async fn a_blocked_send_sleeps_and_survives_cancellation() -> Result {
     while zc.next_completed().await?.is_some() {
         back += 1;
     }
-    assert_eq!(back, sent.len());
     drop(zc.close(Duration::from_secs(5)).await);
     let got = reader.await??;
-    assert_eq!(got.len(), sent.len() * chunk);
-    for (i, k) in sent.iter().enumerate() {
-        assert!(
-            got[i * chunk..(i + 1) * chunk].iter().all(|b| b == k),
-            "chunk {i}"
-        );
+    let whole = usize::from(k) + usize::from(got.len() > usize::from(k) * chunk);
+    assert_eq!(got.len(), whole * chunk, "chunk {k} arrived in part");
+    assert_eq!(back, whole, "buffers back");
+    for (i, part) in got.chunks(chunk).enumerate() {
+        assert!(part.iter().all(|&b| usize::from(b) == i), "chunk {i}");
     }
     Ok(())
 }

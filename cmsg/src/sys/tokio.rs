@@ -260,8 +260,9 @@ impl<F: AsFd, B: AsRef<[u8]>> AsyncZcSender<F, B> {
     /// [`next_completed`](Self::next_completed).
     ///
     /// Cancel-safe in the sense that matters: dropping the future never
-    /// loses a buffer. If it was dropped after part of the buffer went
-    /// out, the sender keeps the rest and sends it first on the next call.
+    /// leaves a buffer half sent. If part of it went out, the sender keeps
+    /// the rest and sends it first on the next call; if none did, the
+    /// buffer is dropped with the future and the stream has none of it.
     pub async fn send(&mut self, buf: B) -> Result<(), AsyncError<B>> {
         let mut buf = buf;
         loop {
