@@ -27,21 +27,13 @@ fn bench_walk(c: &mut Criterion) {
     let mut g = c.benchmark_group("errqueue_walk_decode");
     for n in [1usize, 8] {
         let (mut buf, len) = errqueue_buffer(n);
-        let expect = msgzc_walk(buf.as_bytes(), len);
+        let expect = msgzc_walk(buf.as_mut_bytes(), len);
         assert_eq!(libc_walk(buf.as_mut_bytes(), len), expect);
         assert_eq!(libc_checked_walk(buf.as_mut_bytes(), len), expect);
         // Timed in every copy of the timing loop (see `walks`), with
         // `buf` and `len` opaque, as a caller gets them from each recvmsg.
         g.bench_with_input(BenchmarkId::new("msgzc", n), &n, |b, _| {
-            b.iter_custom(|iters| {
-                time_walk(
-                    #[inline(always)]
-                    |b: &mut [u8], l| msgzc_walk(b, l),
-                    buf.as_mut_bytes(),
-                    len,
-                    iters,
-                )
-            })
+            b.iter_custom(|iters| time_walk(msgzc_walk, buf.as_mut_bytes(), len, iters))
         });
         g.bench_with_input(BenchmarkId::new("libc", n), &n, |b, _| {
             b.iter_custom(|iters| time_walk(libc_walk, buf.as_mut_bytes(), len, iters))

@@ -102,10 +102,12 @@ pub fn errqueue_buffer(n: usize) -> (ControlBuf<1024>, usize) {
     (buf, len)
 }
 
+/// The walk and decode as a drain does them. (The buffer is lent
+/// mutably only because the C walks need it so, for `msghdr`.)
 #[inline(always)]
-pub fn msgzc_walk(buf: &[u8], len: usize) -> u64 {
+pub fn msgzc_walk(buf: &mut [u8], len: usize) -> u64 {
     let mut acc = 0u64;
-    for m in Walker::new(NATIVE, buf, len, MsgFlags::ERRQUEUE) {
+    for m in Walker::new(NATIVE, &*buf, len, MsgFlags::ERRQUEUE) {
         let Ok(m) = m else { break };
         if let Ok(ErrqueueItem::Zerocopy(r)) = decode_errqueue(NATIVE, &m) {
             acc += r.count() + u64::from(r.copied);
@@ -176,9 +178,9 @@ pub fn libc_checked_walk(buf: &mut [u8], len: usize) -> u64 {
 
 /// The walk alone, as [`msgzc_walk`] does it: the sum of the data lengths.
 #[inline(always)]
-pub fn msgzc_walk_only(buf: &[u8], len: usize) -> u64 {
+pub fn msgzc_walk_only(buf: &mut [u8], len: usize) -> u64 {
     let mut acc = 0u64;
-    for m in Walker::new(NATIVE, buf, len, MsgFlags::ERRQUEUE) {
+    for m in Walker::new(NATIVE, &*buf, len, MsgFlags::ERRQUEUE) {
         let Ok(m) = m else { break };
         acc += m.data.len() as u64;
     }
