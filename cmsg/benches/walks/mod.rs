@@ -32,9 +32,11 @@ macro_rules! timing_loop_at {
             len: usize,
             calls: u64,
         ) -> Duration {
+            // Only on x86_64, where the benchmarks are run; elsewhere the
+            // copies are alike.
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the template is no-ops only: no register, flag,
-            // memory or stack changes. (Elsewhere the copies are alike.)
+            // memory or stack changes.
             unsafe {
                 std::arch::asm!(
                     concat!(".nops ", $pad),
