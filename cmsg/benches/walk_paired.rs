@@ -26,6 +26,8 @@ use walks::{
 /// Calls per copy of the timing loop in a block: long against the clock's
 /// resolution, short against the machine's drifts.
 const CALLS: u64 = 1000;
+/// Calls of a variant in a round: [`CALLS`] in each copy of the loop.
+const ROUND_CALLS: u64 = CALLS * OFFSETS as u64;
 
 /// What is measured, and for how many notifications.
 const WORKS: [Work; 2] = [Work::WalkDecode, Work::WalkOnly];
@@ -59,7 +61,7 @@ impl Work {
 /// One timed block of `variant` of `work`: [`CALLS`] calls in each copy of
 /// the timing loop.
 fn time_variant(work: Work, variant: usize, buf: &mut [u8], len: usize) -> Duration {
-    let calls = CALLS * OFFSETS as u64;
+    let calls = ROUND_CALLS;
     match (work, variant) {
         (Work::WalkDecode, 0) => time_walk(msgzc_walk, buf, len, calls),
         (Work::WalkDecode, 1) => time_walk(libc_walk, buf, len, calls),
@@ -104,7 +106,7 @@ fn measure(work: Work, n: usize, rounds: usize) -> Vec<Row> {
             r.push(t[0].as_secs_f64() / t[baseline + 1].as_secs_f64());
         }
     }
-    let per_call = |d: Duration| d.as_secs_f64() * 1e9 / (CALLS * OFFSETS as u64) as f64;
+    let per_call = |d: Duration| d.as_secs_f64() * 1e9 / ROUND_CALLS as f64;
     let mut rows = Vec::new();
     for (baseline, r) in ratios.iter_mut().enumerate() {
         r.sort_by(f64::total_cmp);
