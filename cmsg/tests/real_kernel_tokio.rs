@@ -40,8 +40,9 @@ async fn tcp_pair() -> Result<(TcpStream, TcpStream)> {
 }
 
 /// With the peer not reading, the send buffer fills: the send that finds
-/// it full must sleep, not spin, and dropping it (after 300 ms) loses
-/// nothing. The kernel may have taken part of that buffer (the sender
+/// it full must sleep, not spin (the socket's own tokio readiness would
+/// report "write closed" after the first completion and never wait
+/// again), and dropping it (after 300 ms) loses nothing. The kernel may have taken part of that buffer (the sender
 /// then keeps the rest and `flush` sends it) or none of it (it is dropped
 /// with the future); which depends on the kernel's buffer sizes, and a
 /// kernel may also take the rest later without ever reporting the socket
